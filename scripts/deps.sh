@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Install, idempotently, everything lxbsm's build and guest tests need on a Debian 12 machine:
+# QEMU, the generic Debian kernels (bookworm 6.1 and bookworm-backports 6.12) with their headers,
+# guest tooling, and the project's .venv. Safe to run again: each step checks before it acts.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv="$here/.venv"
+python=${PYTHON:-python3}
+stamp="$here/build/.deps-apt"
+export DEBIAN_FRONTEND=noninteractive
+
+say() { printf '[deps] %s\n' "$*"; }
+need_root() {
+	if [ "$(id -u)" != 0 ]; then
+		say "installing system packages needs root: run 'sudo make deps'"
+		exit 1
+	fi
+}
+
+# Packages the host needs to build modules and boot guests, and the tools the guest tests run.
+host_pkgs=(qemu-system-x86 qemu-utils busybox-static kmod cpio zstd
+	build-essential bc flex bison libelf-dev libssl-dev dwarves
+	stress-ng strace openssh-server openssh-client sudo auditd python3 python3-venv)
+
+backports_list=/etc/apt/sources.list.d/lxbsm-bookworm-backports.list
+
+have_backports() {
+	grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/
+}
+
+# The versioned image package that a suite's linux-image-amd64 metapackage points at.
+kernel_pkg_of() { # suite
+	apt-cache depends -t "$1" linux-image-amd64 2>/dev/null |
+		awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+
+missing_of() { # package... -> prints the ones not installed
+	local p
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+			printf '%s\n' "$p"
+	done
+}
+
+# Sets k61/k612 and the lists of what is missing; returns 1 when a kernel cannot be resolved.
+resolve() {
+	k61=$(kernel_pkg_of bookworm-security)
+	[ -n "$k61" ] || k61=$(kernel_pkg_of bookworm)
+	k612=$(kernel_pkg_of bookworm-backports)
+	[ -n "$k61" ] && [ -n "$k612" ] || return 1
+	mapfile -t miss_main < <(missing_of "${host_pkgs[@]}" "$k61" "${k61/linux-image-/linux-headers-}")
+	mapfile -t miss_bpo < <(missing_of "$k612" "${k612/linux-image-/linux-headers-}")
+}
+
+apt_steps() {
+	k61='' k612='' miss_main=() miss_bpo=()
+	if have_backports && resolve && [ ${#miss_main[@]} -eq 0 ] && [ ${#miss_bpo[@]} -eq 0 ]; then
+		say "system packages present (kernels: $k61 $k612)"
+		return 0
+	fi
+	need_root
+	if ! have_backports; then
+		say "adding the bookworm-backports suite ($backports_list)"
+		echo 'deb http://deb.debian.org/debian bookworm-backports main' >"$backports_list"
+	fi
+	say "apt-get update"
+	apt-get update -qq
+	if ! resolve; then
+		say "cannot resolve the Debian kernel packages (6.1: '$k61', 6.12: '$k612')"
+		exit 1
+	fi
+	if [ ${#miss_main[@]} -gt 0 ]; then
+		say "apt-get install ${miss_main[*]}"
+		apt-get install -y -qq --no-install-recommends "${miss_main[@]}" >/dev/null
+	fi
+	if [ ${#miss_bpo[@]} -gt 0 ]; then
+		say "apt-get install -t bookworm-backports ${miss_bpo[*]}"
+		apt-get install -y -qq --no-install-recommends -t bookworm-backports "${miss_bpo[@]}" >/dev/null
+	fi
+	say "kernels: $k61 $k612"
+}
+
+venv_steps() {
+	if [ ! -x "$venv/bin/python" ]; then
+		say "creating $venv"
+		"$python" -m venv "$venv"
+	fi
+	if ! "$venv/bin/python" -c 'import lxbsm_tools, pytest, construct, hypothesis, virtme_ng' 2>/dev/null ||
+		[ "$here/pyproject.toml" -nt "$venv/.lxbsm-installed" ]; then
+		say "pip install -e .[dev] into .venv"
+		"$venv/bin/python" -m pip install -q --upgrade pip
+		"$venv/bin/python" -m pip install -q -e "$here[dev]"
+		touch "$venv/.lxbsm-installed"
+	fi
+}
+
+apt_steps
+venv_steps
+mkdir -p "$(dirname "$stamp")"
+touch "$stamp"
+say "ready"
