@@ -6,7 +6,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 venv="$here/.venv"
-python=${PYTHON:-python3}
+python=${PYTHON:-/usr/bin/python3}
 stamp="$here/build/.deps-apt"
 export DEBIAN_FRONTEND=noninteractive
 

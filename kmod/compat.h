@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * lxbsm compat: every difference between the supported kernels lives here.
+ *
+ * Differences are detected by build-time feature probes (kmod/probes/NAME.c,
+ * compiled against the target's headers by kmod/probe-features.sh), not by
+ * version numbers: Debian's stable kernels backport features, so a version
+ * number would lie.  The probe results arrive as LXBSM_HAVE_* macros in the
+ * generated lxbsm_probes.h.
+ */
+#ifndef LXBSM_COMPAT_H
+#define LXBSM_COMPAT_H
+
+#include <linux/mm.h>
+
+#include "lxbsm_probes.h"
+
+/* asm/unaligned.h moved to linux/unaligned.h (6.12). */
+#ifdef LXBSM_HAVE_LINUX_UNALIGNED_H
+#include <linux/unaligned.h>
+#else
+#include <asm/unaligned.h>
+#endif
+
+/* vm_flags became read-only with vm_flags_set/clear (6.3; not in 6.1). */
+#ifdef LXBSM_HAVE_VM_FLAGS_SET
+static inline void lxbsm_vm_flags_clear(struct vm_area_struct *vma, vm_flags_t flags)
+{
+	vm_flags_clear(vma, flags);
+}
+#else
+static inline void lxbsm_vm_flags_clear(struct vm_area_struct *vma, vm_flags_t flags)
+{
+	vma->vm_flags &= ~flags;
+}
+#endif
+
+#endif /* LXBSM_COMPAT_H */

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: GPL-2.0 WITH Linux-syscall-note */
+/*
+ * lxbsm: the ABI shared by the kernel module and user space.
+ *
+ * /dev/lxbsm carries BSM audit records from the kernel to one consumer
+ * through a ring buffer in the style of the BPF ring buffer:
+ *
+ *   mmap offset 0           one page, read-write: struct lxbsm_consumer_page
+ *   mmap offset PAGE_SIZE   read-only: struct lxbsm_producer_page (one page)
+ *                           followed by the data area mapped twice, so a
+ *                           record that wraps is still contiguous
+ *
+ * Each record in the data area starts with a struct lxbsm_rec_hdr and is
+ * padded to 8 bytes.  A record whose len has LXBSM_REC_BUSY set is still
+ * being written: stop there and wait.  A record with LXBSM_REC_DISCARD set
+ * is to be skipped.  After consuming, the reader stores the new position in
+ * consumer_pos; the kernel never trusts it beyond free-space arithmetic.
+ *
+ * Opening the device read-only gives the control interface (ioctls);
+ * opening it read-write claims the single consumer role (-EBUSY if taken).
+ */
+#ifndef _UAPI_LXBSM_H
+#define _UAPI_LXBSM_H
+
+#include <linux/types.h>
+#include <linux/ioctl.h>
+
+#define LXBSM_ABI_VERSION	1
+#define LXBSM_DEVICE		"lxbsm"
+
+/* Record header flags, in the top bits of lxbsm_rec_hdr.len. */
+#define LXBSM_REC_BUSY		(1U << 31)
+#define LXBSM_REC_DISCARD	(1U << 30)
+#define LXBSM_REC_LEN_MASK	(~(LXBSM_REC_BUSY | LXBSM_REC_DISCARD))
+
+/* lxbsm_rec_hdr.type */
+enum lxbsm_rec_type {
+	LXBSM_REC_BSM = 1,		/* one whole BSM record: header .. trailer */
+};
+
+struct lxbsm_rec_hdr {
+	__u32 len;			/* payload bytes, without this header */
+	__u32 type;			/* enum lxbsm_rec_type */
+};
+
+/* Why a record was lost (index into the lost[] counters). */
+enum lxbsm_lost_reason {
+	LXBSM_LOST_RING_FULL,		/* no space in the ring */
+	LXBSM_LOST_TOO_BIG,		/* record larger than a quarter of the ring */
+	LXBSM_LOST_NO_SCRATCH,		/* no record-building buffer (nesting) */
+	LXBSM_LOST_FAULT,		/* user memory could not be read */
+	LXBSM_LOST_NR = 8,
+};
+
+/* Hooks with kretprobe miss counters (index into missed[]). */
+#define LXBSM_HOOKS_MAX		32
+
+struct lxbsm_consumer_page {
+	__u64 consumer_pos;
+};
+
+struct lxbsm_producer_page {
+	__u64 producer_pos;		/* bytes ever reserved */
+	__u64 data_size;		/* size of the data area, a power of two */
+	__u32 abi_version;
+	__u32 hdr_size;			/* sizeof(struct lxbsm_rec_hdr) */
+	__u64 records;			/* records committed */
+	__u64 bytes;			/* payload bytes committed */
+	__u64 lost[LXBSM_LOST_NR];
+};
+
+struct lxbsm_status {
+	__u32 abi_version;
+	__u32 struct_size;		/* sizeof(struct lxbsm_status) */
+	char version[32];		/* module version string */
+	__u64 page_size;
+	__u64 data_size;		/* ring data area, bytes */
+	__u64 producer_pos;
+	__u64 consumer_pos;
+	__u64 high_water;		/* largest producer - consumer seen */
+	__u64 records;
+	__u64 bytes;
+	__u64 lost[LXBSM_LOST_NR];
+	__u64 submitted;		/* records submitted from user space */
+	__u64 table_entries;		/* per-process audit table entries */
+	__u32 consumer_open;		/* 1 while a consumer holds the ring */
+	__u32 nr_hooks;			/* valid entries in missed[] */
+	__u64 missed[LXBSM_HOOKS_MAX];	/* kretprobe misses per hook */
+};
+
+/*
+ * Submit one complete BSM record from user space (the audit(2) of BSM
+ * systems, for login programs and the daemon).  The record must be a header
+ * token whose byte count equals len, followed by tokens and a trailer with
+ * the same count.  Needs CAP_AUDIT_WRITE.
+ */
+struct lxbsm_submit {
+	__u64 buf;			/* user pointer to the record */
+	__u32 len;
+	__u32 flags;			/* must be 0 */
+};
+
+#define LXBSM_MAX_RECORD	32767	/* MAX_AUDIT_RECORD_SIZE */
+
+#define LXBSM_IOC_MAGIC		0xB5
+#define LXBSM_IOC_STATUS	_IOR(LXBSM_IOC_MAGIC, 1, struct lxbsm_status)
+#define LXBSM_IOC_SUBMIT	_IOW(LXBSM_IOC_MAGIC, 2, struct lxbsm_submit)
+
+#endif /* _UAPI_LXBSM_H */

@@ -1,0 +1,211 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lxbsm: BSM audit records from the Linux kernel.
+ *
+ * This file owns the module's life cycle and /dev/lxbsm: open (control or
+ * consumer), mmap and poll of the record ring, and the ioctls.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/atomic.h>
+#include <linux/capability.h>
+#include <linux/fs.h>
+#include <linux/miscdevice.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/uaccess.h>
+
+#include "compat.h"
+#include "ring.h"
+
+#define LXBSM_VERSION "0.1.0"
+
+static unsigned int ring_size_kb = 16384;
+module_param(ring_size_kb, uint, 0444);
+MODULE_PARM_DESC(ring_size_kb,
+		 "Ring data area in KiB (rounded up to a power of two, min 64; default 16384)");
+
+static struct lxbsm_ring lxbsm_ring;
+static atomic_t consumer_claimed = ATOMIC_INIT(0);
+static atomic64_t submitted = ATOMIC64_INIT(0);
+
+/* A file opened for writing is the consumer: it may map and poll the ring. */
+static bool is_consumer(const struct file *f)
+{
+	return f->f_mode & FMODE_WRITE;
+}
+
+static int lxbsm_open(struct inode *inode, struct file *f)
+{
+	if (is_consumer(f)) {
+		if (!capable(CAP_AUDIT_READ))
+			return -EPERM;
+		if (atomic_cmpxchg(&consumer_claimed, 0, 1) != 0)
+			return -EBUSY;
+	} else if (!capable(CAP_AUDIT_CONTROL)) {
+		return -EPERM;
+	}
+	return nonseekable_open(inode, f);
+}
+
+static int lxbsm_release(struct inode *inode, struct file *f)
+{
+	if (is_consumer(f))
+		atomic_set(&consumer_claimed, 0);
+	return 0;
+}
+
+static int lxbsm_mmap(struct file *f, struct vm_area_struct *vma)
+{
+	if (!is_consumer(f))
+		return -EACCES;
+	return lxbsm_ring_mmap(&lxbsm_ring, vma);
+}
+
+static __poll_t lxbsm_poll(struct file *f, poll_table *pt)
+{
+	if (!is_consumer(f))
+		return EPOLLERR;
+	return lxbsm_ring_poll(&lxbsm_ring, f, pt);
+}
+
+static long lxbsm_ioctl_status(void __user *arg)
+{
+	struct lxbsm_status *st;
+	long ret = 0;
+
+	st = kzalloc(sizeof(*st), GFP_KERNEL);
+	if (!st)
+		return -ENOMEM;
+	st->abi_version = LXBSM_ABI_VERSION;
+	st->struct_size = sizeof(*st);
+	strscpy(st->version, LXBSM_VERSION, sizeof(st->version));
+	st->page_size = PAGE_SIZE;
+	lxbsm_ring_status(&lxbsm_ring, st);
+	st->submitted = atomic64_read(&submitted);
+	st->consumer_open = atomic_read(&consumer_claimed);
+	if (copy_to_user(arg, st, sizeof(*st)))
+		ret = -EFAULT;
+	kfree(st);
+	return ret;
+}
+
+/* Is @rec one whole BSM record: header .. trailer, both counting @len bytes? */
+static bool bsm_record_valid(const u8 *rec, u32 len)
+{
+	const u8 *trl = rec + len - 7;
+
+	switch (rec[0]) {
+	case 0x14:	/* header32 */
+	case 0x15:	/* header32_ex */
+	case 0x74:	/* header64 */
+	case 0x79:	/* header64_ex */
+		break;
+	default:
+		return false;
+	}
+	return get_unaligned_be32(rec + 1) == len && trl[0] == 0x13 &&
+	       get_unaligned_be16(trl + 1) == 0xb105 &&
+	       get_unaligned_be32(trl + 3) == len;
+}
+
+static long lxbsm_ioctl_submit(struct file *f, void __user *arg)
+{
+	struct lxbsm_submit req;
+	void *rec;
+	long ret;
+
+	if (!file_ns_capable(f, &init_user_ns, CAP_AUDIT_WRITE))
+		return -EPERM;
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	if (req.flags || req.len < 18 + 7 || req.len > LXBSM_MAX_RECORD)
+		return -EINVAL;
+	rec = memdup_user(u64_to_user_ptr(req.buf), req.len);
+	if (IS_ERR(rec))
+		return PTR_ERR(rec);
+	ret = -EINVAL;
+	if (bsm_record_valid(rec, req.len)) {
+		ret = lxbsm_ring_write(&lxbsm_ring, rec, req.len, LXBSM_REC_BSM);
+		if (!ret)
+			atomic64_inc(&submitted);
+	}
+	kfree(rec);
+	return ret;
+}
+
+static long lxbsm_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
+{
+	void __user *uarg = (void __user *)arg;
+
+	switch (cmd) {
+	case LXBSM_IOC_STATUS:
+		return lxbsm_ioctl_status(uarg);
+	case LXBSM_IOC_SUBMIT:
+		return lxbsm_ioctl_submit(f, uarg);
+	default:
+		return -ENOTTY;
+	}
+}
+
+static const struct file_operations lxbsm_fops = {
+	.owner		= THIS_MODULE,
+	.open		= lxbsm_open,
+	.release	= lxbsm_release,
+	.mmap		= lxbsm_mmap,
+	.poll		= lxbsm_poll,
+	.unlocked_ioctl	= lxbsm_ioctl,
+	.compat_ioctl	= compat_ptr_ioctl,
+};
+
+static struct miscdevice lxbsm_misc = {
+	.minor	= MISC_DYNAMIC_MINOR,
+	.name	= LXBSM_DEVICE,
+	.fops	= &lxbsm_fops,
+	.mode	= 0600,
+};
+
+static int __init lxbsm_init(void)
+{
+	size_t size;
+	int ret;
+
+	size = roundup_pow_of_two(max_t(size_t, ring_size_kb, 64) * (size_t)SZ_1K);
+	ret = lxbsm_ring_init(&lxbsm_ring, size);
+	if (ret) {
+		pr_err("cannot allocate a %zu KiB ring: %d\n", size >> 10, ret);
+		return ret;
+	}
+	ret = misc_register(&lxbsm_misc);
+	if (ret) {
+		pr_err("cannot register /dev/%s: %d\n", LXBSM_DEVICE, ret);
+		lxbsm_ring_destroy(&lxbsm_ring);
+		return ret;
+	}
+#ifdef LXBSM_FAULT_WARN_AT_LOAD
+	/* Built only by the harness self-test: a module that must fail. */
+	WARN_ON(1);
+#endif
+	pr_info("version %s loaded, ring %zu KiB\n", LXBSM_VERSION, size >> 10);
+	return 0;
+}
+
+static void __exit lxbsm_exit(void)
+{
+	/*
+	 * fops.owner pins the module while /dev/lxbsm is open or mapped, so
+	 * nothing can reach the ring once the device is gone.
+	 */
+	misc_deregister(&lxbsm_misc);
+	lxbsm_ring_destroy(&lxbsm_ring);
+	pr_info("unloaded\n");
+}
+
+module_init(lxbsm_init);
+module_exit(lxbsm_exit);
+
+MODULE_LICENSE("GPL");
+MODULE_AUTHOR("The lxbsm developers");
+MODULE_DESCRIPTION("BSM audit records from the Linux kernel");
+MODULE_VERSION(LXBSM_VERSION);

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * lxbsm ring: one multi-producer, single-consumer ring of variable-size
+ * records, shared with user space by mmap (layout in uapi/lxbsm.h).
+ */
+#ifndef LXBSM_RING_H
+#define LXBSM_RING_H
+
+#include <linux/irq_work.h>
+#include <linux/mm_types.h>
+#include <linux/poll.h>
+#include <linux/spinlock.h>
+#include <linux/types.h>
+#include <linux/wait.h>
+
+#include "include/uapi/lxbsm.h"
+
+struct lxbsm_ring {
+	/* Producers serialise on this lock for reservation only. */
+	raw_spinlock_t lock ____cacheline_aligned_in_smp;
+	u64 pending_pos;		/* oldest record maybe still BUSY */
+	u64 high_water;
+	u64 mask;			/* data_size - 1 */
+	void *base;			/* vmap: consumer, producer, data, data */
+	struct lxbsm_consumer_page *cons;
+	struct lxbsm_producer_page *prod;
+	u8 *data;
+	struct page **pages;		/* distinct pages: 2 + data pages */
+	unsigned int nr_pages;
+	unsigned int map_pages;		/* pages in the vmap, data counted twice */
+	wait_queue_head_t waitq;
+	struct irq_work wakeup;
+};
+
+int lxbsm_ring_init(struct lxbsm_ring *r, size_t data_size);
+void lxbsm_ring_destroy(struct lxbsm_ring *r);
+
+/* Reserve room for a payload of @size bytes; NULL (and a lost count) if full. */
+void *lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type);
+void lxbsm_ring_commit(struct lxbsm_ring *r, void *rec);
+void lxbsm_ring_discard(struct lxbsm_ring *r, void *rec);
+/* Count a record lost before it reached the ring. */
+void lxbsm_ring_lost(struct lxbsm_ring *r, enum lxbsm_lost_reason why);
+/* Reserve, copy and commit in one call (process or atomic context). */
+int lxbsm_ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type);
+
+__poll_t lxbsm_ring_poll(struct lxbsm_ring *r, struct file *f, poll_table *pt);
+int lxbsm_ring_mmap(struct lxbsm_ring *r, struct vm_area_struct *vma);
+void lxbsm_ring_status(struct lxbsm_ring *r, struct lxbsm_status *st);
+
+#endif /* LXBSM_RING_H */

@@ -1,0 +1,319 @@
+"""lxbsm-vm: run a command in a QEMU guest booting a chosen Debian kernel.
+
+The guest (virtme-ng, QEMU TCG) sees the host's root file system read-only, so
+the repository, its .venv and Debian's python3 are all there.  With --load the
+module is built on the host for that kernel and inserted before the command;
+after the command it is removed again.  The command's output is streamed while
+it runs; its exit status becomes ours.  The run fails when the guest's kernel
+log shows a BUG, WARNING, Oops, Call Trace, lockdep or KASAN line (printed),
+when the module cannot be unloaded, or when the guest dies.
+
+    lxbsm-vm --kernel 6.12 --load -- python3 -m pytest tests/guest
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+BOOT = Path("/boot")
+# Kernel log lines that fail a run, whatever the command's status.
+BAD_DMESG = re.compile(r"BUG:|WARNING:|Oops|Call Trace|lockdep|KASAN")
+EXIT_GUEST_DIED = 125
+EXIT_TIMEOUT = 124
+EXIT_SPLAT = 1
+
+
+class VMError(Exception):
+    """A problem the user can fix; the message says how."""
+
+
+def say(msg: str) -> None:
+    print(f"[lxbsm-vm] {msg}", file=sys.stderr, flush=True)
+
+
+def installed_kernels() -> list[str]:
+    """Kernel versions with an image in /boot and modules in /lib/modules."""
+    found = []
+    for img in sorted(BOOT.glob("vmlinuz-*")):
+        ver = img.name.removeprefix("vmlinuz-")
+        if Path("/lib/modules", ver).is_dir():
+            found.append(ver)
+    return found
+
+
+def resolve_kernel(spec: str, available: Sequence[str] | None = None) -> str:
+    """Map '6.1', '6.12' or a full version to one installed generic kernel."""
+    kernels = list(installed_kernels() if available is None else available)
+    if spec in kernels:
+        return spec
+    generic = [k for k in kernels if k.endswith("-amd64") and "-cloud-" not in k and "-rt-" not in k]
+    matches = [k for k in generic if k.startswith(spec + ".") or k.startswith(spec + "-")]
+    if len(matches) == 1:
+        return matches[0]
+    have = ", ".join(kernels) or "none"
+    if not matches:
+        raise VMError(
+            f"no installed kernel matches '{spec}' (installed: {have}).\n"
+            "  Install the supported Debian kernels with: make deps"
+        )
+    raise VMError(f"'{spec}' is ambiguous ({', '.join(matches)}): give the full version")
+
+
+def find_tools() -> tuple[str, str]:
+    qemu = shutil.which("qemu-system-x86_64")
+    if qemu is None:
+        raise VMError(
+            "qemu-system-x86_64 not found.\n"
+            "  Install it with: make deps   (or: apt-get install qemu-system-x86)"
+        )
+    vng = Path(sys.executable).parent / "vng"
+    if not vng.exists():
+        found = shutil.which("vng")
+        if found is None:
+            raise VMError(
+                "virtme-ng (vng) not found.\n"
+                "  Install it with: make deps   (it goes into the project's .venv)"
+            )
+        vng = Path(found)
+    return qemu, str(vng)
+
+
+def bad_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if BAD_DMESG.search(line)]
+
+
+@dataclass
+class Run:
+    kernel: str
+    command: list[str]
+    ko: Path | None
+    ko_params: list[str]
+    shares: list[Path]
+    memory: str
+    cpus: int
+    timeout: float
+    rundir: Path
+
+    def guest_script(self) -> str:
+        q = shlex.quote
+        rd = q(str(self.rundir))
+        lines = [
+            "#!/bin/sh",
+            "# Written by lxbsm-vm; runs inside the guest.",
+            f"echo up > {rd}/booted",
+            f"cd {q(str(REPO))}",
+            f"export PATH={q(str(REPO / '.venv' / 'bin'))}:$PATH",
+            f"export LXBSM_IN_GUEST=1 LXBSM_RUNDIR={rd}",
+            "export PYTHONDONTWRITEBYTECODE=1",
+        ]
+        if self.shares:
+            lines.append(f"export LXBSM_SHARE={q(str(self.shares[0]))}")
+        if self.ko is not None:
+            params = " ".join(q(p) for p in self.ko_params)
+            lines += [
+                f"if ! insmod {q(str(self.ko))} {params} >{rd}/insmod.log 2>&1; then",
+                f"  echo 'insmod failed:' >>{rd}/out.log; cat {rd}/insmod.log >>{rd}/out.log",
+                f"  dmesg >{rd}/dmesg; echo 126 >{rd}/rc; echo done >{rd}/finished; exit 0",
+                "fi",
+                "export LXBSM_MODULE_LOADED=1",
+            ]
+        lines += [
+            f"( {shlex.join(self.command)} ) </dev/null >>{rd}/out.log 2>&1",
+            f"echo $? >{rd}/rc",
+        ]
+        if self.ko is not None:
+            lines += [
+                "if grep -q '^lxbsm ' /proc/modules; then",
+                f"  rmmod lxbsm >{rd}/rmmod.log 2>&1 || echo failed >{rd}/rmmod-failed",
+                "fi",
+            ]
+        lines += [f"dmesg >{rd}/dmesg", f"echo done >{rd}/finished", ""]
+        return "\n".join(lines)
+
+
+class Tail(threading.Thread):
+    """Copy a growing file to our stdout until stopped."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.stop = threading.Event()
+        self.pos = 0
+
+    def pump(self) -> None:
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.pos)
+                chunk = f.read()
+        except FileNotFoundError:
+            return
+        if chunk:
+            self.pos += len(chunk)
+            sys.stdout.buffer.write(chunk)
+            sys.stdout.flush()
+
+    def run(self) -> None:
+        while not self.stop.wait(0.3):
+            self.pump()
+        self.pump()
+
+
+def build_module(kernel: str) -> Path:
+    say(f"building lxbsm.ko for {kernel}")
+    proc = subprocess.run([str(REPO / "scripts" / "build-module.sh"), kernel], check=False)
+    if proc.returncode != 0:
+        raise VMError(f"the module did not build for {kernel}")
+    return REPO / "build" / kernel / "lxbsm.ko"
+
+
+def execute(run: Run) -> int:
+    _, vng = find_tools()
+    image = BOOT / f"vmlinuz-{run.kernel}"
+    run.rundir.mkdir(parents=True, exist_ok=True)
+    for name in ("booted", "finished", "rc", "out.log", "dmesg", "rmmod-failed"):
+        (run.rundir / name).unlink(missing_ok=True)
+    script = run.rundir / "guest.sh"
+    script.write_text(run.guest_script())
+    cmd = [
+        vng, "--run", str(image), "--disable-kvm", "--force-9p",
+        "--memory", run.memory, "--cpus", str(run.cpus),
+        "--rwdir", str(run.rundir),
+    ]
+    for share in run.shares:
+        cmd += ["--rwdir", str(share)]
+    cmd += ["--exec", f"sh {shlex.quote(str(script))}"]
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(vng).parent}:{env.get('PATH', '')}"
+
+    say(f"booting {run.kernel} under QEMU TCG ({run.cpus} CPUs, {run.memory})")
+    start = time.monotonic()
+    console = (run.rundir / "console.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, env=env)
+    tail = Tail(run.rundir / "out.log")
+    booted = False
+    timed_out = False
+    try:
+        while proc.poll() is None:
+            if not booted and (run.rundir / "booted").exists():
+                booted = True
+                load = f"insmod {run.ko.name}; " if run.ko else ""
+                say(f"guest up in {time.monotonic() - start:.1f} s; {load}running: "
+                    f"{shlex.join(run.command)}")
+                tail.start()
+            if time.monotonic() - start > run.timeout:
+                timed_out = True
+                proc.kill()
+                break
+            time.sleep(0.2)
+        proc.wait()
+    finally:
+        console.close()
+        if tail.is_alive():
+            tail.stop.set()
+            tail.join()
+        elif (run.rundir / "out.log").exists():
+            tail.pump()
+    elapsed = time.monotonic() - start
+
+    if timed_out:
+        say(f"TIMEOUT: the guest ran longer than {run.timeout:.0f} s; console: "
+            f"{run.rundir / 'console.log'}")
+        return EXIT_TIMEOUT
+    if not (run.rundir / "finished").exists():
+        console_text = (run.rundir / "console.log").read_text(errors="replace")
+        say("the guest died before the command finished; last console lines:")
+        for line in console_text.splitlines()[-40:]:
+            print(f"    {line}", file=sys.stderr)
+        return EXIT_GUEST_DIED
+    rc = int((run.rundir / "rc").read_text().strip() or EXIT_GUEST_DIED)
+    dmesg = (run.rundir / "dmesg").read_text(errors="replace")
+    splats = bad_lines(dmesg)
+    say(f"guest finished in {elapsed:.1f} s, command exit status {rc}")
+    status = rc
+    if (run.rundir / "rmmod-failed").exists():
+        say("FAIL: rmmod lxbsm failed: " + (run.rundir / "rmmod.log").read_text().strip())
+        status = status or EXIT_SPLAT
+    if splats:
+        say(f"FAIL: the guest kernel log has {len(splats)} BUG/WARNING/Oops/Call Trace/"
+            f"lockdep/KASAN line(s) (full log: {run.rundir / 'dmesg'}):")
+        for line in splats:
+            print(f"    {line}", file=sys.stderr)
+        status = status or EXIT_SPLAT
+    return status
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="lxbsm-vm",
+        description="Boot a Debian kernel under QEMU (TCG) with this repository visible, "
+        "optionally load lxbsm.ko, run COMMAND, and fail on kernel splats.",
+        epilog="example: lxbsm-vm --kernel 6.12 --load -- python3 -m pytest tests/guest",
+    )
+    p.add_argument("--kernel", required=True,
+                   help="kernel version, full or as '6.1' / '6.12' (see --list)")
+    p.add_argument("--load", action="store_true",
+                   help="build lxbsm.ko for that kernel and insmod it before COMMAND")
+    p.add_argument("--ko", type=Path, help="insmod this module file instead (implies --load)")
+    p.add_argument("--no-build", action="store_true",
+                   help="with --load, use build/<kernel>/lxbsm.ko as it is")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="module parameter for insmod (repeatable)")
+    p.add_argument("--share", action="append", type=Path, default=[], metavar="DIR",
+                   help="host folder the guest may write (repeatable; first one is $LXBSM_SHARE)")
+    p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
+    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds (default 1800)")
+    p.add_argument("--rundir", type=Path,
+                   help="where the run's files go (default build/vm/<kernel>-<pid>)")
+    p.add_argument("command", nargs="*", metavar="COMMAND")
+    args = p.parse_args(argv)
+    if not args.command:
+        p.error("no COMMAND given (put it after --)")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        kernel = resolve_kernel(args.kernel)
+        ko: Path | None = None
+        if args.ko is not None:
+            ko = args.ko.resolve()
+            if not ko.is_file():
+                raise VMError(f"module file {ko} does not exist")
+        elif args.load:
+            ko = REPO / "build" / kernel / "lxbsm.ko"
+            if not args.no_build:
+                ko = build_module(kernel)
+            elif not ko.is_file():
+                raise VMError(f"{ko} does not exist: drop --no-build or run make module KVER={kernel}")
+        shares = [s.resolve() for s in args.share]
+        for s in shares:
+            s.mkdir(parents=True, exist_ok=True)
+        rundir = (args.rundir or REPO / "build" / "vm" / f"{kernel}-{os.getpid()}").resolve()
+        run = Run(kernel=kernel, command=list(args.command), ko=ko, ko_params=args.param,
+                  shares=shares, memory=args.memory, cpus=args.cpus, timeout=args.timeout,
+                  rundir=rundir)
+        return execute(run)
+    except VMError as e:
+        say(f"error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Build kmod/lxbsm.ko for one kernel: probe its headers, compile with W=1,
+# fail on any compiler warning, and keep a copy in build/<version>/lxbsm.ko.
+# Usage: build-module.sh KVER [extra ccflags...]
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+kver=${1:?usage: build-module.sh KVER}
+shift
+extra="$*"
+kdir=/lib/modules/$kver/build
+out=$here/build/$kver
+
+if [ ! -f "$kdir/Makefile" ]; then
+	echo "build-module: no kernel headers for $kver at $kdir" >&2
+	echo "  supported kernels are installed by 'make deps'; then pass KVER=<version> (installed: $(ls /lib/modules 2>/dev/null | tr '\n' ' '))" >&2
+	exit 1
+fi
+mkdir -p "$out"
+"$here/kmod/probe-features.sh" "$kdir" "$out/gen"
+echo "  MODULE  lxbsm.ko for $kver (W=1)"
+set +e
+make -C "$kdir" M="$here" W=1 LXBSM_GEN="$out/gen" LXBSM_EXTRA_CFLAGS="$extra" modules >"$out/build.log" 2>&1
+rc=$?
+set -e
+if [ $rc -ne 0 ]; then
+	cat "$out/build.log" >&2
+	echo "build-module: build failed for $kver (log: $out/build.log)" >&2
+	exit $rc
+fi
+if grep -E 'warning:|Warning:' "$out/build.log" | grep -v 'Skipping BTF generation' >&2; then
+	echo "build-module: the build for $kver has warnings (log: $out/build.log)" >&2
+	exit 1
+fi
+cp "$here/kmod/lxbsm.ko" "$out/lxbsm.ko"
+echo "  OK      $out/lxbsm.ko"
