@@ -58,7 +58,9 @@ def resolve_kernel(spec: str, available: Sequence[str] | None = None) -> str:
     kernels = list(installed_kernels() if available is None else available)
     if spec in kernels:
         return spec
-    generic = [k for k in kernels if k.endswith("-amd64") and "-cloud-" not in k and "-rt-" not in k]
+    generic = [
+        k for k in kernels if k.endswith("-amd64") and "-cloud-" not in k and "-rt-" not in k
+    ]
     matches = [k for k in generic if k.startswith(spec + ".") or k.startswith(spec + "-")]
     if len(matches) == 1:
         return matches[0]
@@ -127,7 +129,7 @@ class Run:
                 f"  echo 'insmod failed:' >>{rd}/out.log; cat {rd}/insmod.log >>{rd}/out.log",
                 f"  dmesg >{rd}/dmesg; echo 126 >{rd}/rc; echo done >{rd}/finished; exit 0",
                 "fi",
-                "export LXBSM_MODULE_LOADED=1",
+                f"export LXBSM_MODULE_LOADED=1 LXBSM_KO={q(str(self.ko))}",
             ]
         lines += [
             f"( {shlex.join(self.command)} ) </dev/null >>{rd}/out.log 2>&1",
@@ -187,9 +189,17 @@ def execute(run: Run) -> int:
     script = run.rundir / "guest.sh"
     script.write_text(run.guest_script())
     cmd = [
-        vng, "--run", str(image), "--disable-kvm", "--force-9p",
-        "--memory", run.memory, "--cpus", str(run.cpus),
-        "--rwdir", str(run.rundir),
+        vng,
+        "--run",
+        str(image),
+        "--disable-kvm",
+        "--force-9p",
+        "--memory",
+        run.memory,
+        "--cpus",
+        str(run.cpus),
+        "--rwdir",
+        str(run.rundir),
     ]
     for share in run.shares:
         cmd += ["--rwdir", str(share)]
@@ -209,8 +219,10 @@ def execute(run: Run) -> int:
             if not booted and (run.rundir / "booted").exists():
                 booted = True
                 load = f"insmod {run.ko.name}; " if run.ko else ""
-                say(f"guest up in {time.monotonic() - start:.1f} s; {load}running: "
-                    f"{shlex.join(run.command)}")
+                say(
+                    f"guest up in {time.monotonic() - start:.1f} s; {load}running: "
+                    f"{shlex.join(run.command)}"
+                )
                 tail.start()
             if time.monotonic() - start > run.timeout:
                 timed_out = True
@@ -228,8 +240,10 @@ def execute(run: Run) -> int:
     elapsed = time.monotonic() - start
 
     if timed_out:
-        say(f"TIMEOUT: the guest ran longer than {run.timeout:.0f} s; console: "
-            f"{run.rundir / 'console.log'}")
+        say(
+            f"TIMEOUT: the guest ran longer than {run.timeout:.0f} s; console: "
+            f"{run.rundir / 'console.log'}"
+        )
         return EXIT_TIMEOUT
     if not (run.rundir / "finished").exists():
         console_text = (run.rundir / "console.log").read_text(errors="replace")
@@ -246,8 +260,10 @@ def execute(run: Run) -> int:
         say("FAIL: rmmod lxbsm failed: " + (run.rundir / "rmmod.log").read_text().strip())
         status = status or EXIT_SPLAT
     if splats:
-        say(f"FAIL: the guest kernel log has {len(splats)} BUG/WARNING/Oops/Call Trace/"
-            f"lockdep/KASAN line(s) (full log: {run.rundir / 'dmesg'}):")
+        say(
+            f"FAIL: the guest kernel log has {len(splats)} BUG/WARNING/Oops/Call Trace/"
+            f"lockdep/KASAN line(s) (full log: {run.rundir / 'dmesg'}):"
+        )
         for line in splats:
             print(f"    {line}", file=sys.stderr)
         status = status or EXIT_SPLAT
@@ -261,22 +277,39 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "optionally load lxbsm.ko, run COMMAND, and fail on kernel splats.",
         epilog="example: lxbsm-vm --kernel 6.12 --load -- python3 -m pytest tests/guest",
     )
-    p.add_argument("--kernel", required=True,
-                   help="kernel version, full or as '6.1' / '6.12' (see --list)")
-    p.add_argument("--load", action="store_true",
-                   help="build lxbsm.ko for that kernel and insmod it before COMMAND")
+    p.add_argument(
+        "--kernel", required=True, help="kernel version, full or as '6.1' / '6.12' (see --list)"
+    )
+    p.add_argument(
+        "--load",
+        action="store_true",
+        help="build lxbsm.ko for that kernel and insmod it before COMMAND",
+    )
     p.add_argument("--ko", type=Path, help="insmod this module file instead (implies --load)")
-    p.add_argument("--no-build", action="store_true",
-                   help="with --load, use build/<kernel>/lxbsm.ko as it is")
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="module parameter for insmod (repeatable)")
-    p.add_argument("--share", action="append", type=Path, default=[], metavar="DIR",
-                   help="host folder the guest may write (repeatable; first one is $LXBSM_SHARE)")
+    p.add_argument(
+        "--no-build", action="store_true", help="with --load, use build/<kernel>/lxbsm.ko as it is"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="module parameter for insmod (repeatable)",
+    )
+    p.add_argument(
+        "--share",
+        action="append",
+        type=Path,
+        default=[],
+        metavar="DIR",
+        help="host folder the guest may write (repeatable; first one is $LXBSM_SHARE)",
+    )
     p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
     p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds (default 1800)")
-    p.add_argument("--rundir", type=Path,
-                   help="where the run's files go (default build/vm/<kernel>-<pid>)")
+    p.add_argument(
+        "--rundir", type=Path, help="where the run's files go (default build/vm/<kernel>-<pid>)"
+    )
     p.add_argument("command", nargs="*", metavar="COMMAND")
     args = p.parse_args(argv)
     if not args.command:
@@ -298,14 +331,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             if not args.no_build:
                 ko = build_module(kernel)
             elif not ko.is_file():
-                raise VMError(f"{ko} does not exist: drop --no-build or run make module KVER={kernel}")
+                raise VMError(
+                    f"{ko} does not exist: drop --no-build or run make module KVER={kernel}"
+                )
         shares = [s.resolve() for s in args.share]
         for s in shares:
             s.mkdir(parents=True, exist_ok=True)
         rundir = (args.rundir or REPO / "build" / "vm" / f"{kernel}-{os.getpid()}").resolve()
-        run = Run(kernel=kernel, command=list(args.command), ko=ko, ko_params=args.param,
-                  shares=shares, memory=args.memory, cpus=args.cpus, timeout=args.timeout,
-                  rundir=rundir)
+        run = Run(
+            kernel=kernel,
+            command=list(args.command),
+            ko=ko,
+            ko_params=args.param,
+            shares=shares,
+            memory=args.memory,
+            cpus=args.cpus,
+            timeout=args.timeout,
+            rundir=rundir,
+        )
         return execute(run)
     except VMError as e:
         say(f"error: {e}")

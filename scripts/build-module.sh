@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
 # Build kmod/lxbsm.ko for one kernel: probe its headers, compile with W=1,
 # fail on any compiler warning, and keep a copy in build/<version>/lxbsm.ko.
-# Usage: build-module.sh KVER [extra ccflags...]
+# Usage: build-module.sh KVER
+# Environment: LXBSM_SRC (tree holding Kbuild and kmod/; default this repo),
+# LXBSM_OUT (default build/<KVER>), LXBSM_EXTRA_CFLAGS (extra -D flags).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 kver=${1:?usage: build-module.sh KVER}
-shift
-extra="$*"
+src=${LXBSM_SRC:-$here}
+out=${LXBSM_OUT:-$here/build/$kver}
+extra=${LXBSM_EXTRA_CFLAGS:-}
 kdir=/lib/modules/$kver/build
-out=$here/build/$kver
 
 if [ ! -f "$kdir/Makefile" ]; then
 	echo "build-module: no kernel headers for $kver at $kdir" >&2
@@ -17,10 +19,10 @@ if [ ! -f "$kdir/Makefile" ]; then
 	exit 1
 fi
 mkdir -p "$out"
-"$here/kmod/probe-features.sh" "$kdir" "$out/gen"
+"$src/kmod/probe-features.sh" "$kdir" "$out/gen"
 echo "  MODULE  lxbsm.ko for $kver (W=1)"
 set +e
-make -C "$kdir" M="$here" W=1 LXBSM_GEN="$out/gen" LXBSM_EXTRA_CFLAGS="$extra" modules >"$out/build.log" 2>&1
+make -C "$kdir" M="$src" W=1 LXBSM_GEN="$out/gen" LXBSM_EXTRA_CFLAGS="$extra" modules >"$out/build.log" 2>&1
 rc=$?
 set -e
 if [ $rc -ne 0 ]; then
@@ -32,5 +34,5 @@ if grep -E 'warning:|Warning:' "$out/build.log" | grep -v 'Skipping BTF generati
 	echo "build-module: the build for $kver has warnings (log: $out/build.log)" >&2
 	exit 1
 fi
-cp "$here/kmod/lxbsm.ko" "$out/lxbsm.ko"
+cp "$src/kmod/lxbsm.ko" "$out/lxbsm.ko"
 echo "  OK      $out/lxbsm.ko"

@@ -1,0 +1,143 @@
+"""Read BSM records from the lxbsm ring: mmap + poll, no copies, no signals.
+
+The kernel publishes records in a ring laid out like the BPF ring buffer
+(kmod/include/uapi/lxbsm.h).  This reader owns the consumer role: it maps the
+consumer page read-write and the producer page plus the doubled data area
+read-only, walks committed records in order, and advances consumer_pos only
+after the caller is done with a record, so a reader killed mid-stream loses
+nothing: the next one starts at the first record not yet consumed.
+
+Ordering on x86-64: loads are not reordered with older loads and stores are
+not reordered with older loads or stores (x86-TSO), so reading producer_pos
+before a record header, and the header before the payload, and storing
+consumer_pos after reading the payload, give the acquire/release pairs the
+kernel's smp_store_release()/smp_load_acquire() expect.  poll() re-checks
+producer != consumer in the kernel after queueing on the wait queue, so no
+wakeup is lost.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import select
+from collections.abc import Iterator
+from types import TracebackType
+
+from lxbsm_tools import uapi
+
+
+class RingError(Exception):
+    """The ring's shared state is inconsistent (a bug, never expected)."""
+
+
+class Ring:
+    """The single consumer of /dev/lxbsm."""
+
+    def __init__(self, path: str = uapi.DEVICE) -> None:
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{path} does not exist: load the module first (insmod lxbsm.ko or modprobe lxbsm)"
+            ) from None
+        except OSError as e:
+            if e.errno == errno.EBUSY:
+                msg = f"{path} already has a consumer (is lxbsm-auditd running?)"
+                raise OSError(e.errno, msg) from None
+            raise
+        try:
+            st = uapi.get_status(self.fd)
+            if st.abi_version != uapi.ABI_VERSION:
+                raise RingError(f"module ABI {st.abi_version}, tools ABI {uapi.ABI_VERSION}")
+            self.page = st.page_size
+            self.size = st.data_size
+            self.mask = self.size - 1
+            self._cmm = mmap.mmap(
+                self.fd, self.page, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE, offset=0
+            )
+            self._pmm = mmap.mmap(
+                self.fd,
+                self.page + 2 * self.size,
+                mmap.MAP_SHARED,
+                mmap.PROT_READ,
+                offset=self.page,
+            )
+        except BaseException:
+            os.close(self.fd)
+            raise
+        self._cons = memoryview(self._cmm).cast("Q")
+        self._prod = memoryview(self._pmm)[: self.page].cast("Q")
+        self._data = memoryview(self._pmm)[self.page :]
+        self._hdr = self._data.cast("I")
+        self._poll = select.poll()
+        self._poll.register(self.fd, select.POLLIN)
+
+    @property
+    def consumer_pos(self) -> int:
+        return int(self._cons[0])
+
+    @property
+    def producer_pos(self) -> int:
+        return int(self._prod[0])
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until a record may be available; False on timeout."""
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        return bool(self._poll.poll(ms))
+
+    def records(self) -> Iterator[memoryview]:
+        """Yield every committed BSM record now in the ring, oldest first.
+
+        Each item is a zero-copy view into the ring, valid until the next
+        item is requested: that is when the record counts as consumed and
+        its space is handed back to the kernel.  Stops at the first record
+        still being written.
+        """
+        cons = self._cons[0]
+        prod = self._prod[0]
+        if prod - cons > self.size or cons & 7:
+            raise RingError(f"inconsistent positions: consumer {cons}, producer {prod}")
+        while cons < prod:
+            off = cons & self.mask
+            word = self._hdr[off // 4]
+            if word & uapi.REC_BUSY:
+                break
+            length = word & uapi.REC_LEN_MASK
+            rtype = self._hdr[off // 4 + 1]
+            if length > self.size // 4:
+                raise RingError(f"record of {length} bytes at position {cons}")
+            start = off + uapi.REC_HDR_SIZE
+            if not word & uapi.REC_DISCARD and rtype == uapi.REC_BSM:
+                yield self._data[start : start + length]
+            cons += (length + uapi.REC_HDR_SIZE + 7) & ~7
+            self._cons[0] = cons
+
+    def read(self, timeout: float | None = None) -> list[bytes]:
+        """Wait up to @timeout for records and return copies of those available."""
+        out = [bytes(r) for r in self.records()]
+        if not out and self.wait(timeout):
+            out = [bytes(r) for r in self.records()]
+        return out
+
+    def status(self) -> uapi.ModuleStatus:
+        return uapi.get_status(self.fd)
+
+    def close(self) -> None:
+        if self.fd < 0:
+            return
+        for view in (self._cons, self._prod, self._hdr, self._data):
+            view.release()
+        self._cmm.close()
+        self._pmm.close()
+        os.close(self.fd)
+        self.fd = -1
+
+    def __enter__(self) -> Ring:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, v: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,59 @@
+"""Guest suite: runs inside an lxbsm-vm guest with the module loaded.
+
+Outside such a guest every test here fails (never skips): the harness
+(`make check`, or `lxbsm-vm --kernel K --load -- python3 -m pytest tests/guest`)
+is the only way to run them.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("LXBSM_SHARED", REPO.parent / "shared"))
+DEVICE = "/dev/lxbsm"
+
+
+def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True)
+
+
+def module_loaded() -> bool:
+    modules = Path("/proc/modules").read_text().splitlines()
+    return any(line.split()[0] == "lxbsm" for line in modules)
+
+
+def load_module(*params: str) -> None:
+    """(Re)load the module under test with the given parameters."""
+    if module_loaded():
+        run("rmmod", "lxbsm")
+    run("insmod", os.environ["LXBSM_KO"], *params)
+
+
+@pytest.fixture(autouse=True)
+def guest_with_module() -> Iterator[None]:
+    assert os.environ.get("LXBSM_IN_GUEST") == "1", (
+        "guest tests run only inside an lxbsm-vm guest: use make check or "
+        "lxbsm-vm --kernel <version> --load -- python3 -m pytest tests/guest"
+    )
+    assert os.environ.get("LXBSM_KO"), "lxbsm-vm did not load a module (use --load)"
+    if not module_loaded():
+        load_module()
+    yield
+    # A test that reloaded with special parameters leaves the default behind.
+    if not module_loaded():
+        load_module()
+
+
+@pytest.fixture
+def reference_records() -> list[bytes]:
+    """OpenBSM's reference records (whole records, header to trailer)."""
+    ref = SHARED / "bsm-samples" / "openbsm-reference"
+    files = sorted(ref.glob("*_record*"))
+    assert files, f"no reference records under {ref}"
+    return [f.read_bytes() for f in files]
