@@ -140,6 +140,7 @@ void *lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type)
 	prod = r->prod->producer_pos;
 	pend = r->pending_pos;
 	while (pend < prod) {
+		/* Pairs with the release that clears BUSY in lxbsm_ring_finish(). */
 		u32 len = smp_load_acquire(&rec_at(r, pend)->len);
 
 		if (len & LXBSM_REC_BUSY)
@@ -176,14 +177,19 @@ static void lxbsm_ring_finish(struct lxbsm_ring *r, void *rec, u32 flag)
 	u64 rec_pos, cons;
 	u32 len = hdr->len & LXBSM_REC_LEN_MASK;
 
-	/* Make the payload visible before clearing BUSY. */
-	smp_store_release(&hdr->len, len | flag);
+	/*
+	 * Clear BUSY.  xchg() is a full barrier: the payload is visible before
+	 * the flag clears, and the clear is ordered before the consumer_pos
+	 * load below (a release store alone could pass that load).
+	 */
+	xchg(&hdr->len, len | flag);
 
 	/*
 	 * Wake the reader only if it has caught up with this record, i.e. it
 	 * may be sleeping on it; otherwise it will reach it on its own.
 	 */
 	rec_pos = (u8 *)hdr - r->data;
+	/* Pairs with the reader's store of its position. */
 	cons = smp_load_acquire(&r->cons->consumer_pos) & r->mask;
 	if (cons == rec_pos)
 		irq_work_queue(&r->wakeup);
@@ -213,8 +219,9 @@ int lxbsm_ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type)
 __poll_t lxbsm_ring_poll(struct lxbsm_ring *r, struct file *f, poll_table *pt)
 {
 	poll_wait(f, &r->waitq, pt);
-	if (smp_load_acquire(&r->prod->producer_pos) !=
-	    smp_load_acquire(&r->cons->consumer_pos))
+	/* Re-checked after queueing on waitq, so no wakeup is lost. */
+	if (smp_load_acquire(&r->prod->producer_pos) != /* vs reserve's release */
+	    smp_load_acquire(&r->cons->consumer_pos)) /* vs the reader's store */
 		return EPOLLIN | EPOLLRDNORM;
 	return 0;
 }

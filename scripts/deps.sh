@@ -21,7 +21,8 @@ need_root() {
 # Packages the host needs to build modules and boot guests, and the tools the guest tests run.
 host_pkgs=(qemu-system-x86 qemu-utils busybox-static kmod cpio zstd
 	build-essential bc flex bison libelf-dev libssl-dev dwarves
-	stress-ng strace openssh-server openssh-client sudo auditd python3 python3-venv)
+	stress-ng strace openssh-server openssh-client sudo auditd python3 python3-venv
+	linux-source-6.1)
 
 backports_list=/etc/apt/sources.list.d/lxbsm-bookworm-backports.list
 
@@ -89,8 +90,13 @@ venv_steps() {
 	if ! "$venv/bin/python" -c 'import lxbsm_tools, pytest, construct, hypothesis, virtme_ng' 2>/dev/null ||
 		[ "$here/pyproject.toml" -nt "$venv/.lxbsm-installed" ]; then
 		say "pip install -e .[dev] into .venv"
-		"$venv/bin/python" -m pip install -q --upgrade pip
-		"$venv/bin/python" -m pip install -q -e "$here[dev]"
+		mkdir -p "$here/build"
+		if ! { "$venv/bin/python" -m pip install -q --upgrade pip &&
+			"$venv/bin/python" -m pip install -q -e "$here[dev]"; } >"$here/build/pip.log" 2>&1; then
+			cat "$here/build/pip.log" >&2
+			say "pip install failed (log: build/pip.log)"
+			exit 1
+		fi
 		touch "$venv/.lxbsm-installed"
 	fi
 }

@@ -1,0 +1,72 @@
+"""lxbsm_tools.uapi must match kmod/include/uapi/lxbsm.h byte for byte."""
+
+from __future__ import annotations
+
+import ctypes
+import subprocess
+from pathlib import Path
+
+from lxbsm_tools import uapi
+
+REPO = Path(__file__).resolve().parents[2]
+
+STRUCTS = {
+    "lxbsm_status": uapi.Status,
+    "lxbsm_producer_page": uapi.ProducerPage,
+    "lxbsm_consumer_page": uapi.ConsumerPage,
+    "lxbsm_submit": uapi.Submit,
+}
+CONSTANTS = {
+    "LXBSM_ABI_VERSION": uapi.ABI_VERSION,
+    "LXBSM_IOC_STATUS": uapi.IOC_STATUS,
+    "LXBSM_IOC_SUBMIT": uapi.IOC_SUBMIT,
+    "LXBSM_REC_BUSY": uapi.REC_BUSY,
+    "LXBSM_REC_DISCARD": uapi.REC_DISCARD,
+    "LXBSM_REC_LEN_MASK": uapi.REC_LEN_MASK,
+    "LXBSM_REC_BSM": uapi.REC_BSM,
+    "LXBSM_LOST_NR": uapi.LOST_NR,
+    "LXBSM_HOOKS_MAX": uapi.HOOKS_MAX,
+    "LXBSM_MAX_RECORD": uapi.MAX_RECORD,
+    "sizeof(struct lxbsm_rec_hdr)": uapi.REC_HDR_SIZE,
+}
+
+
+def c_values(tmp_path: Path) -> dict[str, int]:
+    """Compile a program against the C header that prints what Python must match."""
+    lines = []
+    for name, cls in STRUCTS.items():
+        lines.append(f'printf("sizeof {name} %zu\\n", sizeof(struct {name}));')
+        for field, *_ in cls._fields_:
+            lines.append(
+                f'printf("offsetof {name}.{field} %zu\\n", offsetof(struct {name}, {field}));'
+            )
+    for expr in CONSTANTS:
+        lines.append(f'printf("const {expr} %llu\\n", (unsigned long long)({expr}));')
+    src = tmp_path / "abi.c"
+    src.write_text(
+        '#include <stddef.h>\n#include <stdio.h>\n#include "uapi/lxbsm.h"\n'
+        "int main(void) {\n" + "\n".join(lines) + "\nreturn 0;\n}\n"
+    )
+    exe = tmp_path / "abi"
+    subprocess.run(
+        ["cc", "-Wall", "-Werror", "-I", str(REPO / "kmod" / "include"), "-o", str(exe), str(src)],
+        check=True,
+    )
+    out = subprocess.run([str(exe)], check=True, capture_output=True, text=True).stdout
+    values = {}
+    for line in out.splitlines():
+        kind, name, value = line.rsplit(" ", 2)
+        values[f"{kind} {name}"] = int(value)
+    return values
+
+
+def test_structs_and_constants_match_the_c_header(tmp_path: Path) -> None:
+    c = c_values(tmp_path)
+    py: dict[str, int] = {}
+    for name, cls in STRUCTS.items():
+        py[f"sizeof {name}"] = ctypes.sizeof(cls)
+        for field, *_ in cls._fields_:
+            py[f"offsetof {name}.{field}"] = getattr(cls, field).offset
+    for expr, value in CONSTANTS.items():
+        py[f"const {expr}"] = value
+    assert py == c

@@ -1,0 +1,91 @@
+"""lxbsm-vm's logic that needs no guest: kernel choice, splat detection, script."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lxbsm_tools import vm
+
+KERNELS = [
+    "6.1.0-56-amd64",
+    "6.1.0-56-cloud-amd64",
+    "6.12.95+deb12-amd64",
+    "6.12.95+deb12-rt-amd64",
+]
+
+
+@pytest.mark.parametrize(
+    ("spec", "want"),
+    [
+        ("6.1", "6.1.0-56-amd64"),
+        ("6.12", "6.12.95+deb12-amd64"),
+        ("6.1.0-56-cloud-amd64", "6.1.0-56-cloud-amd64"),
+    ],
+)
+def test_resolve_kernel_picks_the_generic_flavour(spec: str, want: str) -> None:
+    assert vm.resolve_kernel(spec, KERNELS) == want
+
+
+def test_missing_kernel_names_the_fix() -> None:
+    with pytest.raises(vm.VMError) as e:
+        vm.resolve_kernel("6.6", KERNELS)
+    assert "make deps" in str(e.value)
+    assert "6.12.95+deb12-amd64" in str(e.value)
+
+
+def test_ambiguous_kernel_is_refused() -> None:
+    with pytest.raises(vm.VMError, match="ambiguous"):
+        vm.resolve_kernel("6.1", ["6.1.0-55-amd64", "6.1.0-56-amd64"])
+
+
+def test_splat_lines_are_found_and_clean_lines_are_not() -> None:
+    log = "\n".join(
+        [
+            "[    1.0] PCI: Using host bridge windows from ACPI; if necessary, report a bug",
+            "[    2.0] lxbsm: version 0.1.0 loaded, ring 16384 KiB",
+            "[    3.0] WARNING: CPU: 0 PID: 1 at kmod/main.c:10 lxbsm_init+0x10/0x20 [lxbsm]",
+            "[    3.1] Call Trace:",
+            "[    4.0] BUG: kernel NULL pointer dereference, address: 0000000000000000",
+            "[    5.0] Oops: 0000 [#1] PREEMPT SMP NOPTI",
+            "[    6.0] BUG: KASAN: use-after-free in lxbsm_ring_commit",
+            "[    7.0] WARNING: possible circular locking dependency detected (lockdep)",
+        ]
+    )
+    assert [line[:8] for line in vm.bad_lines(log)] == [
+        "[    3.0",
+        "[    3.1",
+        "[    4.0",
+        "[    5.0",
+        "[    6.0",
+        "[    7.0",
+    ]
+
+
+def test_guest_script_loads_runs_unloads_and_collects(tmp_path: Path) -> None:
+    run = vm.Run(
+        kernel="6.12.95+deb12-amd64",
+        command=["echo", "it's"],
+        ko=Path("/x/lxbsm.ko"),
+        ko_params=["ring_size_kb=64"],
+        shares=[tmp_path],
+        memory="1G",
+        cpus=2,
+        timeout=60,
+        rundir=tmp_path / "run",
+    )
+    script = run.guest_script()
+    order = [
+        "booted",
+        "insmod /x/lxbsm.ko ring_size_kb=64",
+        "echo 'it'\"'\"'s'",
+        "echo $? >",
+        "rmmod lxbsm",
+        "dmesg >",
+        "finished",
+    ]
+    # rindex: the insmod-failure branch also writes dmesg, rc and finished.
+    positions = [script.rindex(s) for s in order]
+    assert positions == sorted(positions)
+    assert f"LXBSM_SHARE={tmp_path}" in script
