@@ -179,6 +179,23 @@ PLAIN_NAME = {
 }
 
 
+# Tokens whose values are unhashable (lists) or differ in nearly every record.
+_UNCACHED = frozenset(
+    {
+        "header32",
+        "header32_ex",
+        "header64",
+        "header64_ex",
+        "exec_args",
+        "exec_env",
+        "newgroups",
+        "file",
+        "unknown",
+        "seq",
+    }
+)
+
+
 class PrauditFormatter:
     """praudit's text for records, in one of its modes.
 
@@ -208,6 +225,7 @@ class PrauditFormatter:
         self._groups: dict[int, str] = {}
         self._event_cache: dict[int, str] = {}
         self._time_cache: dict[int, str] = {}
+        self._text_cache: dict[tuple[str, tuple[object, ...]], str] = {}
         name = "_x_" if xml else "_p_"
         self._fmt: dict[str, Callable[[Token], str]] = {}
         for tok_name in PLAIN_NAME:
@@ -301,7 +319,23 @@ class PrauditFormatter:
         """One record: tokens separated as praudit does, newline-terminated."""
         fmt = self._fmt
         after = self._after
-        parts = [fmt[t.spec.name](t) for t in rec.tokens]
+        cache = self._text_cache
+        parts = []
+        for t in rec.tokens:
+            name = t.spec.name
+            if name in _UNCACHED:
+                parts.append(fmt[name](t))
+                continue
+            # The same token bytes always print the same text (names and
+            # events are looked up once per formatter), so identical tokens
+            # (a session's subject, common paths) are formatted once.
+            key = (name, t.values)
+            s = cache.get(key)
+            if s is None:
+                if len(cache) >= 65536:
+                    cache.clear()
+                s = cache[key] = fmt[name](t)
+            parts.append(s)
         text = after.join(parts) + after
         if self.oneline:
             text += "\n"
