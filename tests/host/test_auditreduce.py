@@ -1,0 +1,201 @@
+"""lxbsm-auditreduce: selection options, merging, piping into praudit."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import BSM_SAMPLES
+
+from lxbsm_tools import auditreduce
+from lxbsm_tools.bsm import decode_records, encode_record, errno_to_bsm, make_token
+
+pytestmark = pytest.mark.usefixtures("bsm_utc", "bsm_openbsm_tables")
+
+
+def _subj(auid: int, pid: int = 100, euid: int = 0, rgid: int = 0) -> object:
+    return make_token(
+        "subject32",
+        auid=auid,
+        euid=euid,
+        egid=0,
+        ruid=auid,
+        rgid=rgid,
+        pid=pid,
+        sid=1,
+        port=0,
+        address="10.0.0.1",
+    )
+
+
+def _rec(event: int, sec: int, auid: int, *extra: object, ok: bool = True, pid: int = 100) -> bytes:
+    ret = make_token("return32", status=0 if ok else errno_to_bsm(13), value=0 if ok else 2**32 - 1)
+    return encode_record(event, 0, [*extra, _subj(auid, pid), ret], time=(sec, 0))  # type: ignore[list-item]
+
+
+T0 = 1704164645  # 2024-01-02 03:04:05 UTC
+
+
+@pytest.fixture
+def trails(tmp_path: Path) -> tuple[Path, Path]:
+    a = tmp_path / "a.trail"
+    b = tmp_path / "b.trail"
+    a.write_bytes(
+        _rec(23, T0, 1000, make_token("path", text="/bin/ls"))
+        + _rec(72, T0 + 20, 1001, make_token("path", text="/etc/passwd"), ok=False)
+        + _rec(112, T0 + 86400, 1000, pid=777)
+    )
+    b.write_bytes(
+        _rec(
+            2,
+            T0 + 10,
+            1001,
+            make_token(
+                "process32",
+                auid=1,
+                euid=1,
+                egid=1,
+                ruid=1,
+                rgid=1,
+                pid=4321,
+                sid=1,
+                port=0,
+                address="10.0.0.2",
+            ),
+        )
+        + _rec(6152, T0 + 30, 1000, make_token("zonename", text="jail1"))
+        + _rec(
+            34,
+            T0 + 40,
+            1001,
+            make_token("sock_inet32", family=2, port=22, address="10.1.1.1"),
+            make_token("ipc", ipc_type=1, ipc_id=42),
+        )
+    )
+    return a, b
+
+
+def _reduce(*args: str) -> list[tuple[int, int]]:
+    sel, files, skip = auditreduce.parse_args(list(args))
+    out = io.BytesIO()
+    assert auditreduce.reduce(files, sel, out, skip_bad=skip) == 0
+    return [(r.event, r.time.sec - T0) for r in decode_records(out.getvalue())]
+
+
+def test_merge_in_time_order(trails: tuple[Path, Path]) -> None:
+    a, b = trails
+    assert _reduce(str(a), str(b)) == [
+        (23, 0),
+        (2, 10),
+        (72, 20),
+        (6152, 30),
+        (34, 40),
+        (112, 86400),
+    ]
+
+
+def test_identity_bytes(trails: tuple[Path, Path]) -> None:
+    a, _ = trails
+    sel, files, _ = auditreduce.parse_args([str(a)])
+    out = io.BytesIO()
+    auditreduce.reduce(files, sel, out)
+    assert out.getvalue() == a.read_bytes()
+
+
+def test_user_and_id_options(trails: tuple[Path, Path]) -> None:
+    a, b = trails
+    assert [e for e, _ in _reduce("-u", "1000", str(a), str(b))] == [23, 6152, 112]
+    assert [e for e, _ in _reduce("-r", "1001", str(a), str(b))] == [2, 72, 34]
+    assert [e for e, _ in _reduce("-e", "0", "-f", "0", "-g", "0", str(b))] == [2, 6152, 34]
+    assert [e for e, _ in _reduce("-e", "5", str(b))] == []
+    assert [e for e, _ in _reduce("-j", "777", str(a), str(b))] == [112]
+    assert [e for e, _ in _reduce("-u", "root", str(a))] == []
+
+
+def test_event_and_class(trails: tuple[Path, Path]) -> None:
+    a, b = trails
+    files = [str(a), str(b)]
+    assert [e for e, _ in _reduce("-m", "AUE_EXECVE", "-m", "2", *files)] == [23, 2]
+    assert [e for e, _ in _reduce("-c", "ex", *files)] == [23]
+    assert [e for e, _ in _reduce("-c", "fr,lo", *files)] == [72, 6152]
+    assert [e for e, _ in _reduce("-c", "+fr", *files)] == []  # the open failed
+    assert [e for e, _ in _reduce("-c", "-fr", *files)] == [72]
+    assert [e for e, _ in _reduce("-v", "-c", "pc,nt", *files)] == [72, 6152, 112]
+
+
+def test_time_options(trails: tuple[Path, Path]) -> None:
+    a, b = trails
+    files = [str(a), str(b)]
+    assert [s for _, s in _reduce("-a", "20240102030425", *files)] == [20, 30, 40, 86400]
+    assert [s for _, s in _reduce("-b", "20240102030415", *files)] == [0, 10]
+    assert [s for _, s in _reduce("-d", "20240103", *files)] == [86400]
+    assert len(_reduce("-A", "-a", "20250101", *files)) == 6
+
+
+def test_object_options(trails: tuple[Path, Path]) -> None:
+    a, b = trails
+    files = [str(a), str(b)]
+    assert [e for e, _ in _reduce("-o", "file=/etc", *files)] == [72]
+    assert [e for e, _ in _reduce("-o", "file=/bin,/etc", *files)] == [23, 72]
+    assert [e for e, _ in _reduce("-o", "file=~/etc", *files)] == [23]
+    assert [e for e, _ in _reduce("-o", "pid=4321", *files)] == [2]
+    assert [e for e, _ in _reduce("-o", "msgqid=42", *files)] == [34]
+    assert [e for e, _ in _reduce("-o", "sock=22", *files)] == [34]
+    assert [e for e, _ in _reduce("-o", "sock=10.1.1.1", *files)] == [34]
+    assert [e for e, _ in _reduce("-z", "jail1", *files)] == [6152]
+
+
+def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (
+        ["-u", "no-such-user-xyz"],
+        ["-m", "AUE_NOPE"],
+        ["-c", "zz"],
+        ["-o", "bad=1"],
+        ["-a", "2024"],
+        ["-d", "20240101", "-a", "20240101"],
+        ["-q"],
+    ):
+        assert auditreduce.main(argv) == 1, argv
+        assert "usage" in capsys.readouterr().err
+
+
+def test_malformed_input_reported(tmp_path: Path, trails: tuple[Path, Path]) -> None:
+    a, _ = trails
+    bad = tmp_path / "bad.trail"
+    data = bytearray(a.read_bytes())
+    data[20] ^= 0x55
+    bad.write_bytes(bytes(data))
+    sel, files, _ = auditreduce.parse_args([str(bad)])
+    err = io.StringIO()
+    assert auditreduce.reduce(files, sel, io.BytesIO(), err=err) == 1
+    assert f"{bad}: offset 18:" in err.getvalue()
+    out = io.BytesIO()
+    sel, files, skip = auditreduce.parse_args(["--skip-bad", str(bad)])
+    assert auditreduce.reduce(files, sel, out, skip_bad=skip, err=io.StringIO()) == 1
+    assert len(list(decode_records(out.getvalue()))) == 2
+
+
+def test_pipeline_into_praudit(trails: tuple[Path, Path]) -> None:
+    """`lxbsm-auditreduce -u 1000 trails/* | lxbsm-praudit -l` end to end."""
+    a, b = trails
+    env = {
+        "TZ": "UTC",
+        "PATH": "/usr/bin:/bin",
+        "LXBSM_AUDIT_EVENT": str(BSM_SAMPLES / "openbsm-etc" / "audit_event"),
+    }
+    cmd = (
+        f"{sys.executable} -m lxbsm_tools.auditreduce -u 1000 {a} {b} | "
+        f"{sys.executable} -m lxbsm_tools.praudit -ln"
+    )
+    p = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", cmd], capture_output=True, env=env, check=False
+    )
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.decode().splitlines()
+    assert [ln.split(",")[3] for ln in lines] == ["execve(2)", "login - local", "close(2)"]
+    assert all(",subject,1000,0,0,1000,0," in ln for ln in lines)
+    assert time.ctime(T0) in lines[0]
