@@ -118,7 +118,7 @@ class Run:
             f"cd {q(str(REPO))}",
             f"export PATH={q(str(REPO / '.venv' / 'bin'))}:$PATH",
             f"export LXBSM_IN_GUEST=1 LXBSM_RUNDIR={rd}",
-            "export PYTHONDONTWRITEBYTECODE=1",
+            "export PYTHONDONTWRITEBYTECODE=1 HYPOTHESIS_STORAGE_DIRECTORY=/tmp/hypothesis",
         ]
         if self.shares:
             lines.append(f"export LXBSM_SHARE={q(str(self.shares[0]))}")

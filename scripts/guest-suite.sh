@@ -12,10 +12,10 @@ status=0
 for k in $kernels; do
 	echo "=== guest suite on $k"
 	start=$(date +%s)
-	junit=build/guest/$k/junit.xml
-	mkdir -p "build/guest/$k"
-	.venv/bin/lxbsm-vm --kernel "$k" --load --no-build -- \
-		python3 -m pytest -p no:cacheprovider -v --junitxml="$here/$junit" tests/guest
+	# The run directory is the guest's writable share: results land there.
+	rundir=$here/build/guest/$k
+	.venv/bin/lxbsm-vm --kernel "$k" --load --no-build --rundir "$rundir" -- \
+		python3 -m pytest -p no:cacheprovider -v --junitxml="$rundir/junit.xml" tests/guest
 	rc=$?
 	secs=$(( $(date +%s) - start ))
 	if [ $rc -eq 0 ]; then
