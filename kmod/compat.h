@@ -35,4 +35,14 @@ static inline void lxbsm_vm_flags_clear(struct vm_area_struct *vma, vm_flags_t f
 }
 #endif
 
+/*
+ * do_filp_open()'s third argument is fs/internal.h's struct open_flags,
+ * which is not in any public header.  Its first member has been the open(2)
+ * flags (int open_flag) in every kernel this module supports (6.1, 6.12).
+ */
+static inline int lxbsm_open_flags(unsigned long open_flags_ptr)
+{
+	return *(const int *)open_flags_ptr;
+}
+
 #endif /* LXBSM_COMPAT_H */

@@ -17,16 +17,14 @@
 #include <linux/uaccess.h>
 
 #include "compat.h"
-#include "ring.h"
-
-#define LXBSM_VERSION "0.1.0"
+#include "lxbsm.h"
 
 static unsigned int ring_size_kb = 16384;
 module_param(ring_size_kb, uint, 0444);
 MODULE_PARM_DESC(ring_size_kb,
 		 "Ring data area in KiB (rounded up to a power of two, min 64; default 16384)");
 
-static struct lxbsm_ring lxbsm_ring;
+struct lxbsm_ring lxbsm_ring;
 static atomic_t consumer_claimed = ATOMIC_INIT(0);
 static atomic64_t submitted = ATOMIC64_INIT(0);
 
@@ -85,6 +83,9 @@ static long lxbsm_ioctl_status(void __user *arg)
 	lxbsm_ring_status(&lxbsm_ring, st);
 	st->submitted = atomic64_read(&submitted);
 	st->consumer_open = atomic_read(&consumer_claimed);
+	st->table_entries = lxbsm_proc_count();
+	st->table_alloc_failed = atomic64_read(&lxbsm_proc_alloc_failed);
+	lxbsm_hooks_missed(st);
 	if (copy_to_user(arg, st, sizeof(*st)))
 		ret = -EFAULT;
 	kfree(st);
@@ -135,6 +136,19 @@ static long lxbsm_ioctl_submit(struct file *f, void __user *arg)
 	return ret;
 }
 
+static long lxbsm_ioctl_hook_info(void __user *arg)
+{
+	struct lxbsm_hook_info info;
+	int ret;
+
+	if (copy_from_user(&info, arg, sizeof(info)))
+		return -EFAULT;
+	ret = lxbsm_hook_info(&info);
+	if (ret)
+		return ret;
+	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
+}
+
 static long lxbsm_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 {
 	void __user *uarg = (void __user *)arg;
@@ -144,6 +158,14 @@ static long lxbsm_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		return lxbsm_ioctl_status(uarg);
 	case LXBSM_IOC_SUBMIT:
 		return lxbsm_ioctl_submit(f, uarg);
+	case LXBSM_IOC_SET_CONFIG:
+		if (!file_ns_capable(f, &init_user_ns, CAP_AUDIT_CONTROL))
+			return -EPERM;
+		return lxbsm_cfg_set(uarg);
+	case LXBSM_IOC_GET_CONFIG:
+		return lxbsm_cfg_get(uarg);
+	case LXBSM_IOC_HOOK_INFO:
+		return lxbsm_ioctl_hook_info(uarg);
 	default:
 		return -ENOTTY;
 	}
@@ -177,27 +199,56 @@ static int __init lxbsm_init(void)
 		pr_err("cannot allocate a %zu KiB ring: %d\n", size >> 10, ret);
 		return ret;
 	}
+	ret = lxbsm_cfg_init();
+	if (ret)
+		goto err_ring;
+	ret = lxbsm_proc_init();
+	if (ret)
+		goto err_cfg;
+	ret = lxbsm_record_init();
+	if (ret)
+		goto err_proc;
 	ret = misc_register(&lxbsm_misc);
 	if (ret) {
 		pr_err("cannot register /dev/%s: %d\n", LXBSM_DEVICE, ret);
-		lxbsm_ring_destroy(&lxbsm_ring);
-		return ret;
+		goto err_record;
 	}
+	/* Last: from here on, records flow. */
+	ret = lxbsm_hooks_init();
+	if (ret)
+		goto err_misc;
 #ifdef LXBSM_FAULT_WARN_AT_LOAD
 	/* Built only by the harness self-test: a module that must fail. */
 	WARN_ON(1);
 #endif
 	pr_info("version %s loaded, ring %zu KiB\n", LXBSM_VERSION, size >> 10);
 	return 0;
+
+err_misc:
+	misc_deregister(&lxbsm_misc);
+err_record:
+	lxbsm_record_exit();
+err_proc:
+	lxbsm_proc_exit();
+err_cfg:
+	lxbsm_cfg_exit();
+err_ring:
+	lxbsm_ring_destroy(&lxbsm_ring);
+	return ret;
 }
 
 static void __exit lxbsm_exit(void)
 {
+	/* First stop every producer; no handler runs once this returns. */
+	lxbsm_hooks_exit();
 	/*
 	 * fops.owner pins the module while /dev/lxbsm is open or mapped, so
-	 * nothing can reach the ring once the device is gone.
+	 * no file can reach the ring once the device is gone.
 	 */
 	misc_deregister(&lxbsm_misc);
+	lxbsm_record_exit();
+	lxbsm_proc_exit();
+	lxbsm_cfg_exit();
 	lxbsm_ring_destroy(&lxbsm_ring);
 	pr_info("unloaded\n");
 }

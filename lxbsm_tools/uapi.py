@@ -22,7 +22,7 @@ REC_BSM = 1
 MAX_RECORD = 32767
 
 LOST_NR = 8
-LOST_REASONS = ("ring_full", "too_big", "no_scratch", "fault")
+LOST_REASONS = ("ring_full", "too_big", "no_scratch")
 HOOKS_MAX = 32
 
 
@@ -57,6 +57,7 @@ class Status(ctypes.Structure):
         ("lost", ctypes.c_uint64 * LOST_NR),
         ("submitted", ctypes.c_uint64),
         ("table_entries", ctypes.c_uint64),
+        ("table_alloc_failed", ctypes.c_uint64),
         ("consumer_open", ctypes.c_uint32),
         ("nr_hooks", ctypes.c_uint32),
         ("missed", ctypes.c_uint64 * HOOKS_MAX),
@@ -67,6 +68,55 @@ class Submit(ctypes.Structure):
     _fields_ = [("buf", ctypes.c_uint64), ("len", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
 
 
+class Mask(ctypes.Structure):
+    _fields_ = [("success", ctypes.c_uint32), ("failure", ctypes.c_uint32)]
+
+
+class EventClass(ctypes.Structure):
+    _fields_ = [("event", ctypes.c_uint32), ("classes", ctypes.c_uint32)]
+
+
+class UserMask(ctypes.Structure):
+    _fields_ = [
+        ("auid", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("always", Mask),
+        ("never", Mask),
+    ]
+
+
+class Config(ctypes.Structure):
+    _fields_ = [
+        ("policy", ctypes.c_uint32),
+        ("nr_events", ctypes.c_uint32),
+        ("nr_users", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("flags", Mask),
+        ("naflags", Mask),
+        ("events", ctypes.c_uint64),
+        ("users", ctypes.c_uint64),
+    ]
+
+
+class HookInfo(ctypes.Structure):
+    _fields_ = [
+        ("index", ctypes.c_uint32),
+        ("state", ctypes.c_uint32),
+        ("missed", ctypes.c_uint64),
+        ("hits", ctypes.c_uint64),
+        ("name", ctypes.c_char * 48),
+    ]
+
+
+POLICY_CNT = 0x0001
+POLICY_ARGV = 0x0004
+POLICY_ARGE = 0x0008
+POLICY_SEQ = 0x0010
+POLICY_NAMES = {"cnt": POLICY_CNT, "argv": POLICY_ARGV, "arge": POLICY_ARGE, "seq": POLICY_SEQ}
+HOOK_STATES = ("off", "on", "missing")
+LXBSM_MAX_USERS_GET = 4096  # audit_user entries read back by get_config()
+
+
 def _ioc(direction: int, nr: int, size: int) -> int:
     return (direction << 30) | (size << 16) | (0xB5 << 8) | nr
 
@@ -74,6 +124,9 @@ def _ioc(direction: int, nr: int, size: int) -> int:
 _IOC_WRITE, _IOC_READ = 1, 2
 IOC_STATUS = _ioc(_IOC_READ, 1, ctypes.sizeof(Status))
 IOC_SUBMIT = _ioc(_IOC_WRITE, 2, ctypes.sizeof(Submit))
+IOC_SET_CONFIG = _ioc(_IOC_WRITE, 3, ctypes.sizeof(Config))
+IOC_GET_CONFIG = _ioc(_IOC_READ | _IOC_WRITE, 4, ctypes.sizeof(Config))
+IOC_HOOK_INFO = _ioc(_IOC_READ | _IOC_WRITE, 5, ctypes.sizeof(HookInfo))
 
 
 @dataclass(frozen=True)
@@ -92,6 +145,7 @@ class ModuleStatus:
     lost: dict[str, int]
     submitted: int
     table_entries: int
+    table_alloc_failed: int
     consumer_open: bool
     missed: tuple[int, ...]
 
@@ -117,6 +171,7 @@ def get_status(fd: int) -> ModuleStatus:
         lost={name: st.lost[i] for i, name in enumerate(LOST_REASONS)},
         submitted=st.submitted,
         table_entries=st.table_entries,
+        table_alloc_failed=st.table_alloc_failed,
         consumer_open=bool(st.consumer_open),
         missed=tuple(st.missed[: st.nr_hooks]),
     )
@@ -132,3 +187,91 @@ def submit(fd: int, record: bytes) -> None:
 def open_control(path: str = DEVICE) -> int:
     """Open the device for status and control (not as the consumer)."""
     return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """The module's pre-selection configuration (LXBSM_IOC_SET_CONFIG)."""
+
+    policy: int
+    flags: tuple[int, int]  # (success, failure) class masks
+    naflags: tuple[int, int]
+    events: dict[int, int]  # AUE number -> classes
+    users: dict[int, tuple[tuple[int, int], tuple[int, int]]]  # auid -> (always, never)
+
+
+def set_config(fd: int, cfg: KernelConfig) -> None:
+    """Replace the module's whole pre-selection configuration."""
+    events = (EventClass * max(1, len(cfg.events)))(
+        *(EventClass(event=e, classes=c) for e, c in cfg.events.items())
+    )
+    users = (UserMask * max(1, len(cfg.users)))(
+        *(
+            UserMask(auid=a, always=Mask(*always), never=Mask(*never))
+            for a, (always, never) in cfg.users.items()
+        )
+    )
+    req = Config(
+        policy=cfg.policy,
+        nr_events=len(cfg.events),
+        nr_users=len(cfg.users),
+        flags=Mask(*cfg.flags),
+        naflags=Mask(*cfg.naflags),
+        events=ctypes.addressof(events),
+        users=ctypes.addressof(users),
+    )
+    fcntl.ioctl(fd, IOC_SET_CONFIG, bytes(req))
+
+
+def get_config(fd: int) -> KernelConfig:
+    """The configuration in force, with the classes of every event the module emits."""
+    events = (EventClass * 256)()
+    users = (UserMask * LXBSM_MAX_USERS_GET)()
+    req = Config(
+        nr_events=256,
+        nr_users=LXBSM_MAX_USERS_GET,
+        events=ctypes.addressof(events),
+        users=ctypes.addressof(users),
+    )
+    buf = bytearray(bytes(req))
+    fcntl.ioctl(fd, IOC_GET_CONFIG, buf, True)
+    got = Config.from_buffer(buf)
+    return KernelConfig(
+        policy=got.policy,
+        flags=(got.flags.success, got.flags.failure),
+        naflags=(got.naflags.success, got.naflags.failure),
+        events={events[i].event: events[i].classes for i in range(min(256, got.nr_events))},
+        users={
+            users[i].auid: (
+                (users[i].always.success, users[i].always.failure),
+                (users[i].never.success, users[i].never.failure),
+            )
+            for i in range(min(LXBSM_MAX_USERS_GET, got.nr_users))
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Hook:
+    name: str
+    state: str
+    missed: int
+    hits: int
+
+
+def hooks(fd: int) -> list[Hook]:
+    """Every hook in the module's table, with its state and counters."""
+    out = []
+    index = 0
+    while True:
+        info = HookInfo(index=index)
+        buf = bytearray(bytes(info))
+        try:
+            fcntl.ioctl(fd, IOC_HOOK_INFO, buf, True)
+        except OSError as e:
+            if e.errno == 2:  # ENOENT: past the last hook
+                return out
+            raise
+        got = HookInfo.from_buffer(buf)
+        out.append(Hook(got.name.decode(), HOOK_STATES[got.state], got.missed, got.hits))
+        index += 1

@@ -48,7 +48,6 @@ enum lxbsm_lost_reason {
 	LXBSM_LOST_RING_FULL,		/* no space in the ring */
 	LXBSM_LOST_TOO_BIG,		/* record larger than a quarter of the ring */
 	LXBSM_LOST_NO_SCRATCH,		/* no record-building buffer (nesting) */
-	LXBSM_LOST_FAULT,		/* user memory could not be read */
 	LXBSM_LOST_NR = 8,
 };
 
@@ -83,6 +82,7 @@ struct lxbsm_status {
 	__u64 lost[LXBSM_LOST_NR];
 	__u64 submitted;		/* records submitted from user space */
 	__u64 table_entries;		/* per-process audit table entries */
+	__u64 table_alloc_failed;	/* entries that could not be allocated */
 	__u32 consumer_open;		/* 1 while a consumer holds the ring */
 	__u32 nr_hooks;			/* valid entries in missed[] */
 	__u64 missed[LXBSM_HOOKS_MAX];	/* kretprobe misses per hook */
@@ -102,8 +102,73 @@ struct lxbsm_submit {
 
 #define LXBSM_MAX_RECORD	32767	/* MAX_AUDIT_RECORD_SIZE */
 
+/* Audit policy bits (BSM values, audit_control "policy:"). */
+#define LXBSM_POLICY_CNT	0x0001	/* count and drop when the ring is full */
+#define LXBSM_POLICY_ARGV	0x0004	/* exec_args token */
+#define LXBSM_POLICY_ARGE	0x0008	/* exec_env token */
+#define LXBSM_POLICY_SEQ	0x0010	/* seq token */
+#define LXBSM_POLICY_KNOWN	(LXBSM_POLICY_CNT | LXBSM_POLICY_ARGV | \
+				 LXBSM_POLICY_ARGE | LXBSM_POLICY_SEQ)
+
+/* A pre-selection mask: classes audited on success and on failure. */
+struct lxbsm_mask {
+	__u32 success;
+	__u32 failure;
+};
+
+/* One line of audit_event: which classes an event belongs to. */
+struct lxbsm_event_class {
+	__u32 event;			/* AUE number */
+	__u32 classes;
+};
+
+/* One line of audit_user, by audit id. */
+struct lxbsm_user_mask {
+	__u32 auid;
+	__u32 reserved;			/* must be 0 */
+	struct lxbsm_mask always;
+	struct lxbsm_mask never;
+};
+
+/*
+ * The whole pre-selection configuration, replaced atomically.  Events the
+ * module does not emit are ignored; events it emits but that are not listed
+ * keep their built-in classes.  For LXBSM_IOC_GET_CONFIG, nr_events and
+ * nr_users give the room at events/users and come back as the counts.
+ */
+struct lxbsm_config {
+	__u32 policy;			/* LXBSM_POLICY_* */
+	__u32 nr_events;
+	__u32 nr_users;
+	__u32 reserved;			/* must be 0 */
+	struct lxbsm_mask flags;	/* audit_control flags: */
+	struct lxbsm_mask naflags;	/* audit_control naflags: */
+	__u64 events;			/* user pointer: lxbsm_event_class[] */
+	__u64 users;			/* user pointer: lxbsm_user_mask[] */
+};
+
+#define LXBSM_MAX_USERS		65536
+
+/* Hook states */
+enum lxbsm_hook_state {
+	LXBSM_HOOK_OFF,			/* not registered */
+	LXBSM_HOOK_ON,
+	LXBSM_HOOK_MISSING,		/* optional symbol absent on this kernel */
+};
+
+struct lxbsm_hook_info {
+	__u32 index;			/* in: 0 .. nr_hooks - 1 */
+	__u32 state;			/* enum lxbsm_hook_state */
+	__u64 missed;			/* kretprobe instances unavailable */
+	__u64 hits;			/* events taken */
+	char name[48];			/* the kernel symbol or tracepoint */
+};
+
 #define LXBSM_IOC_MAGIC		0xB5
 #define LXBSM_IOC_STATUS	_IOR(LXBSM_IOC_MAGIC, 1, struct lxbsm_status)
 #define LXBSM_IOC_SUBMIT	_IOW(LXBSM_IOC_MAGIC, 2, struct lxbsm_submit)
+#define LXBSM_IOC_SET_CONFIG	_IOW(LXBSM_IOC_MAGIC, 3, struct lxbsm_config)
+#define LXBSM_IOC_GET_CONFIG	_IOWR(LXBSM_IOC_MAGIC, 4, struct lxbsm_config)
+#define LXBSM_IOC_HOOK_INFO	_IOWR(LXBSM_IOC_MAGIC, 5, struct lxbsm_hook_info)
 
 #endif /* _UAPI_LXBSM_H */

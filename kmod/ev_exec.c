@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * execve, execveat, fexecve: AUE_EXECVE, AUE_EXECVEAT, AUE_FEXECVE.
+ *
+ * The syscall stubs (x86-64, ia32, x32) are kretprobed: the entry handler
+ * decides pre-selection and registers the call as "in flight" for the task;
+ * security_bprm_check, which the kernel calls for the file it is about to
+ * run (and again for a script's interpreter), records the resolved path and
+ * attributes of that file into the in-flight call; the return handler
+ * builds the record: [arg32 fd], exec_args, [exec_env], path, [path of the
+ * interpreter], attr32, subject, return.  On success the arguments are read
+ * from the new image (what really ran); on failure from the caller's argv.
+ * Paths are the kernel's own, never the string the caller typed, except
+ * when the kernel never found a file (e.g. ENOENT): then the caller's name,
+ * made absolute against its working directory.
+ */
+#include <linux/binfmts.h>
+#include <linux/dcache.h>
+#include <linux/fcntl.h>
+#include <linux/hash.h>
+#include <linux/mm_types.h>
+#include <linux/sched/mm.h>
+#include <linux/spinlock.h>
+#include <asm/syscall.h>
+
+#include "hooks.h"
+
+enum { EXEC_EXECVE, EXEC_EXECVEAT };
+
+struct exec_ctx {
+	struct hlist_node node;
+	struct task_struct *task;
+	struct lxbsm_sel sel;
+	unsigned long args[6];
+	bool compat;
+	bool at;			/* execveat */
+	u8 files;			/* security_bprm_check calls seen */
+	bool have_attr;
+	struct lxbsm_attr attr;
+	char path[];			/* the file named, as the kernel resolved it */
+};
+
+#define EXEC_DATA_SIZE	KRETPROBE_MAX_DATA_SIZE
+#define EXEC_PATH_SIZE	(EXEC_DATA_SIZE - sizeof(struct exec_ctx))
+#define INFLIGHT_BITS	6
+
+static struct hlist_head inflight[1 << INFLIGHT_BITS];
+static DEFINE_RAW_SPINLOCK(inflight_lock);
+
+size_t lxbsm_exec_data_size(void)
+{
+	return EXEC_DATA_SIZE;
+}
+
+int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct exec_ctx *ctx = (struct exec_ctx *)ri->data;
+	unsigned long flags;
+
+	if (current->flags & PF_KTHREAD)
+		return 1;
+	if (!lxbsm_interested(LXBSM_EV_EXECVE, &ctx->sel))
+		return 1;
+	syscall_get_arguments(current, task_pt_regs(current), ctx->args);
+	ctx->compat = in_compat_syscall();
+	ctx->at = lxbsm_kret_hook(ri)->arg == EXEC_EXECVEAT;
+	ctx->task = current;
+	ctx->files = 0;
+	ctx->have_attr = false;
+	ctx->path[0] = '\0';
+	raw_spin_lock_irqsave(&inflight_lock, flags);
+	hlist_add_head(&ctx->node, &inflight[hash_ptr(current, INFLIGHT_BITS)]);
+	raw_spin_unlock_irqrestore(&inflight_lock, flags);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_exec_entry);
+
+/* security_bprm_check(struct linux_binprm *bprm): the file about to run. */
+int lxbsm_bprm_check_pre(struct kprobe *p, struct pt_regs *regs)
+{
+	struct linux_binprm *bprm = (struct linux_binprm *)regs_get_kernel_argument(regs, 0);
+	struct exec_ctx *ctx;
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&inflight_lock, flags);
+	hlist_for_each_entry(ctx, &inflight[hash_ptr(current, INFLIGHT_BITS)], node) {
+		if (ctx->task != current)
+			continue;
+		if (ctx->files++ == 0 && bprm->file) {
+			char *s = d_path(&bprm->file->f_path, ctx->path, EXEC_PATH_SIZE);
+
+			if (IS_ERR(s))
+				ctx->path[0] = '\0';
+			else
+				memmove(ctx->path, s, strlen(s) + 1);
+			lxbsm_attr_of(file_inode(bprm->file), &ctx->attr);
+			ctx->have_attr = true;
+		}
+		break;
+	}
+	raw_spin_unlock_irqrestore(&inflight_lock, flags);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_bprm_check_pre);
+
+/* The interpreter a script started: the new image's own file. */
+static void interpreter_path(struct lxbsm_rec *r)
+{
+	struct mm_struct *mm = current->mm;
+	struct file *exe;
+
+	if (!mm)
+		return;
+	/* Only this thread is left after exec, so exe_file cannot change. */
+	rcu_read_lock();
+	exe = rcu_dereference(mm->exe_file);
+	if (exe)
+		lxbsm_tok_path(r, lxbsm_file_path(r, 0, exe));
+	rcu_read_unlock();
+}
+
+int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct exec_ctx *ctx = (struct exec_ctx *)ri->data;
+	long ret = regs_return_value(regs);
+	const unsigned long *a = ctx->args;
+	enum lxbsm_event ev = LXBSM_EV_EXECVE;
+	const char __user *name;
+	const void __user *argv, *envp;
+	struct mm_struct *mm = current->mm;
+	struct lxbsm_rec *r;
+	unsigned long flags;
+	u32 policy;
+	int dfd = AT_FDCWD;
+
+	raw_spin_lock_irqsave(&inflight_lock, flags);
+	hlist_del(&ctx->node);
+	raw_spin_unlock_irqrestore(&inflight_lock, flags);
+
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	if (ctx->at) {
+		char first = 1;
+
+		dfd = (int)a[0];
+		name = (const char __user *)a[1];
+		argv = (const void __user *)a[2];
+		envp = (const void __user *)a[3];
+		ev = LXBSM_EV_EXECVEAT;
+		if ((a[4] & AT_EMPTY_PATH) &&
+		    !lxbsm_strncpy_user_nofault(&first, name, 1))
+			ev = LXBSM_EV_FEXECVE;	/* fexecve(3): execveat(fd, "", ...) */
+	} else {
+		name = (const char __user *)a[0];
+		argv = (const void __user *)a[1];
+		envp = (const void __user *)a[2];
+	}
+
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(ev);
+	if (!r)
+		return 0;
+	if (ev == LXBSM_EV_FEXECVE)
+		lxbsm_tok_arg32(r, 1, dfd, "fd");
+	policy = lxbsm_policy();
+	if (policy & LXBSM_POLICY_ARGV) {
+		if (ret == 0 && mm)
+			lxbsm_tok_strings_user(r, AUT_EXEC_ARGS, (const char __user *)mm->arg_start,
+					       mm->arg_end - mm->arg_start, LXBSM_ARGV_MAX);
+		else
+			lxbsm_tok_strings_argv(r, AUT_EXEC_ARGS, argv, ctx->compat,
+					       LXBSM_ARGV_MAX);
+	}
+	if (policy & LXBSM_POLICY_ARGE) {
+		if (ret == 0 && mm)
+			lxbsm_tok_strings_user(r, AUT_EXEC_ENV, (const char __user *)mm->env_start,
+					       mm->env_end - mm->env_start, LXBSM_ENV_MAX);
+		else
+			lxbsm_tok_strings_argv(r, AUT_EXEC_ENV, envp, ctx->compat, LXBSM_ENV_MAX);
+	}
+	if (ctx->files)
+		lxbsm_tok_path(r, ctx->path);
+	else
+		lxbsm_tok_path(r, lxbsm_user_path(r, dfd, name));
+	if (ret == 0 && ctx->files > 1)
+		interpreter_path(r);
+	if (ctx->have_attr)
+		lxbsm_tok_attr32(r, &ctx->attr);
+	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_exec_ret);

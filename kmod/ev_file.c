@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * open, openat, openat2, creat (every ABI, through do_sys_openat2), io_uring
+ * opens (through do_filp_open, in io_uring context only), and close.
+ *
+ * The event follows the flags as on FreeBSD: AUE_OPEN_R .. AUE_OPEN_RWTC for
+ * open(2), AUE_OPENAT_* for openat(2) and openat2(2), AUE_CREAT for creat(2),
+ * AUE_OPEN / AUE_OPENAT for O_PATH.  Tokens (FreeBSD order): [arg32 3
+ * "mode" when creating], arg32 2 "flags", [arg32 1 "at fd 1" for openat],
+ * path, attr32.  A successful open records the opened file's own path; a
+ * failed one the name the caller gave, made absolute.
+ */
+#include <linux/fcntl.h>
+#include <linux/fdtable.h>
+#include <linux/file.h>
+#include <linux/namei.h>
+#include <linux/openat2.h>
+#include <linux/sched.h>
+#include <asm/syscall.h>
+#include <asm/unistd.h>
+
+#include "compat.h"
+#include "hooks.h"
+
+/* ia32 syscall numbers (a fixed ABI) of the open family. */
+#define NR_IA32_OPEN		5
+#define NR_IA32_CREAT		8
+#define NR_IA32_OPENAT		295
+#define NR_IA32_OPENAT2		437
+
+enum open_kind { OPEN_PLAIN, OPEN_AT, OPEN_CREAT };
+
+struct open_ctx {
+	struct lxbsm_sel sel;
+	int dfd;
+	const char __user *name;
+	u64 flags;
+	u64 mode;
+	enum open_kind kind;
+};
+
+size_t lxbsm_open_data_size(void)
+{
+	return sizeof(struct open_ctx);
+}
+
+static enum open_kind open_kind_of_syscall(void)
+{
+	long nr = syscall_get_nr(current, task_pt_regs(current));
+
+	if (in_compat_syscall()) {
+		if (nr == NR_IA32_OPEN)
+			return OPEN_PLAIN;
+		if (nr == NR_IA32_CREAT)
+			return OPEN_CREAT;
+		return OPEN_AT;
+	}
+	nr &= ~(long)__X32_SYSCALL_BIT;
+	if (nr == __NR_open)
+		return OPEN_PLAIN;
+	if (nr == __NR_creat)
+		return OPEN_CREAT;
+	return OPEN_AT;
+}
+
+static enum lxbsm_event open_event(enum open_kind kind, u64 flags)
+{
+	enum lxbsm_event base = kind == OPEN_AT ? LXBSM_EV_OPENAT_R : LXBSM_EV_OPEN_R;
+	int off;
+
+	if (kind == OPEN_CREAT)
+		return LXBSM_EV_CREAT;
+	if (flags & O_PATH)
+		return kind == OPEN_AT ? LXBSM_EV_OPENAT : LXBSM_EV_OPEN;
+	switch (flags & O_ACCMODE) {
+	case O_RDONLY:
+		off = 0;
+		break;
+	case O_WRONLY:
+		off = 4;
+		break;
+	default:
+		off = 8;
+		break;
+	}
+	if (flags & O_CREAT)
+		off += 1;
+	if (flags & O_TRUNC)
+		off += 2;
+	return base + off;
+}
+
+static bool creating(u64 flags)
+{
+	return flags & O_CREAT || (flags & O_TMPFILE) == O_TMPFILE;
+}
+
+static void put_file(struct lxbsm_rec *r, struct file *f)
+{
+	struct lxbsm_attr attr;
+
+	lxbsm_tok_path(r, lxbsm_file_path(r, 0, f));
+	lxbsm_attr_of(file_inode(f), &attr);
+	lxbsm_tok_attr32(r, &attr);
+}
+
+/* do_sys_openat2(int dfd, const char __user *name, struct open_how *how) */
+int lxbsm_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct open_ctx *ctx = (struct open_ctx *)ri->data;
+	const struct open_how *how = (const struct open_how *)regs_get_kernel_argument(regs, 2);
+
+	if (current->flags & PF_KTHREAD)
+		return 1;
+	ctx->kind = open_kind_of_syscall();
+	ctx->flags = how->flags;
+	ctx->mode = how->mode;
+	if (!lxbsm_interested(open_event(ctx->kind, ctx->flags), &ctx->sel))
+		return 1;
+	ctx->dfd = (int)regs_get_kernel_argument(regs, 0);
+	ctx->name = (const char __user *)regs_get_kernel_argument(regs, 1);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_open_entry);
+
+int lxbsm_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct open_ctx *ctx = (struct open_ctx *)ri->data;
+	long ret = regs_return_value(regs);
+	struct lxbsm_rec *r;
+	struct file *f;
+
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(ctx->sel.ev);
+	if (!r)
+		return 0;
+	if (creating(ctx->flags))
+		lxbsm_tok_arg32(r, 3, ctx->mode, "mode");
+	lxbsm_tok_arg32(r, 2, ctx->flags, "flags");
+	if (ctx->kind == OPEN_AT)
+		lxbsm_tok_arg32(r, 1, ctx->dfd, "at fd 1");
+	f = ret >= 0 ? fget_raw(ret) : NULL;
+	if (f) {
+		put_file(r, f);
+		fput(f);
+	} else {
+		lxbsm_tok_path(r, lxbsm_user_path(r, ctx->dfd, ctx->name));
+	}
+	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_open_ret);
+
+/*
+ * io_uring opens: do_filp_open(int dfd, struct filename *name,
+ * const struct open_flags *op) called from an io_uring worker or inline
+ * from io_uring_enter(2).  Everything else reaching do_filp_open is either
+ * an open syscall (recorded above), an exec or an open by the kernel.
+ */
+struct filp_ctx {
+	struct lxbsm_sel sel;
+	int dfd;
+	struct filename *name;
+	int flags;
+};
+
+size_t lxbsm_filp_open_data_size(void)
+{
+	return sizeof(struct filp_ctx);
+}
+
+static bool in_io_uring(void)
+{
+	long nr;
+
+	if (current->flags & PF_IO_WORKER)
+		return true;
+	if (current->flags & PF_KTHREAD)
+		return false;
+	nr = syscall_get_nr(current, task_pt_regs(current));
+	if (!in_compat_syscall())
+		nr &= ~(long)__X32_SYSCALL_BIT;
+	return nr == __NR_io_uring_enter;	/* 426 in both ABIs */
+}
+
+int lxbsm_filp_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct filp_ctx *ctx = (struct filp_ctx *)ri->data;
+
+	if (!in_io_uring())
+		return 1;
+	ctx->flags = lxbsm_open_flags(regs_get_kernel_argument(regs, 2));
+	if (!lxbsm_interested(open_event(OPEN_AT, ctx->flags), &ctx->sel))
+		return 1;
+	ctx->dfd = (int)regs_get_kernel_argument(regs, 0);
+	ctx->name = (struct filename *)regs_get_kernel_argument(regs, 1);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_filp_open_entry);
+
+int lxbsm_filp_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct filp_ctx *ctx = (struct filp_ctx *)ri->data;
+	struct file *f = (struct file *)regs_return_value(regs);
+	long ret = IS_ERR(f) ? PTR_ERR(f) : 0;
+	struct lxbsm_rec *r;
+
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(ctx->sel.ev);
+	if (!r)
+		return 0;
+	if (creating(ctx->flags))
+		lxbsm_tok_arg32(r, 3, 0, "mode");
+	lxbsm_tok_arg32(r, 2, ctx->flags, "flags");
+	lxbsm_tok_arg32(r, 1, ctx->dfd, "at fd 1");
+	if (ret == 0)
+		put_file(r, f);		/* the caller holds it until installed */
+	else
+		lxbsm_tok_path(r, lxbsm_abs_path(r, ctx->dfd, ctx->name->name));
+	lxbsm_tok_text(r, "io_uring");
+	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_filp_open_ret);
+
+/*
+ * close(2): AUE_CLOSE with arg32 1 "fd", path, attr32.  The file is looked
+ * at on the way in, while the descriptor still names it.
+ */
+struct close_ctx {
+	struct lxbsm_sel sel;
+	int fd;
+	bool have_file;
+	struct lxbsm_attr attr;
+	char path[];
+};
+
+#define CLOSE_DATA_SIZE	KRETPROBE_MAX_DATA_SIZE
+
+size_t lxbsm_close_data_size(void)
+{
+	return CLOSE_DATA_SIZE;
+}
+
+int lxbsm_close_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct close_ctx *ctx = (struct close_ctx *)ri->data;
+	unsigned long args[6];
+	struct file *f;
+
+	if (current->flags & PF_KTHREAD)
+		return 1;
+	if (!lxbsm_interested(LXBSM_EV_CLOSE, &ctx->sel))
+		return 1;
+	syscall_get_arguments(current, task_pt_regs(current), args);
+	ctx->fd = (int)args[0];
+	ctx->have_file = false;
+	f = fget_raw(ctx->fd);
+	if (f) {
+		size_t room = CLOSE_DATA_SIZE - sizeof(*ctx);
+		char *s = d_path(&f->f_path, ctx->path, room);
+
+		if (IS_ERR(s))
+			ctx->path[0] = '\0';
+		else
+			memmove(ctx->path, s, strlen(s) + 1);
+		lxbsm_attr_of(file_inode(f), &ctx->attr);
+		ctx->have_file = true;
+		fput(f);
+	}
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_close_entry);
+
+int lxbsm_close_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct close_ctx *ctx = (struct close_ctx *)ri->data;
+	long ret = regs_return_value(regs);
+	struct lxbsm_rec *r;
+
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(LXBSM_EV_CLOSE);
+	if (!r)
+		return 0;
+	lxbsm_tok_arg32(r, 1, ctx->fd, "fd");
+	if (ctx->have_file) {
+		lxbsm_tok_path(r, ctx->path);
+		lxbsm_tok_attr32(r, &ctx->attr);
+	}
+	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_close_ret);

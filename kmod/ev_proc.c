@@ -1,0 +1,235 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Process life: fork/vfork/clone/clone3 (AUE_FORK, AUE_VFORK; threads are
+ * not processes and are not recorded), exit (AUE_EXIT), the setuid family
+ * and setgroups, and audit id changes through /proc/self/loginuid.
+ *
+ * The process table follows the same events: an entry is inherited at
+ * sched_process_fork and removed when the last thread exits.
+ */
+#include <linux/audit.h>
+#include <linux/cred.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/task.h>
+#include <linux/uidgid.h>
+#include <asm/syscall.h>
+
+#include "hooks.h"
+
+/* ---- table maintenance and exit: tracepoints ---- */
+
+void lxbsm_fork_probe(void *data, struct task_struct *parent, struct task_struct *child)
+{
+	if (child->flags & PF_KTHREAD)
+		return;
+	lxbsm_proc_fork(parent, child);
+}
+NOKPROBE_SYMBOL(lxbsm_fork_probe);
+
+/* The exit(3) value, or 128 + the signal that killed the process. */
+static u32 exit_status(struct task_struct *p)
+{
+	int code = p->exit_code;
+
+	if (p->signal->flags & SIGNAL_GROUP_EXIT)
+		code = p->signal->group_exit_code;
+	if (code & 0x7f)
+		return 128 + (code & 0x7f);
+	return (code >> 8) & 0xff;
+}
+
+void lxbsm_exit_probe(void *data, struct task_struct *p)
+{
+	struct lxbsm_sel sel;
+	struct lxbsm_rec *r;
+	bool want;
+
+	if (p->flags & PF_KTHREAD || atomic_read(&p->signal->live))
+		return;		/* a kernel thread, or not the last thread */
+	want = lxbsm_interested(LXBSM_EV_EXIT, &sel) && lxbsm_selected(&sel, false);
+	/* Two last threads can race here: only the one that removes records. */
+	if (!lxbsm_proc_remove(p) || !want)
+		return;
+	lxbsm_hook_hit(data);
+	r = lxbsm_rec_begin(LXBSM_EV_EXIT);
+	if (r) {
+		lxbsm_tok_exit(r, exit_status(p), 0);
+		lxbsm_rec_finish(r, &sel.proc, 0);
+	}
+}
+NOKPROBE_SYMBOL(lxbsm_exit_probe);
+
+/* ---- fork: kernel_clone(struct kernel_clone_args *args) -> pid ---- */
+
+struct clone_ctx {
+	struct lxbsm_sel sel;
+};
+
+int lxbsm_clone_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct clone_ctx *ctx = (struct clone_ctx *)ri->data;
+	/* flags is the first member of struct kernel_clone_args (6.1, 6.12) */
+	u64 flags = *(const u64 *)regs_get_kernel_argument(regs, 0);
+	enum lxbsm_event ev = flags & CLONE_VFORK ? LXBSM_EV_VFORK : LXBSM_EV_FORK;
+
+	if (flags & CLONE_THREAD || current->flags & PF_KTHREAD)
+		return 1;
+	return !lxbsm_interested(ev, &ctx->sel);
+}
+NOKPROBE_SYMBOL(lxbsm_clone_entry);
+
+int lxbsm_clone_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct clone_ctx *ctx = (struct clone_ctx *)ri->data;
+	long ret = regs_return_value(regs);
+	struct lxbsm_rec *r;
+
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(ctx->sel.ev);
+	if (!r)
+		return 0;
+	if (ret >= 0)
+		lxbsm_tok_arg32(r, 0, ret, "child PID");
+	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_clone_ret);
+
+/*
+ * ---- setuid family: __sys_set*id(), plain C arguments, shared by the
+ * x86-64, ia32 and 16-bit entry points ----
+ */
+struct setid_desc {
+	enum lxbsm_event ev;
+	const char *names[3];
+};
+
+static const struct setid_desc setid_descs[] = {
+	{ LXBSM_EV_SETUID,	{ "uid" } },
+	{ LXBSM_EV_SETGID,	{ "gid" } },
+	{ LXBSM_EV_SETREUID,	{ "ruid", "euid" } },
+	{ LXBSM_EV_SETREGID,	{ "rgid", "egid" } },
+	{ LXBSM_EV_SETRESUID,	{ "ruid", "euid", "suid" } },
+	{ LXBSM_EV_SETRESGID,	{ "rgid", "egid", "sgid" } },
+	{ LXBSM_EV_SETFSUID,	{ "fsuid" } },
+	{ LXBSM_EV_SETFSGID,	{ "fsgid" } },
+};
+
+struct setid_ctx {
+	struct lxbsm_sel sel;
+	u32 ids[3];
+};
+
+size_t lxbsm_setid_data_size(void)
+{
+	return sizeof(struct setid_ctx);
+}
+
+int lxbsm_setid_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct setid_ctx *ctx = (struct setid_ctx *)ri->data;
+	const struct setid_desc *d = &setid_descs[lxbsm_kret_hook(ri)->arg];
+	int i;
+
+	if (!lxbsm_interested(d->ev, &ctx->sel))
+		return 1;
+	for (i = 0; i < 3; i++)
+		ctx->ids[i] = (u32)regs_get_kernel_argument(regs, i);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_setid_entry);
+
+int lxbsm_setid_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct setid_ctx *ctx = (struct setid_ctx *)ri->data;
+	const struct setid_desc *d = &setid_descs[lxbsm_kret_hook(ri)->arg];
+	long ret = regs_return_value(regs);
+	struct lxbsm_rec *r;
+	int i;
+
+	/* setfsuid/setfsgid return the previous id and never fail. */
+	if (d->ev == LXBSM_EV_SETFSUID || d->ev == LXBSM_EV_SETFSGID)
+		ret = (u32)ret;
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(d->ev);
+	if (!r)
+		return 0;
+	for (i = 0; i < 3 && d->names[i]; i++)
+		lxbsm_tok_arg32(r, i + 1, ctx->ids[i], d->names[i]);
+	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_setid_ret);
+
+static_assert(ARRAY_SIZE(setid_descs) == 8);
+
+/* ---- setgroups (x86-64, ia32, ia32 16-bit stubs) ---- */
+
+struct setgroups_ctx {
+	struct lxbsm_sel sel;
+};
+
+int lxbsm_setgroups_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct setgroups_ctx *ctx = (struct setgroups_ctx *)ri->data;
+
+	return !lxbsm_interested(LXBSM_EV_SETGROUPS, &ctx->sel);
+}
+NOKPROBE_SYMBOL(lxbsm_setgroups_entry);
+
+/* One arg32 1 "setgroups" per group, read from the new credentials. */
+int lxbsm_setgroups_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct setgroups_ctx *ctx = (struct setgroups_ctx *)ri->data;
+	long ret = regs_return_value(regs);
+	struct lxbsm_rec *r;
+
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(LXBSM_EV_SETGROUPS);
+	if (!r)
+		return 0;
+	if (ret == 0) {
+		const struct group_info *gi = current_cred()->group_info;
+		int i;
+
+		for (i = 0; i < gi->ngroups && i < 16; i++)
+			lxbsm_tok_arg32(r, 1, from_kgid(&init_user_ns, gi->gid[i]), "setgroups");
+	}
+	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_setgroups_ret);
+
+/* ---- audit_set_loginuid(kuid_t): pam_loginuid starts a session ---- */
+
+struct loginuid_ctx {
+	u32 auid;
+};
+
+int lxbsm_loginuid_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct loginuid_ctx *ctx = (struct loginuid_ctx *)ri->data;
+	kuid_t uid = KUIDT_INIT((uid_t)regs_get_kernel_argument(regs, 0));
+
+	ctx->auid = from_kuid(&init_user_ns, uid);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_loginuid_entry);
+
+int lxbsm_loginuid_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct loginuid_ctx *ctx = (struct loginuid_ctx *)ri->data;
+
+	if (regs_return_value(regs) == 0) {
+		lxbsm_hook_hit(lxbsm_kret_hook(ri));
+		lxbsm_proc_set_login(current, ctx->auid, audit_get_sessionid(current));
+	}
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_loginuid_ret);

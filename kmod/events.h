@@ -1,0 +1,82 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The BSM events the kernel emits: one line each, X(name, AUE number,
+ * default classes).  Numbers and classes are OpenBSM's (audit_event); the
+ * daemon replaces the classes with those of the audit_event file it reads.
+ * The OPEN_* and OPENAT_* runs must stay in this order: the event of an open
+ * is computed as the first of the run plus an offset (see ev_file.c).
+ */
+#ifndef LXBSM_EVENTS_H
+#define LXBSM_EVENTS_H
+
+#define AU_FR	0x00000001	/* file read */
+#define AU_FW	0x00000002	/* file write */
+#define AU_FA	0x00000004	/* file attribute access */
+#define AU_FM	0x00000008	/* file attribute modify */
+#define AU_FC	0x00000010	/* file create */
+#define AU_FD	0x00000020	/* file delete */
+#define AU_CL	0x00000040	/* file close */
+#define AU_PC	0x00000080	/* process */
+#define AU_NT	0x00000100	/* network */
+#define AU_AD	0x00000800	/* administrative */
+#define AU_LO	0x00001000	/* login/logout */
+#define AU_EX	0x40000000	/* exec */
+#define AU_OT	0x80000000	/* miscellaneous */
+
+#define LXBSM_EVENTS(X)							\
+	X(EXECVE,	23,	AU_PC | AU_EX)				\
+	X(EXECVEAT,	43262,	AU_PC | AU_EX)				\
+	X(FEXECVE,	43144,	AU_PC | AU_EX)				\
+	X(OPEN,		3,	AU_FA)					\
+	X(OPEN_R,	72,	AU_FR)					\
+	X(OPEN_RC,	73,	AU_FC | AU_FR | AU_FA | AU_FM)		\
+	X(OPEN_RT,	74,	AU_FD | AU_FR | AU_FA | AU_FM)		\
+	X(OPEN_RTC,	75,	AU_FC | AU_FD | AU_FR | AU_FA | AU_FM)	\
+	X(OPEN_W,	76,	AU_FW)					\
+	X(OPEN_WC,	77,	AU_FC | AU_FW | AU_FA | AU_FM)		\
+	X(OPEN_WT,	78,	AU_FD | AU_FW | AU_FA | AU_FM)		\
+	X(OPEN_WTC,	79,	AU_FC | AU_FD | AU_FW | AU_FA | AU_FM)	\
+	X(OPEN_RW,	80,	AU_FR | AU_FW)				\
+	X(OPEN_RWC,	81,	AU_FC | AU_FW | AU_FR | AU_FA | AU_FM)	\
+	X(OPEN_RWT,	82,	AU_FD | AU_FR | AU_FW | AU_FA | AU_FM)	\
+	X(OPEN_RWTC,	83,	AU_FC | AU_FD | AU_FW | AU_FR | AU_FA | AU_FM) \
+	X(OPENAT,	43184,	AU_FA)					\
+	X(OPENAT_R,	270,	AU_FR)					\
+	X(OPENAT_RC,	271,	AU_FC | AU_FR | AU_FA | AU_FM)		\
+	X(OPENAT_RT,	272,	AU_FD | AU_FR | AU_FA | AU_FM)		\
+	X(OPENAT_RTC,	273,	AU_FC | AU_FD | AU_FR | AU_FA | AU_FM)	\
+	X(OPENAT_W,	274,	AU_FW)					\
+	X(OPENAT_WC,	275,	AU_FC | AU_FW | AU_FA | AU_FM)		\
+	X(OPENAT_WT,	276,	AU_FD | AU_FW | AU_FA | AU_FM)		\
+	X(OPENAT_WTC,	277,	AU_FC | AU_FD | AU_FW | AU_FA | AU_FM)	\
+	X(OPENAT_RW,	278,	AU_FR | AU_FW)				\
+	X(OPENAT_RWC,	279,	AU_FC | AU_FW | AU_FR | AU_FA | AU_FM)	\
+	X(OPENAT_RWT,	280,	AU_FD | AU_FW | AU_FR | AU_FA | AU_FM)	\
+	X(OPENAT_RWTC,	281,	AU_FC | AU_FD | AU_FW | AU_FR | AU_FA | AU_FM) \
+	X(CREAT,	4,	AU_FC)					\
+	X(CLOSE,	112,	AU_CL)					\
+	X(FORK,		2,	AU_PC)					\
+	X(VFORK,	25,	AU_PC)					\
+	X(EXIT,		1,	AU_PC)					\
+	X(SETUID,	200,	AU_PC)					\
+	X(SETGID,	205,	AU_PC)					\
+	X(SETREUID,	40,	AU_PC)					\
+	X(SETREGID,	41,	AU_PC)					\
+	X(SETRESUID,	43057,	AU_PC)					\
+	X(SETRESGID,	43059,	AU_PC)					\
+	X(SETFSUID,	43072,	AU_OT)					\
+	X(SETFSGID,	43073,	AU_OT)					\
+	X(SETGROUPS,	26,	AU_PC)					\
+	X(ACCEPT,	33,	AU_NT)					\
+	X(CONNECT,	32,	AU_NT)					\
+	X(BIND,		34,	AU_NT)					\
+	X(LOST,		33002,	0)
+
+enum lxbsm_event {
+#define LXBSM_EV_ENUM(name, aue, classes) LXBSM_EV_##name,
+	LXBSM_EVENTS(LXBSM_EV_ENUM)
+#undef LXBSM_EV_ENUM
+	LXBSM_EV_NR
+};
+
+#endif /* LXBSM_EVENTS_H */

@@ -1,0 +1,205 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The one table of hooks: every kernel function and tracepoint lxbsm
+ * attaches to, registered in order at load and unregistered in reverse at
+ * unload.  A required hook that cannot be attached fails the load; an
+ * optional one (an ABI this kernel lacks) is reported as missing.
+ *
+ * Order matters once: security_bprm_check comes after the exec stubs, so
+ * it is detached first and never sees an exec whose return handler is gone.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/cpumask.h>
+#include <linux/kernel.h>
+#include <linux/string.h>
+
+#include "hooks.h"
+
+/* kretprobe instances: more than CPUs, as calls sleep (exec, open, accept) */
+#define ACTIVE_SLEEPY	1024
+#define ACTIVE_QUICK	256
+
+#define KRET(sym, req, a, e, r, size, active)				\
+	{ .symbol = sym, .kind = LXBSM_KRETPROBE, .required = req, .arg = a, \
+	  .entry = e, .ret = r, .data_size = size, .maxactive = active }
+
+#define EXEC(sym, req, a)						\
+	KRET(sym, req, a, lxbsm_exec_entry, lxbsm_exec_ret, lxbsm_exec_data_size, ACTIVE_SLEEPY)
+#define SETID(sym, a)							\
+	KRET(sym, true, a, lxbsm_setid_entry, lxbsm_setid_ret, lxbsm_setid_data_size, ACTIVE_QUICK)
+#define SETGROUPS(sym, req)						\
+	KRET(sym, req, 0, lxbsm_setgroups_entry, lxbsm_setgroups_ret, lxbsm_setid_data_size, \
+	     ACTIVE_QUICK)
+#define SOCK(sym, a)							\
+	KRET(sym, true, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, ACTIVE_SLEEPY)
+
+static struct lxbsm_hook hooks[] = {
+	{ .symbol = "sched_process_fork", .kind = LXBSM_TRACEPOINT, .required = true,
+	  .probe = lxbsm_fork_probe },
+	{ .symbol = "sched_process_exit", .kind = LXBSM_TRACEPOINT, .required = true,
+	  .probe = lxbsm_exit_probe },
+	EXEC("__x64_sys_execve", true, 0),
+	EXEC("__x64_sys_execveat", true, 1),
+	EXEC("__ia32_compat_sys_execve", false, 0),
+	EXEC("__ia32_compat_sys_execveat", false, 1),
+	EXEC("__x64_compat_sys_execve", false, 0),	/* x32 */
+	EXEC("__x64_compat_sys_execveat", false, 1),
+	{ .symbol = "security_bprm_check", .kind = LXBSM_KPROBE, .required = true,
+	  .pre = lxbsm_bprm_check_pre },
+	KRET("do_sys_openat2", true, 0, lxbsm_open_entry, lxbsm_open_ret,
+	     lxbsm_open_data_size, ACTIVE_SLEEPY),
+	KRET("do_filp_open", false, 0, lxbsm_filp_open_entry, lxbsm_filp_open_ret,
+	     lxbsm_filp_open_data_size, ACTIVE_SLEEPY),
+	KRET("__x64_sys_close", true, 0, lxbsm_close_entry, lxbsm_close_ret,
+	     lxbsm_close_data_size, ACTIVE_QUICK),
+	KRET("__ia32_sys_close", false, 0, lxbsm_close_entry, lxbsm_close_ret,
+	     lxbsm_close_data_size, ACTIVE_QUICK),
+	KRET("kernel_clone", true, 0, lxbsm_clone_entry, lxbsm_clone_ret,
+	     lxbsm_setid_data_size, ACTIVE_SLEEPY),
+	SETID("__sys_setuid", 0),
+	SETID("__sys_setgid", 1),
+	SETID("__sys_setreuid", 2),
+	SETID("__sys_setregid", 3),
+	SETID("__sys_setresuid", 4),
+	SETID("__sys_setresgid", 5),
+	SETID("__sys_setfsuid", 6),
+	SETID("__sys_setfsgid", 7),
+	SETGROUPS("__x64_sys_setgroups", true),
+	SETGROUPS("__ia32_sys_setgroups", false),
+	SETGROUPS("__ia32_sys_setgroups16", false),
+	SOCK("__sys_accept4", 0),
+	SOCK("__sys_connect", 1),
+	SOCK("__sys_bind", 2),
+	KRET("audit_set_loginuid", false, 0, lxbsm_loginuid_entry, lxbsm_loginuid_ret,
+	     lxbsm_setid_data_size, ACTIVE_QUICK),
+};
+
+static_assert(ARRAY_SIZE(hooks) <= LXBSM_HOOKS_MAX);
+
+static void find_tracepoint(struct tracepoint *tp, void *priv)
+{
+	struct lxbsm_hook *h = priv;
+
+	if (!h->tp && !strcmp(tp->name, h->symbol))
+		h->tp = tp;
+}
+
+static int attach(struct lxbsm_hook *h)
+{
+	switch (h->kind) {
+	case LXBSM_KRETPROBE:
+		memset(&h->krp, 0, sizeof(h->krp));
+		h->krp.kp.symbol_name = h->symbol;
+		h->krp.entry_handler = h->entry;
+		h->krp.handler = h->ret;
+		h->krp.data_size = h->data_size();
+		h->krp.maxactive = max_t(int, h->maxactive, 2 * num_possible_cpus());
+		return register_kretprobe(&h->krp);
+	case LXBSM_KPROBE:
+		memset(&h->kp, 0, sizeof(h->kp));
+		h->kp.symbol_name = h->symbol;
+		h->kp.pre_handler = h->pre;
+		return register_kprobe(&h->kp);
+	case LXBSM_TRACEPOINT:
+		h->tp = NULL;
+		for_each_kernel_tracepoint(find_tracepoint, h);
+		if (!h->tp)
+			return -ENOENT;
+		return tracepoint_probe_register(h->tp, h->probe, h);
+	}
+	return -EINVAL;
+}
+
+static void detach(struct lxbsm_hook *h)
+{
+	switch (h->kind) {
+	case LXBSM_KRETPROBE:
+		unregister_kretprobe(&h->krp);
+		if (h->krp.nmissed)
+			pr_info("%s: %d calls missed (no kretprobe instance)\n",
+				h->symbol, h->krp.nmissed);
+		break;
+	case LXBSM_KPROBE:
+		unregister_kprobe(&h->kp);
+		break;
+	case LXBSM_TRACEPOINT:
+		tracepoint_probe_unregister(h->tp, h->probe, h);
+		break;
+	}
+	h->state = LXBSM_HOOK_OFF;
+}
+
+void lxbsm_hooks_exit(void)
+{
+	bool tracepoints = false;
+	int i;
+
+	for (i = ARRAY_SIZE(hooks) - 1; i >= 0; i--) {
+		if (hooks[i].state != LXBSM_HOOK_ON)
+			continue;
+		tracepoints |= hooks[i].kind == LXBSM_TRACEPOINT;
+		detach(&hooks[i]);
+	}
+	/* No tracepoint probe may still be running once this returns. */
+	if (tracepoints)
+		tracepoint_synchronize_unregister();
+}
+
+int lxbsm_hooks_init(void)
+{
+	int i, ret, on = 0, missing = 0;
+
+	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
+		struct lxbsm_hook *h = &hooks[i];
+
+		atomic64_set(&h->hits, 0);
+		ret = attach(h);
+		if (!ret) {
+			h->state = LXBSM_HOOK_ON;
+			on++;
+			continue;
+		}
+		if (h->required) {
+			pr_err("cannot attach to %s: %d\n", h->symbol, ret);
+			h->state = LXBSM_HOOK_OFF;
+			lxbsm_hooks_exit();
+			return ret;
+		}
+		h->state = LXBSM_HOOK_MISSING;
+		missing++;
+		pr_info("optional hook %s not available here (%d)\n", h->symbol, ret);
+	}
+	pr_info("%d hooks attached, %d optional ones missing\n", on, missing);
+	return 0;
+}
+
+u32 lxbsm_hooks_count(void)
+{
+	return ARRAY_SIZE(hooks);
+}
+
+int lxbsm_hook_info(struct lxbsm_hook_info *info)
+{
+	const struct lxbsm_hook *h;
+
+	if (info->index >= ARRAY_SIZE(hooks))
+		return -ENOENT;
+	h = &hooks[info->index];
+	info->state = h->state;
+	info->missed = h->kind == LXBSM_KRETPROBE && h->state == LXBSM_HOOK_ON ?
+		       h->krp.nmissed : 0;
+	info->hits = atomic64_read(&h->hits);
+	strscpy(info->name, h->symbol, sizeof(info->name));
+	return 0;
+}
+
+void lxbsm_hooks_missed(struct lxbsm_status *st)
+{
+	int i;
+
+	st->nr_hooks = ARRAY_SIZE(hooks);
+	for (i = 0; i < ARRAY_SIZE(hooks); i++)
+		st->missed[i] = hooks[i].kind == LXBSM_KRETPROBE &&
+				hooks[i].state == LXBSM_HOOK_ON ? hooks[i].krp.nmissed : 0;
+}

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The hook table (hooks.c) and the handlers it points at (ev_*.c).
+ */
+#ifndef LXBSM_HOOKS_H
+#define LXBSM_HOOKS_H
+
+#include <linux/kprobes.h>
+#include <linux/tracepoint.h>
+
+#include "lxbsm.h"
+
+enum lxbsm_hook_kind {
+	LXBSM_KRETPROBE,
+	LXBSM_KPROBE,
+	LXBSM_TRACEPOINT,
+};
+
+struct lxbsm_hook {
+	const char *symbol;		/* kernel function or tracepoint */
+	enum lxbsm_hook_kind kind;
+	bool required;			/* the module does not load without it */
+	int arg;			/* handed to the handler (e.g. which call) */
+	kretprobe_handler_t entry;
+	kretprobe_handler_t ret;
+	size_t (*data_size)(void);	/* per-call data (struct kretprobe) */
+	int maxactive;			/* calls in flight at once */
+	kprobe_pre_handler_t pre;
+	void *probe;			/* tracepoint probe */
+	/* run time */
+	enum lxbsm_hook_state state;
+	atomic64_t hits;
+	struct kretprobe krp;
+	struct kprobe kp;
+	struct tracepoint *tp;
+};
+
+/* The hook a kretprobe handler runs for. */
+static inline struct lxbsm_hook *lxbsm_kret_hook(struct kretprobe_instance *ri)
+{
+	return container_of(get_kretprobe(ri), struct lxbsm_hook, krp);
+}
+
+static inline void lxbsm_hook_hit(struct lxbsm_hook *h)
+{
+	atomic64_inc(&h->hits);
+}
+
+/* ev_exec.c */
+int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_bprm_check_pre(struct kprobe *p, struct pt_regs *regs);
+size_t lxbsm_exec_data_size(void);
+/* ev_file.c */
+int lxbsm_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_filp_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_filp_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_close_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_close_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+size_t lxbsm_open_data_size(void);
+size_t lxbsm_filp_open_data_size(void);
+size_t lxbsm_close_data_size(void);
+/* ev_proc.c */
+void lxbsm_fork_probe(void *data, struct task_struct *parent, struct task_struct *child);
+void lxbsm_exit_probe(void *data, struct task_struct *p);
+int lxbsm_clone_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_clone_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_setid_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_setid_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_setgroups_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_setgroups_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_loginuid_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_loginuid_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+size_t lxbsm_setid_data_size(void);
+/* ev_net.c */
+int lxbsm_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+size_t lxbsm_sock_data_size(void);
+
+#endif /* LXBSM_HOOKS_H */

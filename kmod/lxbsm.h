@@ -1,0 +1,168 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * lxbsm internals shared by the module's files.
+ *
+ * Context rules for everything called from a hook (kprobe, kretprobe,
+ * tracepoint): no sleeping, no faulting user copies (only the *_nofault
+ * helpers below), allocations only GFP_ATOMIC with the failure counted,
+ * raw spinlocks only, short critical sections.
+ */
+#ifndef LXBSM_H
+#define LXBSM_H
+
+#include <linux/fs.h>
+#include <linux/rcupdate.h>
+#include <linux/sched.h>
+#include <linux/types.h>
+
+#include "events.h"
+#include "include/uapi/lxbsm.h"
+#include "ring.h"
+
+#define LXBSM_VERSION "0.2.0"
+
+/* Budgets inside one record (a BSM record is at most 32767 bytes). */
+#define LXBSM_ARGV_MAX		16384	/* exec_args strings */
+#define LXBSM_ENV_MAX		8192	/* exec_env strings */
+#define LXBSM_PATH_MAX		PATH_MAX
+
+extern struct lxbsm_ring lxbsm_ring;
+
+/* ---- configuration and pre-selection (preselect.c) ---- */
+
+struct lxbsm_cfg {
+	struct rcu_head rcu;
+	u64 gen;			/* bumped on every change */
+	u32 policy;			/* LXBSM_POLICY_* */
+	struct lxbsm_mask flags;	/* attributable events */
+	struct lxbsm_mask naflags;	/* non-attributable events */
+	u32 any;			/* union of every mask bit in use */
+	u32 event_class[LXBSM_EV_NR];
+	u32 nr_users;
+	struct lxbsm_user_mask users[];	/* sorted by auid */
+};
+
+extern struct lxbsm_cfg __rcu *lxbsm_cfg;
+extern const u16 lxbsm_event_aue[LXBSM_EV_NR];
+
+int lxbsm_cfg_init(void);
+void lxbsm_cfg_exit(void);
+long lxbsm_cfg_set(const struct lxbsm_config __user *ucfg);
+long lxbsm_cfg_get(struct lxbsm_config __user *ucfg);
+struct lxbsm_mask lxbsm_mask_for(const struct lxbsm_cfg *cfg, u32 auid);
+
+static inline u32 lxbsm_policy(void)
+{
+	const struct lxbsm_cfg *cfg;
+	u32 policy;
+
+	rcu_read_lock();
+	cfg = rcu_dereference(lxbsm_cfg);
+	policy = cfg->policy;
+	rcu_read_unlock();
+	return policy;
+}
+
+/* ---- per-process audit table (proc.c) ---- */
+
+struct lxbsm_tid {
+	u32 port;			/* terminal device or remote port */
+	u32 type;			/* 4 (IPv4) or 16 (IPv6) */
+	u8 addr[16];			/* network order */
+};
+
+/* What one record needs to know about its process, copied under RCU. */
+struct lxbsm_proc_snap {
+	u32 auid;
+	u32 asid;
+	struct lxbsm_tid tid;
+	struct lxbsm_mask mask;
+};
+
+int lxbsm_proc_init(void);
+void lxbsm_proc_exit(void);
+void lxbsm_proc_fork(struct task_struct *parent, struct task_struct *child);
+bool lxbsm_proc_remove(struct task_struct *task);
+void lxbsm_proc_snapshot(struct task_struct *task, struct lxbsm_proc_snap *snap);
+void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid);
+u64 lxbsm_proc_count(void);
+extern atomic64_t lxbsm_proc_alloc_failed;
+
+/*
+ * Pre-selection.  lxbsm_interested() is the whole cost of an event nobody
+ * selected: one class lookup, and the process lookup only if that class is
+ * in some mask at all.
+ */
+struct lxbsm_sel {
+	enum lxbsm_event ev;
+	u32 classes;
+	struct lxbsm_proc_snap proc;
+};
+
+bool lxbsm_interested(enum lxbsm_event ev, struct lxbsm_sel *sel);
+bool lxbsm_selected(const struct lxbsm_sel *sel, bool failed);
+
+/* ---- BSM records (record.c) ---- */
+
+struct lxbsm_rec;
+
+struct lxbsm_rec *lxbsm_rec_begin(enum lxbsm_event ev);
+void lxbsm_rec_abort(struct lxbsm_rec *r);
+/* Append subject, return, [seq], trailer; publish; release the scratch. */
+void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc,
+		      long ret);
+/* A scratch buffer of LXBSM_PATH_MAX bytes owned by the open record. */
+char *lxbsm_rec_pathbuf(struct lxbsm_rec *r, int which);
+
+void lxbsm_tok_arg32(struct lxbsm_rec *r, u8 n, u32 value, const char *text);
+void lxbsm_tok_path(struct lxbsm_rec *r, const char *path);
+void lxbsm_tok_text(struct lxbsm_rec *r, const char *text);
+/* A file's attributes as the attr32 token carries them. */
+struct lxbsm_attr {
+	u32 mode;
+	u32 uid;
+	u32 gid;
+	u32 fsid;
+	u64 nodeid;
+	u32 dev;
+};
+
+void lxbsm_attr_of(const struct inode *inode, struct lxbsm_attr *a);
+void lxbsm_tok_attr32(struct lxbsm_rec *r, const struct lxbsm_attr *a);
+void lxbsm_tok_exit(struct lxbsm_rec *r, u32 status, u32 retval);
+void lxbsm_tok_sockaddr(struct lxbsm_rec *r, const void *sa, size_t len);
+/* exec_args/exec_env from a block of NUL-terminated user strings. */
+void lxbsm_tok_strings_user(struct lxbsm_rec *r, u8 id, const char __user *start,
+			    unsigned long len, u32 budget);
+/* exec_args/exec_env from a user array of string pointers (failed exec). */
+void lxbsm_tok_strings_argv(struct lxbsm_rec *r, u8 id, const void __user *argv,
+			    bool compat, u32 budget);
+
+#define AUT_EXEC_ARGS	0x3c
+#define AUT_EXEC_ENV	0x3d
+
+u8 lxbsm_errno_to_bsm(int err);
+
+/* Count a record lost before it reached the ring. */
+void lxbsm_lost(enum lxbsm_lost_reason why);
+int lxbsm_record_init(void);
+void lxbsm_record_exit(void);
+
+/* ---- helpers for hooks (util.c) ---- */
+
+long lxbsm_strncpy_user_nofault(char *dst, const char __user *src, long count);
+/* Absolute path of a user-supplied name relative to dfd (or the cwd). */
+const char *lxbsm_user_path(struct lxbsm_rec *r, int dfd, const char __user *name);
+/* The same for a name already in kernel memory. */
+const char *lxbsm_abs_path(struct lxbsm_rec *r, int dfd, const char *name);
+const char *lxbsm_file_path(struct lxbsm_rec *r, int which, const struct file *file);
+
+/* ---- hooks (hooks.c) ---- */
+
+int lxbsm_hooks_init(void);
+void lxbsm_hooks_exit(void);
+u32 lxbsm_hooks_count(void);
+int lxbsm_hook_info(struct lxbsm_hook_info *info);
+void lxbsm_hooks_missed(struct lxbsm_status *st);
+
+#endif /* LXBSM_H */

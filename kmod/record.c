@@ -1,0 +1,483 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * BSM records built in the kernel.
+ *
+ * A record is built in a per-CPU scratch buffer (with preemption disabled,
+ * so no two builders share one), then copied into the ring in one
+ * reservation of its exact size.  Layouts follow OpenBSM (big-endian,
+ * header32 version 11 with milliseconds, subject32 or subject32_ex,
+ * return32 with a BSM errno, trailer) and the FreeBSD kernel's token order.
+ *
+ * When the ring is full a record is counted as lost (by reason, in the
+ * producer page) and, as soon as a later record finds room, a record whose
+ * text token says how many were lost goes in first, so every reader sees
+ * the gap where it happened.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/binfmts.h>
+#include <linux/compat.h>
+#include <linux/cred.h>
+#include <linux/net.h>
+#include <linux/percpu.h>
+#include <linux/slab.h>
+#include <linux/socket.h>
+#include <linux/timekeeping.h>
+#include <linux/un.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+
+#include "compat.h"
+#include "lxbsm.h"
+
+#define AUT_TRAILER	0x13
+#define AUT_HEADER32	0x14
+#define AUT_PATH	0x23
+#define AUT_SUBJECT32	0x24
+#define AUT_RETURN32	0x27
+#define AUT_TEXT	0x28
+#define AUT_ARG32	0x2d
+#define AUT_SEQ		0x2f
+#define AUT_ATTR32	0x3e
+#define AUT_EXIT	0x52
+#define AUT_SUBJECT32_EX 0x7a
+#define AUT_SOCKINET32	0x80
+#define AUT_SOCKINET128	0x81
+#define AUT_SOCKUNIX	0x82
+
+#define HEADER_VERSION	11	/* AUDIT_HEADER_VERSION_OPENBSM */
+#define HEADER32_SIZE	18
+#define TRAILER_SIZE	7
+#define TRAILER_MAGIC	0xb105
+/* Room always kept for subject32_ex + return32 + seq + trailer. */
+#define TAIL_ROOM	(53 + 6 + 5 + TRAILER_SIZE)
+#define BODY_MAX	(LXBSM_MAX_RECORD - TAIL_ROOM)
+
+struct lxbsm_rec {
+	u8 *buf;
+	u32 len;
+	bool overflow;
+	enum lxbsm_event ev;
+};
+
+struct lxbsm_scratch {
+	bool busy;
+	struct lxbsm_rec rec;
+	char path[2][LXBSM_PATH_MAX];
+	u8 buf[LXBSM_MAX_RECORD];
+};
+
+static DEFINE_PER_CPU(struct lxbsm_scratch *, scratch);
+static atomic64_t pending_lost = ATOMIC64_INIT(0);
+static atomic_t seq_no = ATOMIC_INIT(0);
+
+int lxbsm_record_init(void)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		struct lxbsm_scratch *s;
+
+		s = kvzalloc_node(sizeof(*s), GFP_KERNEL, cpu_to_node(cpu));
+		if (!s) {
+			lxbsm_record_exit();
+			return -ENOMEM;
+		}
+		per_cpu(scratch, cpu) = s;
+	}
+	return 0;
+}
+
+void lxbsm_record_exit(void)
+{
+	int cpu;
+
+	for_each_possible_cpu(cpu) {
+		kvfree(per_cpu(scratch, cpu));
+		per_cpu(scratch, cpu) = NULL;
+	}
+}
+
+/* ---- byte writers; past BODY_MAX they only set overflow ---- */
+
+static bool room(struct lxbsm_rec *r, size_t n, size_t limit)
+{
+	if (r->overflow || r->len + n > limit) {
+		r->overflow = true;
+		return false;
+	}
+	return true;
+}
+
+static void put_u8(struct lxbsm_rec *r, u8 v)
+{
+	r->buf[r->len++] = v;
+}
+
+static void put_u16(struct lxbsm_rec *r, u16 v)
+{
+	put_unaligned_be16(v, r->buf + r->len);
+	r->len += 2;
+}
+
+static void put_u32(struct lxbsm_rec *r, u32 v)
+{
+	put_unaligned_be32(v, r->buf + r->len);
+	r->len += 4;
+}
+
+static void put_u64(struct lxbsm_rec *r, u64 v)
+{
+	put_unaligned_be64(v, r->buf + r->len);
+	r->len += 8;
+}
+
+static void put_mem(struct lxbsm_rec *r, const void *p, size_t n)
+{
+	memcpy(r->buf + r->len, p, n);
+	r->len += n;
+}
+
+/* header32 with the byte count left to lxbsm_rec_finish() */
+static void put_header32(struct lxbsm_rec *r, u16 event)
+{
+	struct timespec64 ts;
+
+	ktime_get_real_ts64(&ts);
+	put_u8(r, AUT_HEADER32);
+	put_u32(r, 0);
+	put_u8(r, HEADER_VERSION);
+	put_u16(r, event);
+	put_u16(r, 0);
+	put_u32(r, (u32)ts.tv_sec);
+	put_u32(r, ts.tv_nsec / NSEC_PER_MSEC);
+}
+
+struct lxbsm_rec *lxbsm_rec_begin(enum lxbsm_event ev)
+{
+	struct lxbsm_scratch *s;
+	struct lxbsm_rec *r;
+
+	preempt_disable();
+	s = this_cpu_read(scratch);
+	if (unlikely(s->busy)) {
+		preempt_enable();
+		lxbsm_lost(LXBSM_LOST_NO_SCRATCH);
+		return NULL;
+	}
+	s->busy = true;
+	r = &s->rec;
+	r->buf = s->buf;
+	r->len = 0;
+	r->overflow = false;
+	r->ev = ev;
+	put_header32(r, lxbsm_event_aue[ev]);
+	return r;
+}
+
+static void rec_release(struct lxbsm_rec *r)
+{
+	struct lxbsm_scratch *s = container_of(r, struct lxbsm_scratch, rec);
+
+	s->busy = false;
+	preempt_enable();
+}
+
+void lxbsm_rec_abort(struct lxbsm_rec *r)
+{
+	rec_release(r);
+}
+
+char *lxbsm_rec_pathbuf(struct lxbsm_rec *r, int which)
+{
+	return container_of(r, struct lxbsm_scratch, rec)->path[which];
+}
+
+/* ---- tokens ---- */
+
+static void put_string_token(struct lxbsm_rec *r, u8 id, const char *s)
+{
+	size_t n = strnlen(s, U16_MAX - 1) + 1;
+
+	if (!room(r, 3 + n, BODY_MAX))
+		return;
+	put_u8(r, id);
+	put_u16(r, n);
+	put_mem(r, s, n - 1);
+	put_u8(r, 0);
+}
+
+void lxbsm_tok_path(struct lxbsm_rec *r, const char *path)
+{
+	put_string_token(r, AUT_PATH, path);
+}
+
+void lxbsm_tok_text(struct lxbsm_rec *r, const char *text)
+{
+	put_string_token(r, AUT_TEXT, text);
+}
+
+void lxbsm_tok_arg32(struct lxbsm_rec *r, u8 n, u32 value, const char *text)
+{
+	size_t len = strlen(text) + 1;
+
+	if (!room(r, 8 + len, BODY_MAX))
+		return;
+	put_u8(r, AUT_ARG32);
+	put_u8(r, n);
+	put_u32(r, value);
+	put_u16(r, len);
+	put_mem(r, text, len);
+}
+
+/* attr32 as the FreeBSD kernel writes it: permission bits, no file type. */
+void lxbsm_attr_of(const struct inode *inode, struct lxbsm_attr *a)
+{
+	a->mode = inode->i_mode & 07777;
+	a->uid = from_kuid(&init_user_ns, inode->i_uid);
+	a->gid = from_kgid(&init_user_ns, inode->i_gid);
+	a->fsid = new_encode_dev(inode->i_sb->s_dev);
+	a->nodeid = inode->i_ino;
+	a->dev = new_encode_dev(inode->i_rdev);
+}
+
+void lxbsm_tok_attr32(struct lxbsm_rec *r, const struct lxbsm_attr *a)
+{
+	if (!room(r, 29, BODY_MAX))
+		return;
+	put_u8(r, AUT_ATTR32);
+	put_u32(r, a->mode);
+	put_u32(r, a->uid);
+	put_u32(r, a->gid);
+	put_u32(r, a->fsid);
+	put_u64(r, a->nodeid);
+	put_u32(r, a->dev);
+}
+
+void lxbsm_tok_exit(struct lxbsm_rec *r, u32 status, u32 retval)
+{
+	if (!room(r, 9, BODY_MAX))
+		return;
+	put_u8(r, AUT_EXIT);
+	put_u32(r, status);
+	put_u32(r, retval);
+}
+
+/*
+ * A socket address as the FreeBSD kernel records it: sock_inet32 (0x80),
+ * sock_inet128 (0x81) or sock_unix (0x82), family as this host numbers it,
+ * port and address in network order.  An abstract Unix name (leading NUL)
+ * is written with a leading '@', as ss(8) shows it.
+ */
+void lxbsm_tok_sockaddr(struct lxbsm_rec *r, const void *sa, size_t len)
+{
+	sa_family_t family;
+
+	if (len < sizeof(family))
+		return;
+	family = ((const struct sockaddr *)sa)->sa_family;
+	if (family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+		const struct sockaddr_in *in = sa;
+
+		if (!room(r, 9, BODY_MAX))
+			return;
+		put_u8(r, AUT_SOCKINET32);
+		put_u16(r, AF_INET);
+		put_mem(r, &in->sin_port, 2);
+		put_mem(r, &in->sin_addr, 4);
+	} else if (family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+		const struct sockaddr_in6 *in6 = sa;
+
+		if (!room(r, 21, BODY_MAX))
+			return;
+		put_u8(r, AUT_SOCKINET128);
+		put_u8(r, 0);
+		put_u8(r, AF_INET6);
+		put_mem(r, &in6->sin6_port, 2);
+		put_mem(r, &in6->sin6_addr, 16);
+	} else if (family == AF_UNIX) {
+		const struct sockaddr_un *un = sa;
+		size_t plen = min(len - sizeof(family), sizeof(un->sun_path));
+		bool abstract = plen && un->sun_path[0] == '\0';
+		const char *p = un->sun_path + abstract;
+		size_t n;
+
+		n = strnlen(p, plen - abstract);
+		if (!room(r, 3 + abstract + n + 1, BODY_MAX))
+			return;
+		put_u8(r, AUT_SOCKUNIX);
+		put_u8(r, 0);
+		put_u8(r, AF_UNIX);
+		if (abstract)
+			put_u8(r, '@');
+		put_mem(r, p, n);
+		put_u8(r, 0);
+	}
+}
+
+/* Keep whole strings only: cut back to the last NUL within @n bytes. */
+static u32 count_strings(u8 *p, u32 *n)
+{
+	u32 i, count = 0;
+
+	while (*n && p[*n - 1] != '\0')
+		(*n)--;
+	for (i = 0; i < *n; i++)
+		count += p[i] == '\0';
+	return count;
+}
+
+void lxbsm_tok_strings_user(struct lxbsm_rec *r, u8 id, const char __user *start,
+			    unsigned long len, u32 budget)
+{
+	u32 head, n, count;
+
+	if (!room(r, 5, BODY_MAX))
+		return;
+	head = r->len;
+	put_u8(r, id);
+	put_u32(r, 0);
+	n = min_t(unsigned long, len, min_t(u32, budget, BODY_MAX - r->len));
+	if (copy_from_user_nofault(r->buf + r->len, start, n))
+		n = 0;
+	count = count_strings(r->buf + r->len, &n);
+	r->len += n;
+	put_unaligned_be32(count, r->buf + head + 1);
+}
+
+void lxbsm_tok_strings_argv(struct lxbsm_rec *r, u8 id, const void __user *argv,
+			    bool compat, u32 budget)
+{
+	u32 head, start, count = 0, i;
+
+	if (!argv || !room(r, 5, BODY_MAX))
+		return;
+	head = r->len;
+	put_u8(r, id);
+	put_u32(r, 0);
+	start = r->len;
+	for (i = 0; i < MAX_ARG_STRINGS; i++) {
+		const char __user *s;
+		long n, left = min_t(long, budget - (r->len - start), BODY_MAX - r->len);
+
+		if (compat) {
+			u32 p;
+
+			if (copy_from_user_nofault(&p, (const u32 __user *)argv + i, sizeof(p)))
+				break;
+			s = compat_ptr(p);
+		} else {
+			if (copy_from_user_nofault(&s, (const char __user * const __user *)argv + i,
+						   sizeof(s)))
+				break;
+		}
+		if (!s || left <= 1)
+			break;
+		n = lxbsm_strncpy_user_nofault(r->buf + r->len, s, left);
+		if (n < 0 || n >= left)	/* unreadable, or does not fit whole */
+			break;
+		r->len += n + 1;	/* with its NUL */
+		count++;
+	}
+	put_unaligned_be32(count, r->buf + head + 1);
+}
+
+/* ---- finishing ---- */
+
+static void put_subject(struct lxbsm_rec *r, const struct lxbsm_proc_snap *p)
+{
+	const struct cred *cred = current_cred();
+	bool ex = p->tid.type == 16;
+
+	put_u8(r, ex ? AUT_SUBJECT32_EX : AUT_SUBJECT32);
+	put_u32(r, p->auid);
+	put_u32(r, from_kuid(&init_user_ns, cred->euid));
+	put_u32(r, from_kgid(&init_user_ns, cred->egid));
+	put_u32(r, from_kuid(&init_user_ns, cred->uid));
+	put_u32(r, from_kgid(&init_user_ns, cred->gid));
+	put_u32(r, task_tgid_nr(current));
+	put_u32(r, p->asid);
+	put_u32(r, p->tid.port);
+	if (ex) {
+		put_u32(r, 16);
+		put_mem(r, p->tid.addr, 16);
+	} else {
+		put_mem(r, p->tid.addr, 4);
+	}
+}
+
+static void put_return(struct lxbsm_rec *r, long ret)
+{
+	put_u8(r, AUT_RETURN32);
+	if (ret < 0) {
+		put_u8(r, lxbsm_errno_to_bsm(-ret));
+		put_u32(r, (u32)-1);
+	} else {
+		put_u8(r, 0);
+		put_u32(r, (u32)ret);
+	}
+}
+
+static void put_trailer(struct lxbsm_rec *r)
+{
+	put_u8(r, AUT_TRAILER);
+	put_u16(r, TRAILER_MAGIC);
+	put_u32(r, r->len + 4);
+	put_unaligned_be32(r->len, r->buf + 1);
+}
+
+void lxbsm_lost(enum lxbsm_lost_reason why)
+{
+	lxbsm_ring_lost(&lxbsm_ring, why);
+	atomic64_inc(&pending_lost);
+}
+
+/* Tell readers how many records are missing here; false if no room yet. */
+static bool emit_lost_notice(u64 n)
+{
+	struct lxbsm_rec r;
+	u8 buf[HEADER32_SIZE + 3 + 48 + 6 + TRAILER_SIZE];
+	char text[48];
+
+	r.buf = buf;
+	r.len = 0;
+	r.overflow = false;
+	r.ev = LXBSM_EV_LOST;
+	put_header32(&r, lxbsm_event_aue[LXBSM_EV_LOST]);
+	snprintf(text, sizeof(text), "lxbsm: %llu records lost", n);
+	put_string_token(&r, AUT_TEXT, text);
+	put_return(&r, 0);
+	put_trailer(&r);
+	return lxbsm_ring_write(&lxbsm_ring, buf, r.len, LXBSM_REC_BSM) == 0;
+}
+
+void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret)
+{
+	u64 lost;
+
+	if (r->overflow) {
+		/* Budgets keep every record below the BSM maximum. */
+		lxbsm_ring_lost(&lxbsm_ring, LXBSM_LOST_TOO_BIG);
+		atomic64_inc(&pending_lost);
+		rec_release(r);
+		return;
+	}
+	put_subject(r, proc);
+	put_return(r, ret);
+	if (lxbsm_policy() & LXBSM_POLICY_SEQ) {
+		put_u8(r, AUT_SEQ);
+		put_u32(r, atomic_inc_return(&seq_no));
+	}
+	put_trailer(r);
+
+	lost = atomic64_xchg(&pending_lost, 0);
+	if (lost && !emit_lost_notice(lost)) {
+		atomic64_add(lost + 1, &pending_lost);
+		lxbsm_ring_lost(&lxbsm_ring, LXBSM_LOST_RING_FULL);
+	} else if (lxbsm_ring_write(&lxbsm_ring, r->buf, r->len, LXBSM_REC_BSM)) {
+		atomic64_inc(&pending_lost);	/* counted by the ring */
+	}
+	rec_release(r);
+}

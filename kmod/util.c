@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Helpers for hooks: user strings without faulting, and absolute paths.
+ */
+#include <linux/dcache.h>
+#include <linux/fdtable.h>
+#include <linux/file.h>
+#include <linux/fs_struct.h>
+#include <linux/namei.h>
+#include <linux/uaccess.h>
+
+#include "lxbsm.h"
+
+/* strncpy_from_user_nofault() is not exported; this is its body. */
+long lxbsm_strncpy_user_nofault(char *dst, const char __user *src, long count)
+{
+	long ret;
+
+	if (unlikely(count <= 0))
+		return 0;
+	pagefault_disable();
+	ret = strncpy_from_user(dst, src, count);
+	pagefault_enable();
+	/* Too long: keep it NUL-terminated and say so by returning count. */
+	if (ret >= count)
+		dst[count - 1] = '\0';
+	return ret;
+}
+
+/* d_path() into record scratch @which; "" if the path cannot be made. */
+const char *lxbsm_file_path(struct lxbsm_rec *r, int which, const struct file *file)
+{
+	char *buf = lxbsm_rec_pathbuf(r, which);
+	char *p = d_path(&file->f_path, buf, LXBSM_PATH_MAX);
+
+	return IS_ERR(p) ? "" : p;
+}
+
+/*
+ * The current working directory's path, without taking references: under
+ * RCU, with fs->seq, as getcwd does; dentries and mounts are RCU-freed.
+ */
+static char *cwd_path(char *buf, int len)
+{
+	struct fs_struct *fs = current->fs;
+	struct path pwd;
+	unsigned int seq;
+	char *p;
+
+	if (!fs)
+		return ERR_PTR(-ENOENT);
+	rcu_read_lock();
+	do {
+		seq = read_seqcount_begin(&fs->seq);
+		pwd = fs->pwd;
+	} while (read_seqcount_retry(&fs->seq, seq));
+	p = d_path(&pwd, buf, len);
+	rcu_read_unlock();
+	return p;
+}
+
+/*
+ * The absolute form of a name a process passed (FreeBSD's canonical path):
+ * as given if absolute, else joined to the directory of @dfd or the cwd.
+ * Used where the kernel never resolved the name (the call failed).  The
+ * result lives in the record's path scratch 1.
+ */
+const char *lxbsm_abs_path(struct lxbsm_rec *r, int dfd, const char *name)
+{
+	char *dir = lxbsm_rec_pathbuf(r, 1);
+	size_t blen, nlen = strlen(name);
+	char *base;
+	bool slash;
+
+	if (name[0] == '/' || !name[0])
+		return name;
+	if (dfd == AT_FDCWD) {
+		base = cwd_path(dir, LXBSM_PATH_MAX);
+	} else {
+		struct file *f = fget_raw(dfd);
+
+		if (!f)
+			return name;
+		base = d_path(&f->f_path, dir, LXBSM_PATH_MAX);
+		fput(f);
+	}
+	if (IS_ERR(base))
+		return name;
+	/* base is a suffix of @dir: move it to the front and append. */
+	blen = strlen(base);
+	slash = blen && base[blen - 1] == '/';
+	if (blen + !slash + nlen + 1 > LXBSM_PATH_MAX)
+		return name;
+	memmove(dir, base, blen);
+	if (!slash)
+		dir[blen++] = '/';
+	memcpy(dir + blen, name, nlen + 1);
+	return dir;
+}
+
+/* The same for a user-space name, read without faulting (scratch 0). */
+const char *lxbsm_user_path(struct lxbsm_rec *r, int dfd, const char __user *name)
+{
+	char *out = lxbsm_rec_pathbuf(r, 0);
+	long n;
+
+	n = lxbsm_strncpy_user_nofault(out, name, LXBSM_PATH_MAX);
+	if (n < 0)
+		return "<unreadable>";
+	return lxbsm_abs_path(r, dfd, out);
+}
