@@ -261,7 +261,7 @@ class Hook:
 
 def hooks(fd: int) -> list[Hook]:
     """Every hook in the module's table, with its state and counters."""
-    out = []
+    out: list[Hook] = []
     index = 0
     while True:
         info = HookInfo(index=index)
