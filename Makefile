@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYSRC := lxbsm_tools tests bench
 
-.PHONY: all deps module modules lint checkpatch test-host test-guest check demo bench-tools clean
+.PHONY: all deps module modules progs lint checkpatch test-host test-guest check demo bench-tools clean
 
 all: module
 
@@ -25,6 +25,18 @@ module: deps
 modules: deps
 	@for k in $$(scripts/kernels.sh); do scripts/build-module.sh "$$k" || exit 1; done
 
+# Helper programs the guest tests run (one of them 32-bit, for the ia32 ABI).
+PROGS := build/progs/sysprobe build/progs/sysprobe32
+progs: deps $(PROGS)
+
+build/progs/sysprobe: tests/guest/progs/sysprobe.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -DWITH_URING -o $@ $< -luring
+
+build/progs/sysprobe32: tests/guest/progs/sysprobe.c
+	@mkdir -p $(@D)
+	$(CC) -m32 -static -O2 -Wall -Wextra -Werror -o $@ $<
+
 lint: deps
 	$(VENV)/bin/ruff check $(PYSRC)
 	$(VENV)/bin/ruff format --check $(PYSRC)
@@ -38,7 +50,7 @@ test-host: deps
 	$(PY) -m pytest -q tests/host
 
 # The guest suite, once per supported kernel, in a QEMU guest each.
-test-guest: modules
+test-guest: modules progs
 	@scripts/guest-suite.sh
 
 check: lint test-host test-guest

@@ -34,6 +34,7 @@ struct exec_ctx {
 	unsigned long args[6];
 	bool compat;
 	bool at;			/* execveat */
+	bool fexecve;			/* execveat(fd, "", ..., AT_EMPTY_PATH) */
 	u8 files;			/* security_bprm_check calls seen */
 	bool have_attr;
 	struct lxbsm_attr attr;
@@ -64,6 +65,7 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	syscall_get_arguments(current, task_pt_regs(current), ctx->args);
 	ctx->compat = in_compat_syscall();
 	ctx->at = lxbsm_kret_hook(ri)->arg == EXEC_EXECVEAT;
+	ctx->fexecve = false;
 	ctx->task = current;
 	ctx->files = 0;
 	ctx->have_attr = false;
@@ -87,6 +89,18 @@ int lxbsm_bprm_check_pre(struct kprobe *p, struct pt_regs *regs)
 		if (ctx->task != current)
 			continue;
 		if (ctx->files++ == 0 && bprm->file) {
+			/*
+			 * fexecve(3) is execveat(fd, "", ..., AT_EMPTY_PATH),
+			 * which the kernel names "/dev/fd/<fd>".  The caller's
+			 * own "" may not even be mapped yet (fork does not copy
+			 * file-backed page tables), so ask the kernel.
+			 */
+			if (ctx->at && (ctx->args[4] & AT_EMPTY_PATH)) {
+				char want[24];
+
+				snprintf(want, sizeof(want), "/dev/fd/%d", (int)ctx->args[0]);
+				ctx->fexecve = !strcmp(bprm->filename, want);
+			}
 			char *s = d_path(&bprm->file->f_path, ctx->path, EXEC_PATH_SIZE);
 
 			if (IS_ERR(s))
@@ -140,16 +154,20 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	if (!lxbsm_selected(&ctx->sel, ret < 0))
 		return 0;
 	if (ctx->at) {
-		char first = 1;
-
 		dfd = (int)a[0];
 		name = (const char __user *)a[1];
 		argv = (const void __user *)a[2];
 		envp = (const void __user *)a[3];
 		ev = LXBSM_EV_EXECVEAT;
-		if ((a[4] & AT_EMPTY_PATH) &&
-		    !lxbsm_strncpy_user_nofault(&first, name, 1))
-			ev = LXBSM_EV_FEXECVE;	/* fexecve(3): execveat(fd, "", ...) */
+		if (ctx->fexecve) {
+			ev = LXBSM_EV_FEXECVE;
+		} else if (!ctx->files && (a[4] & AT_EMPTY_PATH)) {
+			/* Failed before a file was found: the old image is intact. */
+			char first = 1;
+
+			if (!lxbsm_strncpy_user_nofault(&first, name, 1))
+				ev = LXBSM_EV_FEXECVE;
+		}
 	} else {
 		name = (const char __user *)a[0];
 		argv = (const void __user *)a[1];

@@ -207,7 +207,8 @@ int lxbsm_filp_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	long ret = IS_ERR(f) ? PTR_ERR(f) : 0;
 	struct lxbsm_rec *r;
 
-	if (!lxbsm_selected(&ctx->sel, ret < 0))
+	/* An inline attempt that io_uring retries in a worker is not an event. */
+	if (ret == -EAGAIN || !lxbsm_selected(&ctx->sel, ret < 0))
 		return 0;
 	lxbsm_hook_hit(lxbsm_kret_hook(ri));
 	r = lxbsm_rec_begin(ctx->sel.ev);

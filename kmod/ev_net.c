@@ -94,7 +94,8 @@ int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct sock_ctx *ctx = (struct sock_ctx *)ri->data;
 	int kind = lxbsm_kret_hook(ri)->arg;
-	long ret = regs_return_value(regs);
+	/* __sys_accept4/connect/bind return int: rax's upper half is not ours */
+	long ret = (int)regs_return_value(regs);
 	struct sockaddr_storage ss;
 	struct lxbsm_rec *r;
 	int len;

@@ -81,7 +81,8 @@ NOKPROBE_SYMBOL(lxbsm_clone_entry);
 int lxbsm_clone_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct clone_ctx *ctx = (struct clone_ctx *)ri->data;
-	long ret = regs_return_value(regs);
+	/* kernel_clone() returns pid_t: the upper half of rax is not part of it */
+	long ret = (int)regs_return_value(regs);
 	struct lxbsm_rec *r;
 
 	if (!lxbsm_selected(&ctx->sel, ret < 0))
@@ -226,7 +227,7 @@ int lxbsm_loginuid_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct loginuid_ctx *ctx = (struct loginuid_ctx *)ri->data;
 
-	if (regs_return_value(regs) == 0) {
+	if ((int)regs_return_value(regs) == 0) {
 		lxbsm_hook_hit(lxbsm_kret_hook(ri));
 		lxbsm_proc_set_login(current, ctx->auid, audit_get_sessionid(current));
 	}
