@@ -111,39 +111,53 @@ static int attach(struct lxbsm_hook *h)
 	return -EINVAL;
 }
 
-static void detach(struct lxbsm_hook *h)
-{
-	switch (h->kind) {
-	case LXBSM_KRETPROBE:
-		unregister_kretprobe(&h->krp);
-		if (h->krp.nmissed)
-			pr_info("%s: %d calls missed (no kretprobe instance)\n",
-				h->symbol, h->krp.nmissed);
-		break;
-	case LXBSM_KPROBE:
-		unregister_kprobe(&h->kp);
-		break;
-	case LXBSM_TRACEPOINT:
-		tracepoint_probe_unregister(h->tp, h->probe, h);
-		break;
-	}
-	h->state = LXBSM_HOOK_OFF;
-}
-
+/*
+ * Detach everything attached, in reverse order, in batches: the kernel
+ * waits for running handlers once per batch instead of once per probe.
+ * Tracepoints first, then kprobes (security_bprm_check), then kretprobes.
+ */
 void lxbsm_hooks_exit(void)
 {
+	static struct kretprobe *krps[ARRAY_SIZE(hooks)];
+	static struct kprobe *kps[ARRAY_SIZE(hooks)];
+	int i, nkrp = 0, nkp = 0;
 	bool tracepoints = false;
-	int i;
 
 	for (i = ARRAY_SIZE(hooks) - 1; i >= 0; i--) {
-		if (hooks[i].state != LXBSM_HOOK_ON)
+		struct lxbsm_hook *h = &hooks[i];
+
+		if (h->state != LXBSM_HOOK_ON)
 			continue;
-		tracepoints |= hooks[i].kind == LXBSM_TRACEPOINT;
-		detach(&hooks[i]);
+		switch (h->kind) {
+		case LXBSM_TRACEPOINT:
+			tracepoint_probe_unregister(h->tp, h->probe, h);
+			tracepoints = true;
+			break;
+		case LXBSM_KPROBE:
+			kps[nkp++] = &h->kp;
+			break;
+		case LXBSM_KRETPROBE:
+			krps[nkrp++] = &h->krp;
+			break;
+		}
 	}
 	/* No tracepoint probe may still be running once this returns. */
 	if (tracepoints)
 		tracepoint_synchronize_unregister();
+	if (nkp)
+		unregister_kprobes(kps, nkp);
+	if (nkrp)
+		unregister_kretprobes(krps, nkrp);
+	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
+		struct lxbsm_hook *h = &hooks[i];
+
+		if (h->state != LXBSM_HOOK_ON)
+			continue;
+		if (h->kind == LXBSM_KRETPROBE && h->krp.nmissed)
+			pr_info("%s: %d calls missed (no kretprobe instance)\n",
+				h->symbol, h->krp.nmissed);
+		h->state = LXBSM_HOOK_OFF;
+	}
 }
 
 int lxbsm_hooks_init(void)

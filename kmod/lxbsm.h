@@ -147,6 +147,9 @@ u8 lxbsm_errno_to_bsm(int err);
 void lxbsm_lost(enum lxbsm_lost_reason why);
 int lxbsm_record_init(void);
 void lxbsm_record_exit(void);
+void lxbsm_record_quiesce(void);
+bool lxbsm_record_can_wait(void);
+u64 lxbsm_record_waited(void);
 
 /* ---- helpers for hooks (util.c) ---- */
 

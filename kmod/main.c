@@ -85,6 +85,8 @@ static long lxbsm_ioctl_status(void __user *arg)
 	st->consumer_open = atomic_read(&consumer_claimed);
 	st->table_entries = lxbsm_proc_count();
 	st->table_alloc_failed = atomic64_read(&lxbsm_proc_alloc_failed);
+	st->waited = lxbsm_record_waited();
+	st->can_wait = lxbsm_record_can_wait();
 	lxbsm_hooks_missed(st);
 	if (copy_to_user(arg, st, sizeof(*st)))
 		ret = -EFAULT;
@@ -221,10 +223,13 @@ static int __init lxbsm_init(void)
 	/* Built only by the harness self-test: a module that must fail. */
 	WARN_ON(1);
 #endif
+	if (!lxbsm_record_can_wait())
+		pr_info("this kernel does not export task_work_add: without policy cnt, records the ring cannot take are counted as lost, as with cnt\n");
 	pr_info("version %s loaded, ring %zu KiB\n", LXBSM_VERSION, size >> 10);
 	return 0;
 
 err_misc:
+	lxbsm_record_quiesce();
 	misc_deregister(&lxbsm_misc);
 err_record:
 	lxbsm_record_exit();
@@ -241,6 +246,8 @@ static void __exit lxbsm_exit(void)
 {
 	/* First stop every producer; no handler runs once this returns. */
 	lxbsm_hooks_exit();
+	/* Then every process waiting to write a record. */
+	lxbsm_record_quiesce();
 	/*
 	 * fops.owner pins the module while /dev/lxbsm is open or mapped, so
 	 * no file can reach the ring once the device is gone.

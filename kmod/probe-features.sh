@@ -9,7 +9,7 @@ set -eu
 kdir=$1
 out=$2
 here=$(cd "$(dirname "$0")" && pwd)
-EXPORTS="task_work_add"
+EXPORTS="task_work_add synchronize_rcu_tasks"
 
 [ -f "$kdir/Makefile" ] || {
 	echo "probe-features: no kernel build tree at $kdir (install the headers: make deps)" >&2

@@ -8,15 +8,20 @@
  * header32 version 11 with milliseconds, subject32 or subject32_ex,
  * return32 with a BSM errno, trailer) and the FreeBSD kernel's token order.
  *
- * When the ring is full a record is counted as lost (by reason, in the
- * producer page) and, as soon as a later record finds room, a record whose
- * text token says how many were lost goes in first, so every reader sees
- * the gap where it happened.
+ * When the ring is full and the policy has cnt, a record is counted as lost
+ * (by reason, in the producer page) and, as soon as a later record finds
+ * room, a record whose text token says how many were lost goes in first, so
+ * every reader sees the gap where it happened.  Without cnt, a process that
+ * made a record the ring cannot take waits (killably) for room on its way
+ * back to user space, through task_work; where the kernel does not export
+ * task_work_add and synchronize_rcu_tasks the module behaves as with cnt,
+ * and says so at load and in its status (can_wait = 0).
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/binfmts.h>
 #include <linux/compat.h>
+#include <linux/delay.h>
 #include <linux/cred.h>
 #include <linux/net.h>
 #include <linux/percpu.h>
@@ -31,6 +36,13 @@
 
 #include "compat.h"
 #include "lxbsm.h"
+
+#if defined(LXBSM_HAVE_EXPORT_TASK_WORK_ADD) && defined(LXBSM_HAVE_EXPORT_SYNCHRONIZE_RCU_TASKS)
+#define LXBSM_CAN_WAIT 1
+#include <linux/task_work.h>
+#else
+#define LXBSM_CAN_WAIT 0
+#endif
 
 #define AUT_TRAILER	0x13
 #define AUT_HEADER32	0x14
@@ -70,6 +82,7 @@ struct lxbsm_scratch {
 };
 
 static DEFINE_PER_CPU(struct lxbsm_scratch *, scratch);
+static atomic64_t waited = ATOMIC64_INIT(0);
 static atomic64_t pending_lost = ATOMIC64_INIT(0);
 static atomic_t seq_no = ATOMIC_INIT(0);
 
@@ -450,11 +463,95 @@ static bool emit_lost_notice(u64 n)
 	put_string_token(&r, AUT_TEXT, text);
 	put_return(&r, 0);
 	put_trailer(&r);
-	return lxbsm_ring_write(&lxbsm_ring, buf, r.len, LXBSM_REC_BSM) == 0;
+	return lxbsm_ring_try_write(&lxbsm_ring, buf, r.len, LXBSM_REC_BSM) == 0;
+}
+
+#if LXBSM_CAN_WAIT
+/* A record waiting, with its process, for room in the ring. */
+struct deferred {
+	struct callback_head cb;
+	u32 len;
+	u8 rec[];
+};
+
+static atomic_t deferred_pending = ATOMIC_INIT(0);
+static bool unloading;
+
+/* task_work: runs in the process, on its way back to user space. */
+static void deferred_write(struct callback_head *cb)
+{
+	struct deferred *d = container_of(cb, struct deferred, cb);
+
+	while (lxbsm_ring_try_write(&lxbsm_ring, d->rec, d->len, LXBSM_REC_BSM)) {
+		if (READ_ONCE(unloading) || fatal_signal_pending(current)) {
+			lxbsm_lost(LXBSM_LOST_RING_FULL);
+			goto out;
+		}
+		schedule_timeout_killable(msecs_to_jiffies(10));
+	}
+	atomic64_inc(&waited);
+out:
+	kfree(d);
+	atomic_dec(&deferred_pending);
+}
+
+/* Hand the record to its process to write once there is room. */
+static bool defer(struct lxbsm_rec *r)
+{
+	struct deferred *d;
+
+	if (current->flags & (PF_KTHREAD | PF_EXITING) || READ_ONCE(unloading))
+		return false;
+	d = kmalloc(struct_size(d, rec, r->len), GFP_ATOMIC | __GFP_NOWARN);
+	if (!d)
+		return false;
+	d->len = r->len;
+	memcpy(d->rec, r->buf, r->len);
+	init_task_work(&d->cb, deferred_write);
+	atomic_inc(&deferred_pending);
+	if (task_work_add(current, &d->cb, TWA_RESUME)) {
+		atomic_dec(&deferred_pending);
+		kfree(d);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * At unload, after the hooks are gone: let every waiting process give up,
+ * then wait until none can still be running the callback's last lines.
+ */
+void lxbsm_record_quiesce(void)
+{
+	WRITE_ONCE(unloading, true);
+	while (atomic_read(&deferred_pending))
+		msleep(20);
+	synchronize_rcu_tasks();
+}
+#else
+static bool defer(struct lxbsm_rec *r)
+{
+	return false;
+}
+
+void lxbsm_record_quiesce(void)
+{
+}
+#endif
+
+bool lxbsm_record_can_wait(void)
+{
+	return LXBSM_CAN_WAIT;
+}
+
+u64 lxbsm_record_waited(void)
+{
+	return atomic64_read(&waited);
 }
 
 void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret)
 {
+	u32 policy = lxbsm_policy();
 	u64 lost;
 
 	if (r->overflow) {
@@ -466,7 +563,7 @@ void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, l
 	}
 	put_subject(r, proc);
 	put_return(r, ret);
-	if (lxbsm_policy() & LXBSM_POLICY_SEQ) {
+	if (policy & LXBSM_POLICY_SEQ) {
 		put_u8(r, AUT_SEQ);
 		put_u32(r, atomic_inc_return(&seq_no));
 	}
@@ -474,10 +571,13 @@ void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, l
 
 	lost = atomic64_xchg(&pending_lost, 0);
 	if (lost && !emit_lost_notice(lost)) {
-		atomic64_add(lost + 1, &pending_lost);
-		lxbsm_ring_lost(&lxbsm_ring, LXBSM_LOST_RING_FULL);
-	} else if (lxbsm_ring_write(&lxbsm_ring, r->buf, r->len, LXBSM_REC_BSM)) {
-		atomic64_inc(&pending_lost);	/* counted by the ring */
+		atomic64_add(lost, &pending_lost);
+	} else if (!lxbsm_ring_try_write(&lxbsm_ring, r->buf, r->len, LXBSM_REC_BSM)) {
+		rec_release(r);
+		return;
 	}
+	/* No room: wait for it (policy without cnt), or count the loss. */
+	if (policy & LXBSM_POLICY_CNT || !defer(r))
+		lxbsm_lost(LXBSM_LOST_RING_FULL);
 	rec_release(r);
 }

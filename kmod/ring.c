@@ -121,7 +121,7 @@ void lxbsm_ring_lost(struct lxbsm_ring *r, enum lxbsm_lost_reason why)
 	raw_spin_unlock_irqrestore(&r->lock, flags);
 }
 
-void *lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type)
+void *__lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type, bool quiet)
 {
 	struct lxbsm_rec_hdr *hdr;
 	u64 cons, prod, pend, new_prod, span;
@@ -151,8 +151,9 @@ void *lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type)
 
 	new_prod = prod + span;
 	if (new_prod - cons > r->mask || new_prod - pend > r->mask) {
-		WRITE_ONCE(r->prod->lost[LXBSM_LOST_RING_FULL],
-			   r->prod->lost[LXBSM_LOST_RING_FULL] + 1);
+		if (!quiet)
+			WRITE_ONCE(r->prod->lost[LXBSM_LOST_RING_FULL],
+				   r->prod->lost[LXBSM_LOST_RING_FULL] + 1);
 		raw_spin_unlock_irqrestore(&r->lock, flags);
 		return NULL;
 	}
@@ -205,15 +206,25 @@ void lxbsm_ring_discard(struct lxbsm_ring *r, void *rec)
 	lxbsm_ring_finish(r, rec, LXBSM_REC_DISCARD);
 }
 
-int lxbsm_ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type)
+static int ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type, bool quiet)
 {
-	void *rec = lxbsm_ring_reserve(r, size, type);
+	void *rec = __lxbsm_ring_reserve(r, size, type, quiet);
 
 	if (!rec)
 		return -ENOSPC;
 	memcpy(rec, buf, size);
 	lxbsm_ring_commit(r, rec);
 	return 0;
+}
+
+int lxbsm_ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type)
+{
+	return ring_write(r, buf, size, type, false);
+}
+
+int lxbsm_ring_try_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type)
+{
+	return ring_write(r, buf, size, type, true);
 }
 
 __poll_t lxbsm_ring_poll(struct lxbsm_ring *r, struct file *f, poll_table *pt)

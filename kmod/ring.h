@@ -35,14 +35,25 @@ struct lxbsm_ring {
 int lxbsm_ring_init(struct lxbsm_ring *r, size_t data_size);
 void lxbsm_ring_destroy(struct lxbsm_ring *r);
 
-/* Reserve room for a payload of @size bytes; NULL (and a lost count) if full. */
-void *lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type);
+/*
+ * Reserve room for a payload of @size bytes; NULL if there is none, counted
+ * as lost unless @quiet (a caller that will try again).
+ */
+void *__lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type, bool quiet);
+
+static inline void *lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type)
+{
+	return __lxbsm_ring_reserve(r, size, type, false);
+}
+
 void lxbsm_ring_commit(struct lxbsm_ring *r, void *rec);
 void lxbsm_ring_discard(struct lxbsm_ring *r, void *rec);
 /* Count a record lost before it reached the ring. */
 void lxbsm_ring_lost(struct lxbsm_ring *r, enum lxbsm_lost_reason why);
 /* Reserve, copy and commit in one call (process or atomic context). */
 int lxbsm_ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type);
+/* The same, but a full ring is not counted as a loss. */
+int lxbsm_ring_try_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type);
 
 __poll_t lxbsm_ring_poll(struct lxbsm_ring *r, struct file *f, poll_table *pt);
 int lxbsm_ring_mmap(struct lxbsm_ring *r, struct vm_area_struct *vma);

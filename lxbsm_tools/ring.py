@@ -129,8 +129,13 @@ class Ring:
             return
         for view in (self._cons, self._prod, self._hdr, self._data):
             view.release()
-        self._cmm.close()
-        self._pmm.close()
+        for m in (self._cmm, self._pmm):
+            try:
+                m.close()
+            except BufferError:
+                # A caller still holds a record view: the mapping goes away
+                # with the last reference instead.
+                pass
         os.close(self.fd)
         self.fd = -1
 

@@ -58,8 +58,11 @@ class Status(ctypes.Structure):
         ("submitted", ctypes.c_uint64),
         ("table_entries", ctypes.c_uint64),
         ("table_alloc_failed", ctypes.c_uint64),
+        ("waited", ctypes.c_uint64),
         ("consumer_open", ctypes.c_uint32),
+        ("can_wait", ctypes.c_uint32),
         ("nr_hooks", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
         ("missed", ctypes.c_uint64 * HOOKS_MAX),
     ]
 
@@ -146,7 +149,9 @@ class ModuleStatus:
     submitted: int
     table_entries: int
     table_alloc_failed: int
+    waited: int
     consumer_open: bool
+    can_wait: bool
     missed: tuple[int, ...]
 
     @property
@@ -172,7 +177,9 @@ def get_status(fd: int) -> ModuleStatus:
         submitted=st.submitted,
         table_entries=st.table_entries,
         table_alloc_failed=st.table_alloc_failed,
+        waited=st.waited,
         consumer_open=bool(st.consumer_open),
+        can_wait=bool(st.can_wait),
         missed=tuple(st.missed[: st.nr_hooks]),
     )
 

@@ -83,8 +83,11 @@ struct lxbsm_status {
 	__u64 submitted;		/* records submitted from user space */
 	__u64 table_entries;		/* per-process audit table entries */
 	__u64 table_alloc_failed;	/* entries that could not be allocated */
+	__u64 waited;			/* records that waited for ring space */
 	__u32 consumer_open;		/* 1 while a consumer holds the ring */
+	__u32 can_wait;			/* 1 if, without cnt, producers wait */
 	__u32 nr_hooks;			/* valid entries in missed[] */
+	__u32 reserved;
 	__u64 missed[LXBSM_HOOKS_MAX];	/* kretprobe misses per hook */
 };
 

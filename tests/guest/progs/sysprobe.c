@@ -12,6 +12,8 @@
  *                                  this is the ia32 compat path)
  *   sysprobe execve-efault PATH    execve with argv pointing at address 1
  *   sysprobe execve-big PATH N SIZE  execve with N arguments of SIZE bytes each
+ *   sysprobe login-closes AUID N   become audit id AUID (as pam_loginuid does),
+ *                                  then make N failing close(-1) calls
  *   sysprobe execveat DIR NAME     execveat(open(DIR), NAME, [NAME], env, 0)
  */
 #define _GNU_SOURCE
@@ -116,6 +118,17 @@ int main(int argc, char **argv)
 		for (i = 1; i <= n; i++)
 			args[i] = big;
 		return do_execve(args);
+	}
+	if (!strcmp(argv[1], "login-closes") && argc >= 4) {
+		int i, n = atoi(argv[3]);
+		int fd = open("/proc/self/loginuid", O_WRONLY);
+
+		if (fd < 0 || write(fd, argv[2], strlen(argv[2])) < 0)
+			return report(-1);
+		close(fd);		/* the first event of the new audit id */
+		for (i = 0; i < n; i++)
+			close(-1);
+		_exit(0);
 	}
 	if (!strcmp(argv[1], "execveat") && argc >= 4) {
 		int dfd = open(argv[2], O_RDONLY | O_DIRECTORY);
