@@ -1,0 +1,303 @@
+"""OpenBSM configuration files for lxbsm-auditd: audit_control, audit_user,
+audit_event and audit_class, read strictly.
+
+Formats are OpenBSM's (bsm-format.md section 4).  Where OpenBSM skips a line
+it cannot parse, the daemon refuses it instead: every error names the file
+and the line, and a daemon that is reloading keeps the configuration it has.
+
+audit_control keys: ``dir`` (repeatable), ``dist``, ``flags``, ``naflags``,
+``minfree``, ``policy``, ``filesz``, ``expire-after``, ``host``, ``qsize``;
+lxbsm-auditd's own keys: ``realtime`` (repeatable: ``PATH`` or
+``PATH,json``), ``flush`` (``none``, ``incremental``, ``data``, ``sync``),
+``freq`` (records between incremental flushes) and ``warn`` (the
+audit_warn-style hook command).
+
+Companion files are looked for next to the control file first, then in
+/etc/security, then in the package's data directory.
+"""
+
+from __future__ import annotations
+
+import pwd
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from lxbsm_tools import control, uapi
+from lxbsm_tools.bsm import ClassTable, EventTable, parse_flags
+
+SYSTEM_DIR = Path("/etc/security")
+MIN_FILESZ = 512 * 1024  # OpenBSM's MIN_AUDIT_FILE_SIZE
+FLUSH_MODES = ("none", "incremental", "data", "sync")
+_UNITS = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+_AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365 * 86400}
+
+
+class ConfigError(ValueError):
+    """A configuration file is wrong; the message names the file and line."""
+
+
+def packaged(name: str) -> Path:
+    return Path(str(resources.files("lxbsm_tools") / "data" / name))
+
+
+def default_control() -> Path:
+    p = SYSTEM_DIR / "audit_control"
+    return p if p.is_file() else packaged("audit_control")
+
+
+def companion(control_file: Path, name: str) -> Path | None:
+    """Where ``name`` (audit_user, audit_event...) comes from for this control file."""
+    for p in (control_file.parent / name, SYSTEM_DIR / name, packaged(name)):
+        if p.is_file():
+            return p
+    return None
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """``expire-after``: an age, a total size, or both joined by AND/OR."""
+
+    age: int | None = None  # seconds
+    size: int | None = None  # bytes
+    both: bool = False  # True: AND, False: OR (or a single condition)
+
+    def expired(self, age: float, total: int) -> bool:
+        old = self.age is not None and age > self.age
+        big = self.size is not None and total > self.size
+        if self.age is not None and self.size is not None:
+            return (old and big) if self.both else (old or big)
+        return old or big
+
+
+@dataclass(frozen=True)
+class Feed:
+    path: str
+    json: bool = False
+
+
+@dataclass(frozen=True)
+class AuditControl:
+    source: str
+    dirs: tuple[str, ...]
+    flags: str = ""
+    naflags: str = ""
+    minfree: int = 20
+    policy: str = "cnt"
+    filesz: int = 0
+    expire: Expiry | None = None
+    host: str | None = None
+    qsize: int | None = None
+    dist: bool = False
+    feeds: tuple[Feed, ...] = ()
+    flush: str = "none"
+    freq: int = 100
+    warn: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything the daemon runs with, and what it pushes to the module."""
+
+    control: AuditControl
+    users: dict[int, tuple[str, str]]
+    kernel: uapi.KernelConfig
+    files: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = field(default=())
+
+
+def parse_size(value: str) -> int:
+    m = re.fullmatch(r"(\d+)\s*([BKMG]?)", value.strip())
+    if not m:
+        raise ValueError(f"bad size '{value}' (a number with B, K, M or G)")
+    return int(m.group(1)) * _UNITS[m.group(2) or "B"]
+
+
+def parse_expiry(value: str) -> Expiry:
+    parts = value.split()
+    if len(parts) not in (1, 3) or (len(parts) == 3 and parts[1] not in ("AND", "OR")):
+        raise ValueError(f"bad expire-after '{value}' (e.g. '60d', '1G', '60d AND 1G')")
+    age = size = None
+    for p in parts[::2]:
+        m = re.fullmatch(r"(\d+)([smhdy])", p)
+        if m:
+            if age is not None:
+                raise ValueError(f"two ages in expire-after '{value}'")
+            age = int(m.group(1)) * _AGES[m.group(2)]
+            continue
+        try:
+            s = parse_size(p)
+        except ValueError:
+            raise ValueError(
+                f"bad expire-after term '{p}' (an age with s/m/h/d/y or a size with B/K/M/G)"
+            ) from None
+        if size is not None:
+            raise ValueError(f"two sizes in expire-after '{value}'")
+        size = s
+    return Expiry(age, size, len(parts) == 3 and parts[1] == "AND")
+
+
+def _lines(path: Path) -> list[tuple[int, str]]:
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    out = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            out.append((n, line))
+    return out
+
+
+def parse_control(path: Path, classes: ClassTable) -> AuditControl:
+    values: dict[str, str] = {}
+    dirs: list[str] = []
+    feeds: list[Feed] = []
+    kw: dict[str, object] = {}
+    for n, line in _lines(path):
+        where = f"{path}:{n}"
+        key, sep, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if not sep:
+            raise ConfigError(f"{where}: expected 'key:value', got '{line}'")
+        try:
+            if key == "dir":
+                if not value.startswith("/"):
+                    raise ValueError(f"dir must be an absolute path, got '{value}'")
+                dirs.append(value)
+                continue
+            if key == "realtime":
+                fpath, _, opt = value.partition(",")
+                if not fpath.startswith("/") or opt not in ("", "json"):
+                    raise ValueError(f"realtime takes an absolute path [,json], got '{value}'")
+                feeds.append(Feed(fpath, opt == "json"))
+                continue
+            if key in values:
+                raise ValueError(f"'{key}' given twice (first value '{values[key]}')")
+            values[key] = value
+            if key in ("flags", "naflags"):
+                parse_flags(value, classes)
+                kw[key] = value
+            elif key == "policy":
+                control.policy_bits(value)
+                kw[key] = value
+            elif key == "minfree":
+                if not value.isdigit() or int(value) > 100:
+                    raise ValueError(f"minfree is a percentage 0-100, got '{value}'")
+                kw[key] = int(value)
+            elif key == "filesz":
+                size = parse_size(value)
+                if 0 < size < MIN_FILESZ:
+                    raise ValueError(f"filesz {value} is below the minimum 512K (or 0: never)")
+                kw[key] = size
+            elif key == "expire-after":
+                kw["expire"] = parse_expiry(value)
+            elif key == "host":
+                if not re.fullmatch(r"[A-Za-z0-9._:-]+", value):
+                    raise ValueError(f"bad host '{value}'")
+                kw[key] = value
+            elif key == "qsize":
+                if not value.isdigit():
+                    raise ValueError(f"qsize is a number, got '{value}'")
+                kw[key] = int(value)
+            elif key == "dist":
+                if value not in ("on", "off", "yes", "no"):
+                    raise ValueError(f"dist is on/off/yes/no, got '{value}'")
+                kw[key] = value in ("on", "yes")
+            elif key == "flush":
+                if value not in FLUSH_MODES:
+                    raise ValueError(f"flush is one of {', '.join(FLUSH_MODES)}, got '{value}'")
+                kw[key] = value
+            elif key == "freq":
+                if not value.isdigit() or int(value) == 0:
+                    raise ValueError(f"freq is a positive number, got '{value}'")
+                kw[key] = int(value)
+            elif key == "warn":
+                kw[key] = value or None
+            else:
+                raise ValueError(f"unknown key '{key}'")
+        except ValueError as e:
+            raise ConfigError(f"{where}: {e}") from None
+    if not dirs:
+        raise ConfigError(f"{path}: no 'dir:' line (where should trails go?)")
+    return AuditControl(str(path), tuple(dirs), feeds=tuple(feeds), **kw)  # type: ignore[arg-type]
+
+
+def parse_classes(path: Path) -> ClassTable:
+    lines = _lines(path)
+    for n, line in lines:
+        parts = line.split(":")
+        try:
+            if len(parts) < 3 or not parts[1].strip():
+                raise ValueError("expected 'mask:name:description'")
+            int(parts[0], 0)
+        except ValueError:
+            raise ConfigError(f"{path}:{n}: bad audit_class line '{line}'") from None
+    return ClassTable.parse(line for _, line in lines)
+
+
+def parse_events(path: Path, classes: ClassTable) -> EventTable:
+    lines = _lines(path)
+    for n, line in lines:
+        parts = line.split(":")
+        try:
+            if len(parts) != 4:
+                raise ValueError("expected 'number:name:description:classes'")
+            if not 0 <= int(parts[0], 0) <= 0xFFFF:
+                raise ValueError("event number out of range")
+            for c in filter(None, (c.strip() for c in parts[3].split(","))):
+                if c not in classes.by_name:
+                    raise ValueError(f"unknown class '{c}'")
+        except ValueError as e:
+            raise ConfigError(f"{path}:{n}: bad audit_event line '{line}': {e}") from None
+    return EventTable.parse((line for _, line in lines), classes)
+
+
+def parse_users(path: Path, classes: ClassTable) -> tuple[dict[int, tuple[str, str]], list[str]]:
+    """audit_user: ``name:always:never``; users unknown here are a warning, not an error."""
+    users: dict[int, tuple[str, str]] = {}
+    warnings = []
+    for n, line in _lines(path):
+        parts = line.split(":")
+        if len(parts) != 3 or not parts[0]:
+            raise ConfigError(f"{path}:{n}: expected 'user:alwaysaudit:neveraudit', got '{line}'")
+        name, always, never = parts
+        try:
+            parse_flags(always, classes)
+            parse_flags(never, classes)
+        except ValueError as e:
+            raise ConfigError(f"{path}:{n}: {e}") from None
+        try:
+            uid = int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid
+        except KeyError:
+            warnings.append(f"{path}:{n}: no user '{name}' on this system: line ignored")
+            continue
+        users.setdefault(uid, (always, never))
+    return users, warnings
+
+
+def load(control_file: str | Path | None = None) -> Config:
+    """Read and check the whole configuration; ConfigError (file:line) on any fault."""
+    cf = Path(control_file) if control_file is not None else default_control()
+    files = [str(cf)]
+    cpath = companion(cf, "audit_class")
+    epath = companion(cf, "audit_event")
+    if cpath is None or epath is None:
+        raise ConfigError(f"{cf}: no audit_class or audit_event next to it or packaged")
+    classes = parse_classes(cpath)
+    events = parse_events(epath, classes)
+    files += [str(cpath), str(epath)]
+    ac = parse_control(cf, classes)
+    users: dict[int, tuple[str, str]] = {}
+    warnings: list[str] = []
+    upath = companion(cf, "audit_user")
+    if upath is not None:
+        users, warnings = parse_users(upath, classes)
+        files.append(str(upath))
+    try:
+        kcfg = control.kernel_config(ac.flags, ac.naflags, ac.policy, users, events, classes)
+    except control.ConfigError as e:
+        raise ConfigError(f"{cf}: {e}") from None
+    return Config(ac, users, kcfg, tuple(files), tuple(warnings))
