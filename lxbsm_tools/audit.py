@@ -1,6 +1,14 @@
-"""lxbsm-audit: control and status of lxbsm.
+"""lxbsm-audit: control and status of lxbsm and lxbsm-auditd.
 
-lxbsm-audit status [--json]     module version, ring geometry and counters
+lxbsm-audit -n                  close the current trail, open a new one, expire old ones
+lxbsm-audit -s                  re-read audit_control (and friends), push it, new trail
+lxbsm-audit -t                  terminate the daemon (the trail is closed and renamed)
+lxbsm-audit -e                  expire trails now (expire-after), without rotating
+lxbsm-audit status [--json]     module version, ring geometry and counters, and the
+                                daemon's counters when it runs
+
+The -n/-s/-t/-e flags are audit(8)'s; they talk to the daemon over its
+control socket (--socket, default /run/lxbsm-auditd.sock).
 """
 
 from __future__ import annotations
@@ -10,13 +18,54 @@ import dataclasses
 import errno
 import json
 import os
+import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from lxbsm_tools import uapi
+
+DEFAULT_SOCKET = "/run/lxbsm-auditd.sock"
+TRIGGERS = {"n": "rotate", "s": "reload", "t": "terminate", "e": "expire"}
+
+
+class DaemonUnavailable(Exception):
+    pass
+
+
+def daemon_request(path: str, cmd: str, timeout: float = 30.0) -> dict[str, Any]:
+    """Send one command to lxbsm-auditd and return its JSON reply."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s.settimeout(timeout)
+    try:
+        try:
+            s.connect(path)
+        except (FileNotFoundError, ConnectionRefusedError):
+            msg = f"lxbsm-auditd is not running (no listener on {path})"
+            raise DaemonUnavailable(msg) from None
+        except PermissionError:
+            raise DaemonUnavailable(f"{path}: permission denied: run as root") from None
+        s.sendall(json.dumps({"cmd": cmd}).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except OSError as e:
+        raise DaemonUnavailable(f"lxbsm-auditd on {path}: {e.strerror or e}") from None
+    finally:
+        s.close()
+    try:
+        reply = json.loads(data)
+    except ValueError:
+        raise DaemonUnavailable(f"lxbsm-auditd on {path}: no answer") from None
+    if not isinstance(reply, dict):
+        raise DaemonUnavailable(f"lxbsm-auditd on {path}: bad answer")
+    return reply
 
 
 def fetch_status(device: str) -> uapi.ModuleStatus:
@@ -60,12 +109,47 @@ def status_rows(st: uapi.ModuleStatus) -> list[tuple[str, str]]:
     return rows
 
 
+def daemon_rows(d: dict[str, Any] | None, why: str = "") -> list[tuple[str, str]]:
+    if d is None:
+        return [("daemon", f"not running ({why})" if why else "not running")]
+    rows = [
+        ("daemon", f"pid {d['pid']}, uid {d['uid']}"),
+        ("configuration", str(d["control"])),
+        ("current trail", str(d["trail"])),
+        ("current trail size", f"{d['trail_bytes']} bytes"),
+        ("records written", str(d["records"])),
+        ("bytes written", str(d["bytes"])),
+        ("rotations", str(d["rotations"])),
+        ("trails expired", str(d["expired"])),
+        ("trails recovered", str(d["recovered"])),
+        ("lost: disk full", str(d["disk_full_dropped"])),
+    ]
+    for dd in d["dirs"]:
+        val = f"{dd['free_percent']}%" if "free_percent" in dd else str(dd.get("error"))
+        rows.append((f"free space: {dd['dir']}", f"{val} (minfree {d['minfree']}%)"))
+    for f in d["feeds"]:
+        state = "reader attached" if f["attached"] else "no reader"
+        rows.append((f"feed {f['path']}", f"{state}, sent {f['sent']}"))
+        rows.append((f"lost: feed {f['path']}", str(f["dropped"])))
+    if d.get("last_error"):
+        rows.append(("last reload error", str(d["last_error"])))
+    return rows
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     st = fetch_status(args.device)
+    daemon: dict[str, Any] | None = None
+    why = ""
+    try:
+        daemon = daemon_request(args.socket, "status", timeout=5.0).get("status")
+    except DaemonUnavailable as e:
+        why = str(e)
     if args.json:
-        print(json.dumps(dataclasses.asdict(st)))
+        out = dataclasses.asdict(st)
+        out["daemon"] = daemon
+        print(json.dumps(out))
         return 0
-    rows = status_rows(st)
+    rows = status_rows(st) + daemon_rows(daemon, why)
     if sys.stdout.isatty():
         table = Table(title="lxbsm", show_header=False)
         table.add_column("what", style="bold")
@@ -81,14 +165,49 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_trigger(args: argparse.Namespace, cmd: str) -> int:
+    try:
+        reply = daemon_request(args.socket, cmd)
+    except DaemonUnavailable as e:
+        print(f"lxbsm-audit: {e}", file=sys.stderr)
+        return 1
+    if not reply.get("ok"):
+        print(f"lxbsm-audit: {cmd}: {reply.get('error', 'refused')}", file=sys.stderr)
+        return 1
+    if reply.get("trail"):
+        print(f"new trail: {reply['trail']}")
+    for path in reply.get("expired", []):
+        print(f"expired: {path}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="lxbsm-audit", description="Control and status of lxbsm.")
+    p = argparse.ArgumentParser(
+        prog="lxbsm-audit",
+        description="Control and status of lxbsm and lxbsm-auditd.",
+        usage="lxbsm-audit [-n | -s | -t | -e] | status [--json]",
+    )
     p.add_argument("--device", default=uapi.DEVICE, help="lxbsm device (default /dev/lxbsm)")
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("status", help="module version, ring geometry and counters")
+    p.add_argument(
+        "--socket", default=DEFAULT_SOCKET, help=f"daemon control socket ({DEFAULT_SOCKET})"
+    )
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-n", action="store_true", help="rotate: close the trail, open a new one")
+    g.add_argument("-s", action="store_true", help="re-read the configuration")
+    g.add_argument("-t", action="store_true", help="terminate the daemon")
+    g.add_argument("-e", action="store_true", help="expire trails now")
+    sub = p.add_subparsers(dest="command")
+    s = sub.add_parser("status", help="module and daemon counters")
     s.add_argument("--json", action="store_true", help="one JSON object")
     s.set_defaults(func=cmd_status)
     args = p.parse_args(argv)
+    flags = [cmd for f, cmd in TRIGGERS.items() if getattr(args, f)]
+    if flags and args.command:
+        p.error("give either a flag (-n, -s, -t, -e) or a command, not both")
+    if flags:
+        return cmd_trigger(args, flags[0])
+    if not args.command:
+        p.error("a flag (-n, -s, -t, -e) or a command (status) is required")
     rc: int = args.func(args)
     return rc
 

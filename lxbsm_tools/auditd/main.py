@@ -1,0 +1,188 @@
+"""lxbsm-auditd [--foreground] [--control FILE]: the lxbsm audit daemon.
+
+As root it opens /dev/lxbsm (waiting for the module with --wait-device),
+pushes the configuration to the module, prepares the trail directories and
+realtime FIFOs, binds the control socket and recovers trails a killed daemon
+left open; then it becomes the ``audit`` user with no capabilities, confines
+itself with seccomp and copies records from the ring to the trail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+
+from lxbsm_tools import control
+
+from . import config as cfgmod
+from . import privs
+from .daemon import PROG, Daemon, set_signals, stderr_log
+from .device import NoDevice, find_device
+from .source import BatchRing
+
+DEFAULT_SOCKET = "/run/lxbsm-auditd.sock"
+
+
+def _prepare_dirs(dirs: Sequence[str], gid: int) -> None:
+    for d in dirs:
+        os.makedirs(d, mode=0o750, exist_ok=True)
+        if os.geteuid() == 0 and gid >= 0:
+            os.chown(d, 0, gid)
+            os.chmod(d, 0o770)
+
+
+def _bind(path: str) -> socket.socket:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    old = os.umask(0o177)
+    try:
+        s.bind(path)
+    finally:
+        os.umask(old)
+    s.listen(8)
+    s.setblocking(False)
+    return s
+
+
+def _warn_helper(command: str, log: Callable[[str], None]) -> int:
+    """A child, outside the seccomp filter, that runs the warn hook: the write end."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid:
+        os.close(r)
+        return w
+    os.close(w)
+    import subprocess
+
+    with os.fdopen(r, "rb") as f:
+        for line in f:
+            kind, _, arg = line.decode(errors="replace").rstrip("\n").partition("\t")
+            if kind not in ("soft", "hard", "allsoft", "allhard", "link"):
+                continue
+            try:
+                subprocess.run([command, kind, *([arg] if arg else [])], check=False, timeout=60)
+            except (OSError, subprocess.SubprocessError) as e:
+                log(f"warn hook {command}: {e}")
+    os._exit(0)
+
+
+def _notify(sock: socket.socket | None, msg: bytes) -> None:
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if sock is None or not addr:
+        return
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        sock.sendto(msg, addr)
+    except OSError:
+        pass
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog=PROG, description="The lxbsm audit daemon.")
+    p.add_argument("--foreground", "-f", action="store_true", help="do not detach")
+    p.add_argument(
+        "--control",
+        metavar="FILE",
+        help="audit_control (default /etc/security/audit_control, else the packaged one)",
+    )
+    p.add_argument("--device", default="/dev/lxbsm", help="the lxbsm device")
+    p.add_argument("--socket", default=DEFAULT_SOCKET, help=f"control socket ({DEFAULT_SOCKET})")
+    p.add_argument("--user", default="audit", help="user (and group) to run as (audit)")
+    p.add_argument(
+        "--wait-device",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="wait this long for the module to be loaded",
+    )
+    p.add_argument("--no-seccomp", action="store_true", help="do not confine with seccomp")
+    p.add_argument("--check", action="store_true", help="check the configuration and exit")
+    p.add_argument("--selftest", action="store_true", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    log = stderr_log
+    try:
+        cfg = cfgmod.load(args.control)
+    except cfgmod.ConfigError as e:
+        log(f"configuration error: {e}")
+        return 2
+    for w in cfg.warnings:
+        log(w)
+    if args.check:
+        print(f"{PROG}: configuration OK: {', '.join(cfg.files)}")
+        return 0
+    root = os.geteuid() == 0
+    try:
+        uid, gid = privs.audit_ids(args.user) if root else (-1, -1)
+        device = find_device(args.device, args.wait_device)
+        ring = BatchRing(device)
+    except (privs.PrivError, NoDevice) as e:
+        log(str(e))
+        return 1
+    except OSError as e:
+        hint = " (run as root)" if e.errno in (1, 13) else ""
+        log(f"cannot open {args.device}: {e.strerror}{hint}")
+        return 1
+    ready_r = ready_w = -1
+    if not args.foreground:
+        ready_r, ready_w = os.pipe()
+        if os.fork():
+            os.close(ready_w)
+            ok = os.read(ready_r, 1)
+            return 0 if ok == b"1" else 1
+        os.close(ready_r)
+        os.setsid()
+    try:
+        ring.push(cfg.kernel)
+        _prepare_dirs(cfg.control.dirs, gid)
+        sock = _bind(args.socket)
+        if root:
+            os.chown(args.socket, 0, gid)
+            os.chmod(args.socket, 0o660)
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        d = Daemon(cfg, ring, control_file=args.control, sock=sock, log=log, selftest=args.selftest)
+        for f in d.feeds:
+            f.create(uid, gid)
+        recovered = d.recover()
+        wakeup = set_signals()
+        if root:
+            privs.drop_privileges(uid, gid)
+        if cfg.control.warn:
+            d.warn_pipe = _warn_helper(cfg.control.warn, log)
+        if not args.no_seccomp:
+            privs.install_seccomp()
+        d.start(recovered)
+    except (OSError, privs.PrivError, cfgmod.ConfigError) as e:
+        log(f"cannot start: {e}")
+        return 1
+    except control.ConfigError as e:
+        log(f"the module refused the configuration: {e}")
+        return 1
+    log(
+        f"running as uid {os.getuid()} gid {os.getgid()}, "
+        f"seccomp {'off' if args.no_seccomp else 'on'}"
+    )
+    _notify(notify, b"READY=1")
+    if ready_w >= 0:
+        os.write(ready_w, b"1")
+        os.close(ready_w)
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1):
+            os.dup2(null, fd)
+    d.run(wakeup)
+    _notify(notify, b"STOPPING=1")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

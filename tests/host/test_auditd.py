@@ -1,0 +1,450 @@
+"""lxbsm-auditd's trail writer, recovery, feeds and control, over a fake ring.
+
+The fake ring has the interface of auditd.source.BatchRing (batch, commit,
+submit...) with positions counted in records; everything else is the real
+daemon code.  The guest suite runs the same daemon against /dev/lxbsm.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lxbsm_tools import audit, uapi
+from lxbsm_tools.auditd import config, daemon, trail
+from lxbsm_tools.auditd.feeds import Feed
+from lxbsm_tools.bsm import Record, Token, encode_record, make_token, read_trail
+
+STARTUP, SHUTDOWN, RECOVERY = 45000, 45001, 45029
+
+
+class FakeRing:
+    def __init__(self) -> None:
+        self.recs: list[bytes] = []
+        self.cons = 0
+        self.r, self.w = os.pipe2(os.O_NONBLOCK)
+        self.fd = self.r
+        self.pushed: list[uapi.KernelConfig] = []
+
+    @property
+    def consumer_pos(self) -> int:
+        return self.cons
+
+    def add(self, rec: bytes) -> None:
+        self.recs.append(rec)
+        os.write(self.w, b"x")
+
+    def batch(self, max_bytes: int) -> tuple[list[memoryview], int]:
+        out: list[memoryview] = []
+        pos, total = self.cons, 0
+        while pos < len(self.recs):
+            if out and total + len(self.recs[pos]) > max_bytes:
+                break
+            out.append(memoryview(self.recs[pos]))
+            total += len(self.recs[pos])
+            pos += 1
+        return out, pos
+
+    def commit(self, pos: int) -> None:
+        self.cons = pos
+        if not self.pending():
+            try:
+                os.read(self.r, 65536)
+            except BlockingIOError:
+                pass
+
+    def pending(self) -> bool:
+        return self.cons < len(self.recs)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.pending()
+
+    def submit(self, record: bytes) -> None:
+        self.add(record)
+
+    def push(self, cfg: uapi.KernelConfig) -> None:
+        self.pushed.append(cfg)
+
+
+def rec(n: int, size: int = 0) -> bytes:
+    toks = [make_token("text", text=f"mark {n}" + "x" * size)]
+    toks.append(make_token("return32", status=0, value=n))
+    return encode_record(6153, 0, toks, time=(1_700_000_000 + n, n % 1000))
+
+
+def write_control(
+    tmp_path: Path, extra: str = "", dirs: tuple[str, ...] = ("trails",), policy: str = "cnt,argv"
+) -> Path:
+    lines = [f"dir:{tmp_path / d}" for d in dirs] + ["flags:lo", f"policy:{policy}", extra]
+    for d in dirs:
+        (tmp_path / d).mkdir(exist_ok=True)
+    p = tmp_path / "audit_control"
+    p.write_text("\n".join(lines) + "\n")
+    return p
+
+
+def make(tmp_path: Path, ring: FakeRing, extra: str = "", **kw: Any) -> daemon.Daemon:
+    cf = write_control(tmp_path, extra, **kw)
+    logs: list[str] = []
+    d = daemon.Daemon(config.load(cf), ring, control_file=str(cf), sock=None, log=logs.append)  # type: ignore[arg-type]
+    d.logs = logs  # type: ignore[attr-defined]
+    return d
+
+
+def items(path: str | Path) -> list[Record | Token]:
+    return list(read_trail(path, include_file_tokens=True))
+
+
+def fname(tok: Record | Token) -> str:
+    """The file name in a file token (``.name`` is the token's own name)."""
+    assert isinstance(tok, Token) and tok.name == "file"
+    name: str = tok.as_dict()["name"]
+    return name
+
+
+def marks(path: str | Path) -> list[int]:
+    out = []
+    for it in read_trail(path):
+        t = it.first("text")
+        if t is not None and t.text.startswith("mark "):
+            out.append(int(t.text.split()[1].rstrip("x")))
+    return out
+
+
+def trails(d: Path) -> list[Path]:
+    return sorted(p for p in d.iterdir() if trail.TRAIL_RE.fullmatch(p.name))
+
+
+def test_a_session_writes_openbsm_named_trails_with_file_tokens(tmp_path: Path) -> None:
+    ring = FakeRing()
+    d = make(tmp_path, ring)
+    d.start([])
+    cur = tmp_path / "trails" / "current"
+    first = Path(os.readlink(cur))
+    assert re.fullmatch(r"\d{14}\.not_terminated", first.name)
+    for n in range(3):
+        ring.add(rec(n))
+    d.drain()
+    d.command("rotate")
+    second = Path(os.readlink(cur))
+    for n in range(3, 5):
+        ring.add(rec(n))
+    d.drain()
+    d.shutdown()
+    assert not cur.exists() and not cur.is_symlink()
+    a, b = trails(tmp_path / "trails")
+    assert re.fullmatch(r"(\d{14})\.(\d{14})", a.name) and a.name.startswith(first.name[:14])
+    assert b.name.startswith(second.name[:14])
+    ia, ib = items(a), items(b)
+    # file token (no previous trail), startup, 3 records, file token naming the next trail
+    assert (fname(ia[0]), fname(ia[-1])) == ("", str(second))
+    assert [r.event for r in ia[1:-1]] == [STARTUP, 6153, 6153, 6153]  # type: ignore[union-attr]
+    assert ia[1].first("text").text == "lxbsm-auditd::Audit startup"  # type: ignore[union-attr]
+    assert (fname(ib[0]), fname(ib[-1])) == (str(a), "")
+    assert [r.event for r in ib[1:-1]] == [6153, 6153, SHUTDOWN]  # type: ignore[union-attr]
+    assert marks(a) + marks(b) == list(range(5))
+    assert oct(a.stat().st_mode & 0o777) == "0o640"
+    assert d.counters["records"] == 7 and d.counters["rotations"] == 1
+
+
+def test_the_host_key_suffixes_names_and_rapid_rotations_stay_unique(tmp_path: Path) -> None:
+    ring = FakeRing()
+    d = make(tmp_path, ring, "host:box")
+    d.start([])
+    assert d.trail.path is not None and d.trail.path.name.endswith(".not_terminated.box")
+    for _ in range(4):
+        d.command("rotate")
+    d.shutdown()
+    names = [p.name for p in trails(tmp_path / "trails")]
+    assert len(names) == 5 and all(re.fullmatch(r"\d{14}\.\d{14}\.box", n) for n in names)
+    starts = [n[:14] for n in names]
+    assert starts == sorted(set(starts))
+
+
+def test_filesz_rotates(tmp_path: Path) -> None:
+    ring = FakeRing()
+    d = make(tmp_path, ring, "filesz:512K")
+    d.start([])
+    for n in range(40):
+        ring.add(rec(n, 30000))
+    d.drain()
+    d.shutdown()
+    ts = trails(tmp_path / "trails")
+    assert len(ts) >= 2
+    assert all(p.stat().st_size < 512 * 1024 + 300 * 1024 for p in ts)
+    assert [m for p in ts for m in marks(p)] == list(range(40))
+
+
+def test_crash_recovery_renames_and_records_it(tmp_path: Path) -> None:
+    ring = FakeRing()
+    d = make(tmp_path, ring)
+    d.start([])
+    ring.add(rec(1))
+    d.drain()
+    left = d.trail.path
+    assert left is not None
+    os.close(d.trail.fd)  # the daemon dies here
+    d2 = make(tmp_path, ring)
+    recovered = d2.recover()
+    assert recovered == [str(left.with_name(left.name[:14] + ".crash_recovery"))]
+    d2.start(recovered)
+    d2.drain()
+    d2.shutdown()
+    got = [r for p in trails(tmp_path / "trails") for r in read_trail(p)]
+    rec_rec = [r for r in got if r.event == RECOVERY]
+    assert len(rec_rec) == 1 and rec_rec[0].first("path").text == recovered[0]  # type: ignore[union-attr]
+    assert [r.event for r in got].count(STARTUP) == 2
+
+
+def test_a_batch_written_but_not_committed_is_not_written_twice(tmp_path: Path) -> None:
+    ring = FakeRing()
+    d = make(tmp_path, ring)
+    d.start([])
+    d.drain()
+    for n in range(5):
+        ring.add(rec(n))
+    start = ring.consumer_pos
+    views, end = ring.batch(1 << 20)
+    data = b"".join(views)
+    d.trail.write(data, len(views), start, end)  # killed before the commit
+    os.close(d.trail.fd)
+    d2 = make(tmp_path, ring)
+    d2.start(d2.recover())
+    d2.drain()
+    d2.shutdown()
+    assert d2.counters["skipped_after_crash"] == 5
+    assert sorted(m for p in trails(tmp_path / "trails") for m in marks(p)) == list(range(5))
+
+
+def test_a_torn_batch_is_cut_and_written_again(tmp_path: Path) -> None:
+    ring = FakeRing()
+    d = make(tmp_path, ring)
+    d.start([])
+    d.drain()
+    for n in range(5):
+        ring.add(rec(n))
+    start = ring.consumer_pos
+    views, end = ring.batch(1 << 20)
+    data = b"".join(views)
+    t = d.trail
+    os.pwrite(t.jfd, trail.Journal(t.path.name, t.size, t.size + len(data), start, end).pack(), 0)  # type: ignore[union-attr]
+    os.write(t.fd, data[: len(data) // 2])  # killed in the middle of the write
+    os.close(t.fd)
+    d2 = make(tmp_path, ring)
+    d2.start(d2.recover())
+    d2.drain()
+    d2.shutdown()
+    for p in trails(tmp_path / "trails"):
+        items(p)  # every trail decodes whole: nothing torn is left
+    assert sorted(m for p in trails(tmp_path / "trails") for m in marks(p)) == list(range(5))
+
+
+@pytest.mark.parametrize("policy", ["cnt", "argv"])
+def test_disk_full_never_leaves_a_torn_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str
+) -> None:
+    ring = FakeRing()
+    d = make(tmp_path, ring, policy=policy)
+    d.start([])
+    d.drain()
+    before = d.trail.size
+    real_write = os.write
+
+    def short_then_full(fd: int, data: Any) -> int:
+        if fd == d.trail.fd:
+            if len(data) > 10:
+                return real_write(fd, bytes(data[:10]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(trail.os, "write", short_then_full)
+    for n in range(3):
+        ring.add(rec(n))
+    d.drain()
+    monkeypatch.undo()
+    assert d.trail.size == before == os.fstat(d.trail.fd).st_size
+    assert d.counters["disk_full_events"] >= 1
+    if policy == "cnt":
+        assert d.counters["disk_full_dropped"] == 3 and not ring.pending()
+    else:
+        assert d.counters["disk_full_dropped"] == 0 and ring.pending()
+        d.blocked_until = 0.0
+        d.drain()  # space is back: the records were waiting in the ring
+        assert not ring.pending()
+    d.shutdown()
+    got = [m for p in trails(tmp_path / "trails") for m in marks(p)]
+    assert got == ([] if policy == "cnt" else [0, 1, 2])
+
+
+def test_minfree_moves_to_the_next_dir_and_warns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ring = FakeRing()
+    d = make(tmp_path, ring, "minfree:10", dirs=("a", "b"))
+    warned: list[tuple[str, str]] = []
+    d.trail.warn = lambda k, a: warned.append((k, a))
+    d.start([])
+    assert d.trail.path is not None and d.trail.path.parent == tmp_path / "a"
+    monkeypatch.setattr(trail, "free_percent", lambda p: 5.0 if p.endswith("/a") else 50.0)
+    assert d.trail.space_low()
+    d.rotate("minfree")
+    assert d.trail.path.parent == tmp_path / "b"
+    assert warned == [("soft", str(tmp_path / "a"))]
+    assert os.readlink(tmp_path / "a" / "current") == str(d.trail.path)
+    d.shutdown()
+
+
+def test_expiry_removes_the_oldest_closed_trails(tmp_path: Path) -> None:
+    ring = FakeRing()
+    d = make(tmp_path, ring, "expire-after:3K")
+    tdir = tmp_path / "trails"
+    now = time.time()
+    closed = []
+    for age in (5, 4, 3, 2):  # days
+        start = trail.stamp(now - age * 86400 - 60)
+        closed.append(tdir / f"{start}.{trail.stamp(now - age * 86400)}")
+        closed[-1].write_bytes(b"x" * 1024)
+    open_one = tdir / f"{trail.stamp(now)}.not_terminated"
+    open_one.write_bytes(b"x" * 1024)
+    # 5 KiB on disk, limit 3 KiB: the two oldest closed trails go, the open one stays.
+    assert d.expire() == [str(p) for p in closed[:2]]
+    assert trails(tdir) == [*closed[2:], open_one]
+    d2 = make(tmp_path, ring, "expire-after:3d")
+    assert d2.expire() == [str(closed[2])]
+
+
+class Reader(threading.Thread):
+    def __init__(self, path: str, read: bool = True) -> None:
+        super().__init__(daemon=True)
+        self.path, self.read, self.data = path, read, b""
+        self.opened = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        fd = os.open(self.path, os.O_RDONLY)
+        self.opened.set()
+        while not self.stop.is_set():
+            if not self.read:
+                time.sleep(0.01)
+                continue
+            if select.select([fd], [], [], 0.05)[0]:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                self.data += chunk
+        os.close(fd)
+
+
+def test_feeds_deliver_whole_records_and_a_stalled_reader_only_loses_its_own(
+    tmp_path: Path,
+) -> None:
+    ring = FakeRing()
+    fast, stalled, js = (str(tmp_path / n) for n in ("fast", "stalled", "json"))
+    d = make(tmp_path, ring, f"realtime:{fast}\nrealtime:{stalled}\nrealtime:{js},json")
+    for f in d.feeds:
+        f.create()
+    readers = [Reader(fast), Reader(stalled, read=False), Reader(js)]
+    for r in readers:
+        r.start()
+    d.start([])
+    deadline = time.monotonic() + 5
+    while not all(f.try_attach() for f in d.feeds) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    n = 2000  # 2 MB: more than a queue (1 MiB) and a pipe (64 KiB) hold
+    for i in range(n):
+        ring.add(rec(i, 1000))
+        if i % 50 == 49:  # a producer the fast readers keep up with
+            while ring.pending() or any(f.queue for f in d.feeds if f.path != stalled):
+                d.drain()
+                for f in d.feeds:
+                    f.flush()
+                time.sleep(0.002)
+    time.sleep(0.3)
+    for r in readers:
+        r.stop.set()
+        r.join(5)
+    by = {f.path: f for f in d.feeds}
+    assert by[stalled].dropped > 0 and by[fast].dropped == 0 and by[js].dropped == 0
+    fast_marks = [int(m) for m in re.findall(rb"mark (\d+)", readers[0].data)]
+    assert fast_marks == list(range(n))
+    lines = [json.loads(line) for line in readers[2].data.decode().splitlines()]
+    assert [x["event"] for x in lines][:1] == [STARTUP] and len(lines) == n + 1
+    assert d.counters["records"] == n + 1  # the trail got everything too
+    d.shutdown()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[daemon.Daemon, str]]:
+    ring = FakeRing()
+    d = make(tmp_path, ring)
+    path = str(tmp_path / "ctl.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.bind(path)
+    s.listen(4)
+    s.setblocking(False)
+    d.sock = s
+    d.start([])
+    wr, ww = os.pipe()
+    t = threading.Thread(target=d.run, args=(wr,), daemon=True)
+    t.start()
+    yield d, path
+    d.stopping = True
+    os.write(ww, b"\0")
+    t.join(10)
+    assert not t.is_alive()
+
+
+def test_lxbsm_audit_flags_drive_the_daemon(
+    served: tuple[daemon.Daemon, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d, sock = served
+    assert audit.main(["--socket", sock, "-n"]) == 0
+    assert capsys.readouterr().out.startswith(f"new trail: {tmp_path}/trails/")
+    assert d.counters["rotations"] == 1
+    assert audit.main(["--socket", sock, "-e"]) == 0
+    # A broken configuration is refused with file:line; the old one stays in force.
+    (tmp_path / "audit_control").write_text(f"dir:{tmp_path}/trails\nflags:lo,zz\n")
+    assert audit.main(["--socket", sock, "-s"]) == 1
+    err = capsys.readouterr().err
+    assert f"{tmp_path}/audit_control:2: unknown audit class 'zz'" in err
+    assert d.cfg.control.flags == "lo"
+    (tmp_path / "audit_control").write_text(f"dir:{tmp_path}/trails\nflags:lo,ex\n")
+    assert audit.main(["--socket", sock, "-s"]) == 0
+    assert d.cfg.control.flags == "lo,ex" and d.counters["rotations"] == 2
+    st = audit.daemon_request(sock, "status")["status"]
+    rows = dict(audit.daemon_rows(st))
+    assert rows["current trail"] == str(d.trail.path)
+    assert rows["rotations"] == "2"
+    assert audit.main(["--socket", sock, "-t"]) == 0
+    deadline = time.monotonic() + 5
+    while d.trail.path is not None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert d.trail.path is None
+    names = [p.name for p in trails(tmp_path / "trails")]
+    assert len(names) == 3 and not any("not_terminated" in n for n in names)
+
+
+def test_lxbsm_audit_without_a_daemon_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert audit.main(["--socket", str(tmp_path / "none.sock"), "-n"]) == 1
+    assert capsys.readouterr().err == (
+        f"lxbsm-audit: lxbsm-auditd is not running (no listener on {tmp_path}/none.sock)\n"
+    )
+
+
+def test_a_feed_path_that_is_not_a_fifo_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "plain").write_text("")
+    with pytest.raises(OSError, match="not a FIFO"):
+        Feed(str(tmp_path / "plain")).create()
