@@ -43,10 +43,11 @@ ALLOWED = (
     "gettimeofday time futex sched_yield "
     # sockets already open (control socket)
     "accept accept4 recvfrom recvmsg sendto sendmsg getsockopt setsockopt shutdown getsockname "
+    "getpeername pipe2 "
     # signals and process
     "rt_sigaction rt_sigprocmask rt_sigreturn sigaltstack getpid gettid getuid geteuid getgid "
     "getegid getppid getrandom uname sysinfo prlimit64 exit exit_group restart_syscall "
-    "sched_getaffinity set_robust_list rseq kill tgkill"
+    "sched_getaffinity set_robust_list rseq tgkill"
 ).split()
 # Asked for by glibc's name service (nscd) when audit_user is re-read: refused, not fatal.
 REFUSED = ("socket", "connect")
@@ -77,8 +78,8 @@ def _libc() -> ctypes.CDLL:
 
 def _prctl(*args: int) -> None:
     libc = _libc()
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
-    if libc.prctl(*args, *([0] * (4 - len(args)))) != 0:
+    libc.prctl.argtypes = [ctypes.c_int] + [ctypes.c_ulong] * 4
+    if libc.prctl(*args, *([0] * (5 - len(args)))) != 0:
         e = ctypes.get_errno()
         raise OSError(e, f"prctl({args[0]}): {os.strerror(e)}")
 

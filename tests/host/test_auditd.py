@@ -12,7 +12,10 @@ import json
 import os
 import re
 import select
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -103,7 +106,7 @@ def make(tmp_path: Path, ring: FakeRing, extra: str = "", **kw: Any) -> daemon.D
 
 
 def items(path: str | Path) -> list[Record | Token]:
-    return list(read_trail(path, include_file_tokens=True))
+    return list(read_trail(str(path), include_file_tokens=True))
 
 
 def fname(tok: Record | Token) -> str:
@@ -115,7 +118,7 @@ def fname(tok: Record | Token) -> str:
 
 def marks(path: str | Path) -> list[int]:
     out = []
-    for it in read_trail(path):
+    for it in read_trail(str(path)):
         t = it.first("text")
         if t is not None and t.text.startswith("mark "):
             out.append(int(t.text.split()[1].rstrip("x")))
@@ -149,10 +152,10 @@ def test_a_session_writes_openbsm_named_trails_with_file_tokens(tmp_path: Path) 
     ia, ib = items(a), items(b)
     # file token (no previous trail), startup, 3 records, file token naming the next trail
     assert (fname(ia[0]), fname(ia[-1])) == ("", str(second))
-    assert [r.event for r in ia[1:-1]] == [STARTUP, 6153, 6153, 6153]  # type: ignore[union-attr]
+    assert [r.event for r in ia[1:-1]] == [STARTUP, 6153, 6153, 6153]
     assert ia[1].first("text").text == "lxbsm-auditd::Audit startup"  # type: ignore[union-attr]
     assert (fname(ib[0]), fname(ib[-1])) == (str(a), "")
-    assert [r.event for r in ib[1:-1]] == [6153, 6153, SHUTDOWN]  # type: ignore[union-attr]
+    assert [r.event for r in ib[1:-1]] == [6153, 6153, SHUTDOWN]
     assert marks(a) + marks(b) == list(range(5))
     assert oct(a.stat().st_mode & 0o777) == "0o640"
     assert d.counters["records"] == 7 and d.counters["rotations"] == 1
@@ -201,9 +204,9 @@ def test_crash_recovery_renames_and_records_it(tmp_path: Path) -> None:
     d2.start(recovered)
     d2.drain()
     d2.shutdown()
-    got = [r for p in trails(tmp_path / "trails") for r in read_trail(p)]
+    got = [r for p in trails(tmp_path / "trails") for r in read_trail(str(p))]
     rec_rec = [r for r in got if r.event == RECOVERY]
-    assert len(rec_rec) == 1 and rec_rec[0].first("path").text == recovered[0]  # type: ignore[union-attr]
+    assert len(rec_rec) == 1 and rec_rec[0].first("path").text == recovered[0]
     assert [r.event for r in got].count(STARTUP) == 2
 
 
@@ -268,7 +271,7 @@ def test_disk_full_never_leaves_a_torn_record(
             raise OSError(errno.ENOSPC, "No space left on device")
         return real_write(fd, data)
 
-    monkeypatch.setattr(trail.os, "write", short_then_full)
+    monkeypatch.setattr(os, "write", short_then_full)
     for n in range(3):
         ring.add(rec(n))
     d.drain()
@@ -448,3 +451,59 @@ def test_a_feed_path_that_is_not_a_fifo_is_refused(tmp_path: Path) -> None:
     (tmp_path / "plain").write_text("")
     with pytest.raises(OSError, match="not a FIFO"):
         Feed(str(tmp_path / "plain")).create()
+
+
+SECCOMP_RUN = """
+import os, sys
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_auditd import FakeRing, rec
+from lxbsm_tools.auditd import config, daemon, privs
+tmp = Path({tmp!r})
+cf = tmp / "audit_control"
+ring = FakeRing()
+d = daemon.Daemon(config.load(cf), ring, control_file=str(cf), sock=None, log=daemon.stderr_log)
+for f in d.feeds:
+    f.create()
+readers = [os.open(f.path, os.O_RDONLY | os.O_NONBLOCK) for f in d.feeds]
+wake = daemon.set_signals()
+privs.install_seccomp()
+d.start(d.recover())
+for i in range(700):
+    ring.add(rec(i, 1000))
+d.drain()
+for f in d.feeds:
+    f.try_attach()
+for i in range(10):
+    ring.add(rec(i, 10))
+for c in ("rotate", "reload", "expire", "status"):
+    assert d.command(c)["ok"], c
+d.stopping = True
+d.run(wake)
+print("records", d.counters["records"], flush=True)
+if {forbidden!r}:
+    os.setuid(0)
+    print("still alive", flush=True)
+"""
+
+
+@pytest.mark.parametrize("forbidden", [False, True])
+def test_the_daemon_runs_under_its_seccomp_filter_and_dies_on_anything_else(
+    tmp_path: Path, forbidden: bool
+) -> None:
+    (tmp_path / "t").mkdir()
+    (tmp_path / "audit_control").write_text(
+        f"dir:{tmp_path}/t\nflags:lo\nexpire-after:1d\nfilesz:512K\n"
+        f"realtime:{tmp_path}/json,json\nrealtime:{tmp_path}/raw\n"
+    )
+    prog = SECCOMP_RUN.format(
+        tests=str(Path(__file__).parent), tmp=str(tmp_path), forbidden=forbidden
+    )
+    r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=60)
+    # startup, 710 records, shutdown; three rotations (filesz, -n, -s) on the way
+    assert r.stdout.splitlines()[0] == "records 712", r.stderr
+    assert len(trails(tmp_path / "t")) == 4
+    if forbidden:
+        assert r.returncode == -signal.SIGSYS and "still alive" not in r.stdout
+    else:
+        assert r.returncode == 0, r.stderr
