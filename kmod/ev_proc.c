@@ -85,10 +85,7 @@ int lxbsm_clone_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	long ret = (int)regs_return_value(regs);
 	struct lxbsm_rec *r;
 
-	if (!lxbsm_selected(&ctx->sel, ret < 0))
-		return 0;
-	lxbsm_hook_hit(lxbsm_kret_hook(ri));
-	r = lxbsm_rec_begin(ctx->sel.ev);
+	r = lxbsm_rec_selected(ri, &ctx->sel, ret);
 	if (!r)
 		return 0;
 	if (ret >= 0)
@@ -153,10 +150,7 @@ int lxbsm_setid_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	/* setfsuid/setfsgid return the previous id and never fail. */
 	if (d->ev == LXBSM_EV_SETFSUID || d->ev == LXBSM_EV_SETFSGID)
 		ret = (u32)ret;
-	if (!lxbsm_selected(&ctx->sel, ret < 0))
-		return 0;
-	lxbsm_hook_hit(lxbsm_kret_hook(ri));
-	r = lxbsm_rec_begin(d->ev);
+	r = lxbsm_rec_selected(ri, &ctx->sel, ret);
 	if (!r)
 		return 0;
 	for (i = 0; i < 3 && d->names[i]; i++)
@@ -189,10 +183,7 @@ int lxbsm_setgroups_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	long ret = regs_return_value(regs);
 	struct lxbsm_rec *r;
 
-	if (!lxbsm_selected(&ctx->sel, ret < 0))
-		return 0;
-	lxbsm_hook_hit(lxbsm_kret_hook(ri));
-	r = lxbsm_rec_begin(LXBSM_EV_SETGROUPS);
+	r = lxbsm_rec_selected(ri, &ctx->sel, ret);
 	if (!r)
 		return 0;
 	if (ret == 0) {

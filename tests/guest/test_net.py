@@ -90,6 +90,10 @@ def test_refused_connect_and_address_in_use() -> None:
             other.bind(("127.0.0.1", port))
         except OSError as e:
             assert e.errno == errno.EADDRINUSE
+        try:
+            srv.accept()  # bound, not listening
+        except OSError as e:
+            assert e.errno == errno.EINVAL
         srv.close()
         cli = socket.socket()
         assert cli.connect_ex(("127.0.0.1", port)) == errno.ECONNREFUSED
@@ -97,6 +101,9 @@ def test_refused_connect_and_address_in_use() -> None:
         cli.close()
         inuse = a.one("AUE_BIND", os.getpid(), where=failed)
         refused = a.one("AUE_CONNECT", os.getpid(), where=failed)
+        not_listening = a.one("AUE_ACCEPT", os.getpid(), where=failed)
     assert_return(inuse, errno=errno.EADDRINUSE)
     assert_return(refused, errno=errno.ECONNREFUSED)
     assert sock_token(refused).port == port
+    assert_return(not_listening, errno=errno.EINVAL)
+    assert sock_token(not_listening) is None

@@ -75,11 +75,16 @@ def test_setuid_family_and_setgroups() -> None:
         "    os.setuid(0)\n"
         "except PermissionError:\n"
         "    print('eperm')\n"
+        "try:\n"
+        "    os.setgroups([30])\n"
+        "except PermissionError:\n"
+        "    print('eperm')\n"
     )
     with auditing() as a:
         pid, _, out = spawn("python3", "-c", code)
-        assert out.split() == ["eperm"], out
-        groups = a.one("AUE_SETGROUPS", pid)
+        assert out.split() == ["eperm", "eperm"], out
+        groups = a.one("AUE_SETGROUPS", pid, where=lambda r: r.success is True)
+        groups_denied = a.one("AUE_SETGROUPS", pid, where=failed)
         resgid = a.one("AUE_SETRESGID", pid)
         resuid = a.one("AUE_SETRESUID", pid)
         reuid = a.one("AUE_SETREUID", pid)
@@ -108,3 +113,5 @@ def test_setuid_family_and_setgroups() -> None:
     assert_return(resuid, value=0)
     assert [(t.value, t.text) for t in bad.all("arg32")] == [(0, "uid")]
     assert_return(bad, errno=errno.EPERM)
+    assert_return(groups_denied, errno=errno.EPERM)
+    assert_subject(groups_denied, pid, uid=1000, gid=100)

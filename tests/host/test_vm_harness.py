@@ -42,6 +42,8 @@ def test_warn_at_load_fails_the_run(tmp_path: Path) -> None:
     subprocess.run([str(REPO / "scripts" / "build-module.sh"), kernel], env=env, check=True)
     broken = tmp_path / "out" / "lxbsm.ko"
 
+    share = tmp_path / "share"
+    command = ["sh", "-c", 'uname -r > "$LXBSM_SHARE/kernel"; echo guest-output']
     proc = subprocess.run(
         [
             sys.executable,
@@ -53,16 +55,21 @@ def test_warn_at_load_fails_the_run(tmp_path: Path) -> None:
             str(broken),
             "--rundir",
             str(tmp_path / "run"),
+            "--share",
+            str(share),
             "--",
-            "true",
+            *command,
         ],
         capture_output=True,
         text=True,
         check=False,
         timeout=600,
     )
-    # The command itself succeeded; the WARN_ON in the kernel log fails the run.
+    # The command itself succeeded, its output came back and so did the file
+    # it wrote in the shared folder; the WARN_ON in the kernel log fails the run.
     assert (tmp_path / "run" / "rc").read_text().strip() == "0"
+    assert "guest-output" in proc.stdout
+    assert (share / "kernel").read_text().strip() == kernel
     assert proc.returncode == vm.EXIT_SPLAT, proc.stderr
     assert "FAIL: the guest kernel log has" in proc.stderr
     assert "WARNING:" in proc.stderr
