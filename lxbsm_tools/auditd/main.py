@@ -34,6 +34,15 @@ def _prepare_dirs(dirs: Sequence[str], gid: int) -> None:
             os.chmod(d, 0o770)
 
 
+def _check_access(dirs: Sequence[str], user: str) -> None:
+    for d in dirs:
+        if not os.access(d, os.W_OK | os.X_OK):
+            raise OSError(
+                f"user {user} cannot write to {d}: every directory above it must be "
+                f"searchable (x) by {user}"
+            )
+
+
 def _bind(path: str) -> socket.socket:
     try:
         os.unlink(path)
@@ -50,13 +59,13 @@ def _bind(path: str) -> socket.socket:
     return s
 
 
-def _warn_helper(command: str, log: Callable[[str], None]) -> int:
-    """A child, outside the seccomp filter, that runs the warn hook: the write end."""
+def warn_helper(command: str, log: Callable[[str], None]) -> tuple[int, int]:
+    """A child, outside the seccomp filter, that runs the warn hook: (pid, write end)."""
     r, w = os.pipe2(os.O_CLOEXEC)
     pid = os.fork()
     if pid:
         os.close(r)
-        return w
+        return pid, w
     os.close(w)
     import subprocess
 
@@ -157,8 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         wakeup = set_signals()
         if root:
             privs.drop_privileges(uid, gid)
+            _check_access(cfg.control.dirs, args.user)
         if cfg.control.warn:
-            d.warn_pipe = _warn_helper(cfg.control.warn, log)
+            d.warn_pipe = warn_helper(cfg.control.warn, log)[1]
         if not args.no_seccomp:
             privs.install_seccomp()
         d.start(recovered)

@@ -507,3 +507,20 @@ def test_the_daemon_runs_under_its_seccomp_filter_and_dies_on_anything_else(
         assert r.returncode == -signal.SIGSYS and "still alive" not in r.stdout
     else:
         assert r.returncode == 0, r.stderr
+
+
+def test_the_warn_hook_gets_audit_warn_arguments(tmp_path: Path) -> None:
+    from lxbsm_tools.auditd.main import warn_helper
+
+    out = tmp_path / "out"
+    hook = tmp_path / "warn.sh"
+    hook.write_text(f'#!/bin/sh\necho "$#:$*" >> {out}\n')
+    hook.chmod(0o755)
+    pid, w = warn_helper(str(hook), lambda msg: None)
+    for line in (b"soft\t/var/audit\n", b"rm -rf\t/\n", b"allsoft\t\n"):
+        os.write(w, line)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    # Only audit_warn's kinds are run, with the arguments as separate words.
+    assert out.read_text() == "2:soft /var/audit\n1:allsoft\n"
