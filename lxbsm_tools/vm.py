@@ -277,9 +277,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "optionally load lxbsm.ko, run COMMAND, and fail on kernel splats.",
         epilog="example: lxbsm-vm --kernel 6.12 --load -- python3 -m pytest tests/guest",
     )
-    p.add_argument(
-        "--kernel", required=True, help="kernel version, full or as '6.1' / '6.12' (see --list)"
-    )
+    p.add_argument("--kernel", help="kernel version, full or as '6.1' / '6.12' (see --list)")
     p.add_argument(
         "--load",
         action="store_true",
@@ -310,15 +308,33 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument(
         "--rundir", type=Path, help="where the run's files go (default build/vm/<kernel>-<pid>)"
     )
+    p.add_argument("--list", action="store_true", help="list the kernels installed for guests")
     p.add_argument("command", nargs="*", metavar="COMMAND")
     args = p.parse_args(argv)
+    if args.list:
+        return args
+    if not args.kernel:
+        p.error("--kernel is required (see --list)")
     if not args.command:
         p.error("no COMMAND given (put it after --)")
     return args
 
 
+def list_kernels() -> int:
+    kernels = installed_kernels()
+    if not kernels:
+        say("no kernels installed for guests: run make deps")
+        return 1
+    for k in kernels:
+        headers = Path("/lib/modules", k, "build", "Makefile").exists()
+        print(f"{k}\t{'headers' if headers else 'no headers (cannot build lxbsm.ko)'}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.list:
+        return list_kernels()
     try:
         kernel = resolve_kernel(args.kernel)
         ko: Path | None = None

@@ -89,3 +89,16 @@ def test_guest_script_loads_runs_unloads_and_collects(tmp_path: Path) -> None:
     positions = [script.rindex(s) for s in order]
     assert positions == sorted(positions)
     assert f"LXBSM_SHARE={tmp_path}" in script
+
+
+def test_list_shows_installed_kernels(capsys: pytest.CaptureFixture[str]) -> None:
+    rc = vm.main(["--list"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert set(line.split("\t")[0] for line in out.splitlines()) == set(vm.installed_kernels())
+
+
+def test_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        vm.main(["--kernel", "6.12"])
+    assert "no COMMAND given" in capsys.readouterr().err
