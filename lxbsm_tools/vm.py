@@ -214,8 +214,13 @@ def execute(run: Run) -> int:
     tail = Tail(run.rundir / "out.log")
     booted = False
     timed_out = False
+    next_note = 10.0
     try:
         while proc.poll() is None:
+            waited = time.monotonic() - start
+            if not booted and waited >= next_note:
+                say(f"still booting ({waited:.0f} s; the console is in {run.rundir}/console.log)")
+                next_note += 10
             if not booted and (run.rundir / "booted").exists():
                 booted = True
                 load = f"insmod {run.ko.name}; " if run.ko else ""
