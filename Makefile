@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYSRC := lxbsm_tools tests bench
 
-.PHONY: all deps module modules progs lint checkpatch test-host test-guest check demo bench-tools clean
+.PHONY: all deps module modules progs lint checkpatch test-host test-guest check demo bench-tools install clean
 
 all: module
 
@@ -61,6 +61,32 @@ demo: modules
 
 bench-tools: deps
 	$(PY) bench/tools_bench.py
+
+# Install on a real host, for the running kernel (or KVER=...): the module
+# (modprobe lxbsm), the tools in their own venv under /opt/lxbsm with links
+# in /usr/local/bin, the systemd unit, the audit user, and /etc/security/
+# audit_control unless one exists.  DESTDIR= stages the files elsewhere to
+# inspect them (the venv there only works once moved to /opt/lxbsm).
+install: module
+	install -D -m 0644 kmod/lxbsm.ko $(DESTDIR)/lib/modules/$(KVER)/extra/lxbsm.ko
+	if [ -z "$(DESTDIR)" ]; then depmod -a $(KVER); fi
+	python3 -m venv $(DESTDIR)/opt/lxbsm
+	$(DESTDIR)/opt/lxbsm/bin/pip install -q .
+	install -d $(DESTDIR)/usr/local/bin
+	for t in lxbsm-auditd lxbsm-audit lxbsm-praudit lxbsm-auditreduce; do \
+		ln -sf /opt/lxbsm/bin/$$t $(DESTDIR)/usr/local/bin/$$t; done
+	install -D -m 0644 dist/lxbsm-auditd.service $(DESTDIR)/etc/systemd/system/lxbsm-auditd.service
+	install -D -m 0644 -t $(DESTDIR)/usr/local/share/doc/lxbsm docs/*.md README.md
+	install -d -m 0755 $(DESTDIR)/etc/security
+	[ -e $(DESTDIR)/etc/security/audit_control ] || \
+		install -m 0640 audit_control $(DESTDIR)/etc/security/audit_control
+	if [ -z "$(DESTDIR)" ]; then \
+		getent group audit >/dev/null || groupadd --system audit; \
+		getent passwd audit >/dev/null || useradd --system --gid audit --no-create-home \
+			--home-dir /var/audit --shell /usr/sbin/nologin audit; \
+		systemctl daemon-reload 2>/dev/null || true; \
+	fi
+	@echo "installed; start with: systemctl enable --now lxbsm-auditd"
 
 clean:
 	rm -rf build kmod/*.o kmod/*.ko kmod/*.mod kmod/*.mod.c kmod/.*.cmd kmod/modules.order \
