@@ -66,7 +66,7 @@ bench-tools: deps
 # (modprobe lxbsm), the tools in their own venv under /opt/lxbsm with links
 # in /usr/local/bin, the systemd unit, the audit user, and /etc/security/
 # audit_control unless one exists.  DESTDIR= stages the files elsewhere to
-# inspect them (the venv there only works once moved to /opt/lxbsm).
+# inspect them (a venv works only where it was made: that one is not for use).
 install: module
 	install -D -m 0644 kmod/lxbsm.ko $(DESTDIR)/lib/modules/$(KVER)/extra/lxbsm.ko
 	if [ -z "$(DESTDIR)" ]; then depmod -a $(KVER); fi
