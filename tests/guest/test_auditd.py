@@ -8,6 +8,7 @@ the tests start few processes and do several things with each daemon.
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -271,7 +272,9 @@ class FifoReader(threading.Thread):
         os.close(fd)
 
 
-def test_fifo_latency_a_stalled_reader_and_a_forbidden_syscall(tmp: Path, ctl: int) -> None:
+def test_fifo_latency_a_stalled_reader_and_a_forbidden_syscall(
+    tmp: Path, ctl: int, capsys: pytest.CaptureFixture[str]
+) -> None:
     fast, stalled = str(tmp / "ids"), str(tmp / "stalled")
     cf = control_file(tmp, "policy:cnt,argv", f"realtime:{fast}", f"realtime:{stalled}")
     d = Auditd(tmp, cf, "--selftest").start()
@@ -323,6 +326,19 @@ def test_fifo_latency_a_stalled_reader_and_a_forbidden_syscall(tmp: Path, ctl: i
         assert marks_in([r for _, r in readers[0].arrivals]) == list(range(n))
         assert uapi.get_status(ctl).lost_total == lost0, "the stalled reader cost the kernel"
         assert sorted(marks_in(all_records(tmp / "trails"))) == list(range(n))
+
+        # lxbsm-audit status: the module's counters and the daemon's, per reader.
+        capsys.readouterr()
+        assert audit.main(["--socket", d.sock, "status", "--json"]) == 0
+        js = json.loads(capsys.readouterr().out)
+        assert js["records"] >= n and js["consumer_open"] is True
+        jfeeds = {f["path"]: f for f in js["daemon"]["feeds"]}
+        assert jfeeds[stalled]["dropped"] >= feeds[stalled]["dropped"] > 0
+        assert audit.main(["--socket", d.sock, "status"]) == 0
+        rows = capsys.readouterr().out
+        assert re.search(rf"^lost: feed {stalled} +[1-9]\d*$", rows, re.M), rows
+        assert re.search(rf"^lost: feed {fast} +0$", rows, re.M), rows
+        assert re.search(r"^current trail +" + str(tmp / "trails"), rows, re.M), rows
 
         # seccomp: setuid(0) is not in the allow-list; the kernel kills the daemon.
         assert d.proc is not None
