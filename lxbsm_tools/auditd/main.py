@@ -151,6 +151,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if ok == b"1" else 1
         os.close(ready_r)
         os.setsid()
+    background_log = None
+    null = -1
+    if not args.foreground:
+        # Detached, the log goes to syslog; set up before seccomp (it connects now).
+        import syslog
+
+        syslog.openlog(PROG, syslog.LOG_PID | syslog.LOG_NDELAY, syslog.LOG_DAEMON)
+
+        def background_log(msg: str) -> None:
+            syslog.syslog(syslog.LOG_NOTICE, msg)
+
+        null = os.open(os.devnull, os.O_RDWR)
     try:
         ring.push(cfg.kernel)
         _prepare_dirs(cfg.control.dirs, gid)
@@ -186,9 +198,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ready_w >= 0:
         os.write(ready_w, b"1")
         os.close(ready_w)
-        null = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1):
+        for fd in (0, 1, 2):
             os.dup2(null, fd)
+        if background_log is not None:
+            d.log = background_log
     d.run(wakeup)
     _notify(notify, b"STOPPING=1")
     return 0

@@ -37,7 +37,7 @@ ALLOWED = (
     "read pread64 write pwrite64 writev readv openat open close lseek fstat newfstatat stat lstat "
     "statx fstatfs statfs getdents64 readlink readlinkat rename renameat renameat2 unlink "
     "unlinkat symlink symlinkat mkdir mkdirat fchmod chmod fsync fdatasync ftruncate fcntl "
-    "ioctl access faccessat faccessat2 getcwd dup dup3 mknodat "
+    "ioctl access faccessat faccessat2 getcwd dup dup2 dup3 mknodat "
     # waiting and time
     "poll ppoll select pselect6 epoll_wait epoll_ctl clock_gettime clock_nanosleep nanosleep "
     "gettimeofday time futex sched_yield "

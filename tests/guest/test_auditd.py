@@ -149,6 +149,15 @@ def mark(n: int, pad: int = 0) -> bytes:
     return encode_record(MARK, 0, toks, time=(int(t), int(t * 1000) % 1000))
 
 
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie waiting for init counts as gone)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
 def marks_in(records: list[Record]) -> list[int]:
     out = []
     for r in records:
@@ -405,5 +414,20 @@ def test_no_module_is_a_clear_error_and_the_daemon_can_wait_for_it(tmp: Path) ->
             d.terminate()
         finally:
             d.close()
+        # Without --foreground it detaches once the trail is open; the parent says so.
+        r = subprocess.run(
+            [*DAEMON[:-1], "--control", str(cf), "--socket", d.sock],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        pid = d.status()["pid"]
+        assert pid != os.getpid() and os.getsid(pid) == pid  # its own session
+        d.request("terminate")
+        deadline = time.monotonic() + 30
+        while not gone(pid):
+            assert time.monotonic() < deadline, "the detached daemon did not stop"
+            time.sleep(0.1)
     finally:
         load_module()
