@@ -197,15 +197,20 @@ def test_session_rotation_kill_restart_praudit_auditreduce_privileges(tmp: Path,
         assert re.fullmatch(rf"{tdir}/\d{{14}}\.not_terminated\.guest", first)
         assert os.readlink(tdir / "current") == first
         d.request("rotate")  # lxbsm-audit -n
-        for i in range(300):
-            uapi.submit(ctl, mark(i, 1000))
-        time.sleep(0.3)
-        d.kill()  # mid-stream: the ring keeps what was not yet committed
-        for i in range(300, 600):
-            uapi.submit(ctl, mark(i, 1000))
-        d.start()
-        for i in range(600, 900):
-            uapi.submit(ctl, mark(i, 1000))
+        n = 0
+        for pause in (0.3, 0.05, 0.15):
+            for _ in range(250):
+                uapi.submit(ctl, mark(n, 1000))
+                n += 1
+            time.sleep(pause)
+            d.kill()  # mid-stream: the ring keeps what was not yet committed
+            for _ in range(100):  # while no daemon runs
+                uapi.submit(ctl, mark(n, 1000))
+                n += 1
+            d.start()
+        for _ in range(500):  # with the 100 from the last pause: past filesz (512K)
+            uapi.submit(ctl, mark(n, 1000))
+            n += 1
         st2 = d.idle(ctl)
         assert st2["recovered"] == 1 and st2["rotations"] >= 1, st2
         d.terminate()
@@ -215,14 +220,14 @@ def test_session_rotation_kill_restart_praudit_auditreduce_privileges(tmp: Path,
     assert not (tdir / "current").exists()
     assert not any("not_terminated" in n for n in names), names
     crashed = [n for n in names if ".crash_recovery." in n]
-    assert len(crashed) == 1 and all(n.endswith(".guest") for n in names)
-    assert len(names) >= 4  # -n, the crash, and a filesz rotation in the 600 KB after it
+    assert len(crashed) == 3 and all(n.endswith(".guest") for n in names)
+    assert len(names) >= 6  # -n, three crashes, and a filesz rotation in the last 600 KB
     recs = all_records(tdir)
-    assert sorted(marks_in(recs)) == list(range(900)), "a record was lost or written twice"
+    assert sorted(marks_in(recs)) == list(range(n)), "a record was lost or written twice"
     events = [r.event for r in recs]
-    assert (events.count(STARTUP), events.count(SHUTDOWN), events.count(RECOVERY)) == (2, 1, 1)
-    recovery = next(r for r in recs if r.event == RECOVERY)
-    assert recovery.first("path").text == str(tdir / crashed[0])  # type: ignore[union-attr]
+    assert (events.count(STARTUP), events.count(SHUTDOWN), events.count(RECOVERY)) == (4, 1, 3)
+    paths = [r.first("path") for r in recs if r.event == RECOVERY]
+    assert sorted(t.text for t in paths if t is not None) == [str(tdir / c) for c in crashed]
     for p in trail_files(tdir):
         assert oct(p.stat().st_mode & 0o777) == "0o640"
         items = list(read_trail(str(p), include_file_tokens=True))
@@ -234,8 +239,8 @@ def test_session_rotation_kill_restart_praudit_auditreduce_privileges(tmp: Path,
     tools = Path(sys.executable).parent
     files = [str(p) for p in trail_files(tdir)]
     pr = run(str(tools / "lxbsm-praudit"), *files)
-    assert pr.stdout.count("audit daemon started") == 2
-    assert pr.stdout.count("file,") == 2 * len(files) - 1  # the crashed trail has no end token
+    assert pr.stdout.count("audit daemon started") == 4
+    assert pr.stdout.count("file,") == 2 * len(files) - 3  # crashed trails have no end token
     ar = subprocess.run(
         [str(tools / "lxbsm-auditreduce"), "-m", "AUE_EXECVE", *files],
         capture_output=True,
@@ -250,10 +255,11 @@ def test_session_rotation_kill_restart_praudit_auditreduce_privileges(tmp: Path,
 class FifoReader(threading.Thread):
     """An IDS reader: parses records off the FIFO as they come, notes arrival times."""
 
-    def __init__(self, path: str, read: bool = True) -> None:
+    def __init__(self, path: str, read: bool = True, lines: bool = False) -> None:
         super().__init__(daemon=True)
-        self.path, self.read = path, read
+        self.path, self.read, self.lines = path, read, lines
         self.arrivals: list[tuple[float, Record]] = []
+        self.objects: list[dict[str, Any]] = []
         self.stop = threading.Event()
         self.opened = threading.Event()
 
@@ -272,6 +278,10 @@ class FifoReader(threading.Thread):
                 break
             now = time.monotonic()
             buf += chunk
+            if self.lines:
+                *done, buf = buf.split(b"\n")
+                self.objects += [json.loads(line) for line in done]
+                continue
             while len(buf) >= 5:
                 size = int.from_bytes(buf[1:5], "big")
                 if len(buf) < size:
@@ -284,10 +294,11 @@ class FifoReader(threading.Thread):
 def test_fifo_latency_a_stalled_reader_and_a_forbidden_syscall(
     tmp: Path, ctl: int, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    fast, stalled = str(tmp / "ids"), str(tmp / "stalled")
-    cf = control_file(tmp, "policy:cnt,argv", f"realtime:{fast}", f"realtime:{stalled}")
+    fast, stalled, js = str(tmp / "ids"), str(tmp / "stalled"), str(tmp / "ids.json")
+    feeds_cfg = (f"realtime:{fast}", f"realtime:{stalled}", f"realtime:{js},json")
+    cf = control_file(tmp, "policy:cnt,argv", *feeds_cfg)
     d = Auditd(tmp, cf, "--selftest").start()
-    readers = [FifoReader(fast), FifoReader(stalled, read=False)]
+    readers = [FifoReader(fast), FifoReader(stalled, read=False), FifoReader(js, lines=True)]
     try:
         for r in readers:
             r.start()
@@ -295,7 +306,8 @@ def test_fifo_latency_a_stalled_reader_and_a_forbidden_syscall(
         while not all(f["attached"] for f in d.status()["feeds"]):
             assert time.monotonic() < deadline, "the daemon never opened the FIFOs"
             time.sleep(0.1)
-        latencies = []
+        latencies: list[float] = []
+        pids: list[int] = []
         for _ in range(20):
             t0 = time.monotonic()
             p = subprocess.Popen(["/bin/true"])
@@ -311,7 +323,18 @@ def test_fifo_latency_a_stalled_reader_and_a_forbidden_syscall(
             p.wait()
             assert hit, f"exec of pid {p.pid} never reached the FIFO"
             latencies.append(hit[0] - t0)
+            pids.append(p.pid)
         latencies.sort()
+        # The JSON feed carries the same records, decoded (lxbsm-praudit --json).
+        time.sleep(0.5)
+        json_execs = {
+            t["pid"]
+            for o in readers[2].objects
+            if o["event"] == AUE_EXECVE
+            for t in o["tokens"]
+            if t["token"].startswith("subject")
+        }
+        assert set(pids) <= json_execs
         ms = [round(x * 1000, 1) for x in latencies]
         # Straight to fd 2, past pytest's capture: the numbers for the notes.
         msg = (
