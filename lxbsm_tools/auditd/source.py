@@ -4,7 +4,8 @@
 next record is asked for.  The daemon wants to write a whole batch to the
 trail first and only then give the space back, so that a SIGKILL between
 the two loses nothing; :class:`BatchRing` adds that (read ahead without
-consuming, then :meth:`commit`).
+consuming, then :meth:`commit`).  (Ring is getting the same two methods;
+once it has them, BatchRing only adds submit/push.)
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from lxbsm_tools.ring import Ring, RingError
 
 
 class BatchRing(Ring):
-    def batch(self, max_bytes: int) -> tuple[list[memoryview], int]:
+    def batch(self, max_bytes: int = 1 << 62) -> tuple[list[memoryview], int]:
         """Whole committed records from the consumer position, at most ``max_bytes``
         of them (at least one), and the position just after the last one."""
         cons = int(self._cons[0])
