@@ -266,6 +266,12 @@ class Daemon:
     def reload(self) -> dict[str, Any]:
         try:
             new = cfgmod.load(self.control_file)
+            for d in new.control.dirs:
+                if not os.access(d, os.W_OK | os.X_OK):
+                    raise cfgmod.ConfigError(
+                        f"{new.control.source}: dir:{d} does not exist or is not writable "
+                        "by the daemon (new directories need a restart to be set up)"
+                    )
             self.ring.push(new.kernel)
         except (cfgmod.ConfigError, OSError) as e:
             self.last_error = str(e)
@@ -358,7 +364,11 @@ class Daemon:
                         cmd = str(req.get("cmd", "")) if isinstance(req, dict) else ""
                     except ValueError:
                         cmd = ""
-                    reply = self.command(cmd)
+                    try:
+                        reply = self.command(cmd)
+                    except OSError as e:
+                        self.log(f"{cmd}: {e}")
+                        reply = {"ok": False, "error": f"{cmd}: {e}"}
                 conn.sendall(json.dumps(reply).encode() + b"\n")
             except OSError:
                 pass

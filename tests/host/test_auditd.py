@@ -422,6 +422,10 @@ def test_lxbsm_audit_flags_drive_the_daemon(
     err = capsys.readouterr().err
     assert f"{tmp_path}/audit_control:2: unknown audit class 'zz'" in err
     assert d.cfg.control.flags == "lo"
+    (tmp_path / "audit_control").write_text(f"dir:{tmp_path}/nowhere\nflags:lo\n")
+    assert audit.main(["--socket", sock, "-s"]) == 1
+    assert f"dir:{tmp_path}/nowhere does not exist" in capsys.readouterr().err
+    assert d.cfg.control.dirs == (f"{tmp_path}/trails",)
     (tmp_path / "audit_control").write_text(f"dir:{tmp_path}/trails\nflags:lo,ex\n")
     assert audit.main(["--socket", sock, "-s"]) == 0
     assert d.cfg.control.flags == "lo,ex" and d.counters["rotations"] == 2
