@@ -131,6 +131,8 @@ def daemon_rows(d: dict[str, Any] | None, why: str = "") -> list[tuple[str, str]
         state = "reader attached" if f["attached"] else "no reader"
         rows.append((f"feed {f['path']}", f"{state}, sent {f['sent']}"))
         rows.append((f"lost: feed {f['path']}", str(f["dropped"])))
+    for x in d.get("listeners", []):
+        rows.append((f"socket {x['path']}", f"{x['connections']} readers connected so far"))
     if d.get("last_error"):
         rows.append(("last reload error", str(d["last_error"])))
     return rows

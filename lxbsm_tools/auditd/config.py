@@ -7,10 +7,10 @@ and the line, and a daemon that is reloading keeps the configuration it has.
 
 audit_control keys: ``dir`` (repeatable), ``dist``, ``flags``, ``naflags``,
 ``minfree``, ``policy``, ``filesz``, ``expire-after``, ``host``, ``qsize``;
-lxbsm-auditd's own keys: ``realtime`` (repeatable: ``PATH`` or
-``PATH,json``), ``flush`` (``none``, ``incremental``, ``data``, ``sync``),
-``freq`` (records between incremental flushes) and ``warn`` (the
-audit_warn-style hook command).
+lxbsm-auditd's own keys: ``realtime`` (repeatable: ``PATH`` for a FIFO,
+``,json`` for JSON lines, ``,socket`` for a Unix socket), ``flush``
+(``none``, ``incremental``, ``data``, ``sync``), ``freq`` (records between
+incremental flushes) and ``warn`` (the audit_warn-style hook command).
 
 Companion files are looked for next to the control file first, then in
 /etc/security, then in the package's data directory.
@@ -75,6 +75,7 @@ class Expiry:
 class Feed:
     path: str
     json: bool = False
+    socket: bool = False  # a listening Unix socket, one queue per connected reader
 
 
 @dataclass(frozen=True)
@@ -169,10 +170,12 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
                 dirs.append(value)
                 continue
             if key == "realtime":
-                fpath, _, opt = value.partition(",")
-                if not fpath.startswith("/") or opt not in ("", "json"):
-                    raise ValueError(f"realtime takes an absolute path [,json], got '{value}'")
-                feeds.append(Feed(fpath, opt == "json"))
+                fpath, *opts = value.split(",")
+                if not fpath.startswith("/") or not set(opts) <= {"json", "socket"}:
+                    raise ValueError(
+                        f"realtime takes an absolute path [,json] [,socket], got '{value}'"
+                    )
+                feeds.append(Feed(fpath, "json" in opts, "socket" in opts))
                 continue
             if key in values:
                 raise ValueError(f"'{key}' given twice (first value '{values[key]}')")

@@ -30,7 +30,7 @@ from lxbsm_tools.bsm import decode_records, encode_record, load_event_table, mak
 from lxbsm_tools.bsm.text import record_json
 
 from . import config as cfgmod
-from .feeds import Feed
+from .feeds import Feed, Listener
 from .source import BatchRing
 from .trail import DiskFull, Journal, TrailWriter, free_percent, now_ms, open_trails
 from .trail import recovered_name as _recovered_name
@@ -81,7 +81,8 @@ class Daemon:
             freq=ac.freq,
             warn=self.warn,
         )
-        self.feeds = [Feed(f.path, f.json) for f in ac.feeds]
+        self.feeds = [Feed(f.path, f.json) for f in ac.feeds if not f.socket]
+        self.listeners = [Listener(f.path, f.json) for f in ac.feeds if f.socket]
         self.events = load_event_table()
         self.stopping = False
         self.requests: list[str] = []
@@ -286,7 +287,7 @@ class Daemon:
         t.flush, t.freq = ac.flush, ac.freq
         known = {f.path for f in self.feeds}
         for f in ac.feeds:
-            if f.path not in known:
+            if f.path not in known and not f.socket:
                 feed = Feed(f.path, f.json)
                 try:
                     feed.create()
@@ -316,6 +317,7 @@ class Daemon:
             "dirs": dirs,
             "minfree": self.cfg.control.minfree,
             "feeds": [f.counters() for f in self.feeds],
+            "listeners": [{"path": x.path, "connections": x.connections} for x in self.listeners],
             "last_error": self.last_error,
             **self.counters,
         }
@@ -382,6 +384,10 @@ class Daemon:
             p.register(wakeup, select.POLLIN)
             if self.sock is not None:
                 p.register(self.sock.fileno(), select.POLLIN)
+            listeners = {x.fileno(): x for x in self.listeners if x.sock is not None}
+            for fd in listeners:
+                p.register(fd, select.POLLIN)
+            self.feeds = [f for f in self.feeds if f.attached or not f.conn]
             feeds_by_fd = {}
             detached = False
             for f in self.feeds:
@@ -398,6 +404,10 @@ class Daemon:
                     self._signals(wakeup)
                 elif self.sock is not None and fd == self.sock.fileno():
                     self._client()
+                elif fd in listeners:
+                    new = listeners[fd].accept()
+                    if new is not None:
+                        self.feeds.append(new)
                 elif fd in feeds_by_fd:
                     f = feeds_by_fd[fd]
                     if ev & (select.POLLERR | select.POLLHUP):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import stat
 from collections import deque
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ class Feed:
     sent: int = 0
     dropped: int = 0
     attaches: int = 0
+    conn: bool = False  # one reader's connection to a Listener, not a FIFO
 
     def create(self, uid: int = -1, gid: int = -1) -> None:
         """Make the FIFO (0640, owned by the daemon's user so it can reopen it)."""
@@ -49,8 +51,8 @@ class Feed:
 
     def try_attach(self) -> bool:
         """Open the FIFO if a reader has it open; False if none has."""
-        if self.fd >= 0:
-            return True
+        if self.fd >= 0 or self.conn:
+            return self.fd >= 0
         try:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
@@ -85,7 +87,7 @@ class Feed:
             except BlockingIOError:
                 return
             except OSError as e:
-                if e.errno == errno.EPIPE:
+                if e.errno in (errno.EPIPE, errno.ECONNRESET):
                     self.detach()
                     return
                 raise
@@ -107,3 +109,47 @@ class Feed:
             "queued_bytes": self.queued,
             "attaches": self.attaches,
         }
+
+
+@dataclass
+class Listener:
+    """``realtime:PATH,socket``: a Unix stream socket; each reader that
+    connects gets its own Feed (own queue, own drop counter)."""
+
+    path: str
+    json: bool = False
+    sock: socket.socket | None = None
+    connections: int = 0
+
+    def create(self, uid: int = -1, gid: int = -1) -> None:
+        """Bind (0660, group gid): done as root, before the privileges go."""
+        try:
+            if stat.S_ISSOCK(os.lstat(self.path).st_mode):
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        s.bind(self.path)
+        os.chmod(self.path, 0o660)
+        if gid >= 0:
+            os.chown(self.path, -1, gid)
+        s.listen(16)
+        s.setblocking(False)
+        self.sock = s
+
+    def fileno(self) -> int:
+        return self.sock.fileno() if self.sock is not None else -1
+
+    def accept(self) -> Feed | None:
+        if self.sock is None:
+            return None
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return None
+        conn.setblocking(False)
+        conn.shutdown(socket.SHUT_RD)
+        self.connections += 1
+        return Feed(
+            f"{self.path}#{self.connections}", self.json, fd=conn.detach(), attaches=1, conn=True
+        )

@@ -174,6 +174,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         d = Daemon(cfg, ring, control_file=args.control, sock=sock, log=log, selftest=args.selftest)
         for f in d.feeds:
             f.create(uid, gid)
+        for x in d.listeners:
+            x.create(uid, gid)
         recovered = d.recover()
         wakeup = set_signals()
         if root:

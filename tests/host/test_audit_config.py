@@ -27,6 +27,7 @@ qsize:100
 dist:off
 realtime:{d}/ids
 realtime:{d}/ids.json,json
+realtime:{d}/ids.sock,socket,json
 flush:incremental
 freq:10
 """
@@ -69,6 +70,7 @@ def test_every_key(tmp_path: Path) -> None:
     assert ac.feeds == (
         config.Feed(f"{tmp_path}/ids"),
         config.Feed(f"{tmp_path}/ids.json", json=True),
+        config.Feed(f"{tmp_path}/ids.sock", json=True, socket=True),
     )
     assert (ac.flush, ac.freq) == ("incremental", 10)
     classes = load_class_table()

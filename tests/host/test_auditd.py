@@ -458,7 +458,7 @@ def test_a_feed_path_that_is_not_a_fifo_is_refused(tmp_path: Path) -> None:
 
 
 SECCOMP_RUN = """
-import os, sys
+import os, socket, sys
 sys.path.insert(0, {tests!r})
 from pathlib import Path
 from test_auditd import FakeRing, rec
@@ -470,8 +470,13 @@ d = daemon.Daemon(config.load(cf), ring, control_file=str(cf), sock=None, log=da
 for f in d.feeds:
     f.create()
 readers = [os.open(f.path, os.O_RDONLY | os.O_NONBLOCK) for f in d.feeds]
+for x in d.listeners:
+    x.create()
+client = socket.socket(socket.AF_UNIX)
+client.connect(d.listeners[0].path)
 wake = daemon.set_signals()
 privs.install_seccomp()
+d.feeds.append(d.listeners[0].accept())
 d.start(d.recover())
 for i in range(700):
     ring.add(rec(i, 1000))
@@ -485,6 +490,7 @@ for c in ("rotate", "reload", "expire", "status"):
 d.stopping = True
 d.run(wake)
 print("records", d.counters["records"], flush=True)
+print("socket", d.feeds[-1].sent + len(d.feeds[-1].queue), flush=True)
 if {forbidden!r}:
     os.setuid(0)
     print("still alive", flush=True)
@@ -499,13 +505,15 @@ def test_the_daemon_runs_under_its_seccomp_filter_and_dies_on_anything_else(
     (tmp_path / "audit_control").write_text(
         f"dir:{tmp_path}/t\nflags:lo\nexpire-after:1d\nfilesz:512K\n"
         f"realtime:{tmp_path}/json,json\nrealtime:{tmp_path}/raw\n"
+        f"realtime:{tmp_path}/rt.sock,socket\n"
     )
     prog = SECCOMP_RUN.format(
         tests=str(Path(__file__).parent), tmp=str(tmp_path), forbidden=forbidden
     )
     r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=60)
-    # startup, 710 records, shutdown; three rotations (filesz, -n, -s) on the way
-    assert r.stdout.splitlines()[0] == "records 712", r.stderr
+    # startup, 710 records, shutdown (all of them to the socket reader too);
+    # three rotations (filesz, -n, -s) on the way
+    assert r.stdout.splitlines()[:2] == ["records 712", "socket 712"], r.stderr
     assert len(trails(tmp_path / "t")) == 4
     if forbidden:
         assert r.returncode == -signal.SIGSYS and "still alive" not in r.stdout
@@ -528,3 +536,48 @@ def test_the_warn_hook_gets_audit_warn_arguments(tmp_path: Path) -> None:
     assert os.waitstatus_to_exitcode(status) == 0
     # Only audit_warn's kinds are run, with the arguments as separate words.
     assert out.read_text() == "2:soft /var/audit\n1:allsoft\n"
+
+
+def test_a_unix_socket_feed_gives_each_reader_its_own_queue(tmp_path: Path) -> None:
+    ring = FakeRing()
+    raw, js = str(tmp_path / "rt.sock"), str(tmp_path / "rtj.sock")
+    d = make(tmp_path, ring, f"realtime:{raw},socket\nrealtime:{js},json,socket")
+    assert [x.path for x in d.listeners] == [raw, js] and d.feeds == []
+    for x in d.listeners:
+        x.create()
+    d.start([])
+    d.drain()  # the startup record, before any reader is there
+    wr, ww = os.pipe()
+    t = threading.Thread(target=d.run, args=(wr,), daemon=True)
+    t.start()
+    try:
+        clients = [socket.socket(socket.AF_UNIX) for _ in range(3)]
+        for c, path in zip(clients, (raw, raw, js), strict=True):
+            c.connect(path)
+            c.settimeout(10)
+        deadline = time.monotonic() + 10
+        while len([f for f in d.feeds if f.attached]) < 3:
+            assert time.monotonic() < deadline, "the daemon did not accept the readers"
+            time.sleep(0.01)
+        clients[1].close()  # one reader goes away: only its own queue goes with it
+        for i in range(5):
+            ring.add(rec(i))
+        got = [b"", b""]
+        while b"mark 4" not in got[0]:
+            got[0] += clients[0].recv(65536)
+        while got[1].count(b"\n") < 5:
+            got[1] += clients[2].recv(65536)
+        assert [int(m) for m in re.findall(rb"mark (\d+)", got[0])] == [0, 1, 2, 3, 4]
+        events = [json.loads(line)["event"] for line in got[1].splitlines()]
+        assert events == [6153] * 5
+        deadline = time.monotonic() + 10
+        while len(d.feeds) != 2:
+            assert time.monotonic() < deadline, "the closed reader was not dropped"
+            time.sleep(0.01)
+        st = d.status()
+        assert [x["connections"] for x in st["listeners"]] == [2, 1]
+        assert sorted(f["path"] for f in st["feeds"]) == [f"{raw}#1", f"{js}#1"]
+    finally:
+        d.stopping = True
+        os.write(ww, b"\0")
+        t.join(10)
