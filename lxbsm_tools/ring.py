@@ -87,6 +87,41 @@ class Ring:
         ms = None if timeout is None else max(0, int(timeout * 1000))
         return bool(self._poll.poll(ms))
 
+    def batch(self, max_bytes: int = 1 << 62) -> tuple[list[memoryview], int]:
+        """Whole committed BSM records from the consumer position, without consuming them.
+
+        Returns zero-copy views of at most ``max_bytes`` of records (at least
+        one when any is ready) and the position just after the last one; hand
+        that to :meth:`commit` once the records are safely elsewhere.  Stops at
+        the first record still being written.
+        """
+        cons = int(self._cons[0])
+        prod = int(self._prod[0])
+        if prod - cons > self.size or cons & 7:
+            raise RingError(f"inconsistent positions: consumer {cons}, producer {prod}")
+        out: list[memoryview] = []
+        total = 0
+        while cons < prod:
+            off = cons & self.mask
+            word = int(self._hdr[off // 4])
+            if word & uapi.REC_BUSY:
+                break
+            length = word & uapi.REC_LEN_MASK
+            if length > self.size // 4:
+                raise RingError(f"record of {length} bytes at position {cons}")
+            if out and total + length > max_bytes:
+                break
+            start = off + uapi.REC_HDR_SIZE
+            if not word & uapi.REC_DISCARD and self._hdr[off // 4 + 1] == uapi.REC_BSM:
+                out.append(self._data[start : start + length])
+                total += length
+            cons += (length + uapi.REC_HDR_SIZE + 7) & ~7
+        return out, cons
+
+    def commit(self, pos: int) -> None:
+        """Give the space before ``pos`` (from :meth:`batch`) back to the kernel."""
+        self._cons[0] = pos
+
     def records(self) -> Iterator[memoryview]:
         """Yield every committed BSM record now in the ring, oldest first.
 
@@ -95,24 +130,14 @@ class Ring:
         its space is handed back to the kernel.  Stops at the first record
         still being written.
         """
-        cons = self._cons[0]
-        prod = self._prod[0]
-        if prod - cons > self.size or cons & 7:
-            raise RingError(f"inconsistent positions: consumer {cons}, producer {prod}")
-        while cons < prod:
-            off = cons & self.mask
-            word = self._hdr[off // 4]
-            if word & uapi.REC_BUSY:
-                break
-            length = word & uapi.REC_LEN_MASK
-            rtype = self._hdr[off // 4 + 1]
-            if length > self.size // 4:
-                raise RingError(f"record of {length} bytes at position {cons}")
-            start = off + uapi.REC_HDR_SIZE
-            if not word & uapi.REC_DISCARD and rtype == uapi.REC_BSM:
-                yield self._data[start : start + length]
-            cons += (length + uapi.REC_HDR_SIZE + 7) & ~7
-            self._cons[0] = cons
+        while True:
+            views, end = self.batch(1)
+            if not views:
+                if end != self._cons[0]:
+                    self.commit(end)  # only skipped (discarded) records
+                return
+            yield views[0]
+            self.commit(end)
 
     def read(self, timeout: float | None = None) -> list[bytes]:
         """Wait up to @timeout for records and return copies of those available."""

@@ -28,11 +28,16 @@ def module_loaded() -> bool:
     return any(line.split()[0] == "lxbsm" for line in modules)
 
 
+_loaded_params: tuple[str, ...] = ()
+
+
 def load_module(*params: str) -> None:
     """(Re)load the module under test with the given parameters."""
+    global _loaded_params
     if module_loaded():
         run("rmmod", "lxbsm")
     run("insmod", os.environ["LXBSM_KO"], *params)
+    _loaded_params = params
 
 
 @pytest.fixture(autouse=True)
@@ -45,8 +50,8 @@ def guest_with_module() -> Iterator[None]:
     if not module_loaded():
         load_module()
     yield
-    # A test that reloaded with special parameters leaves the default behind.
-    if not module_loaded():
+    # Whatever a test did, the next one starts with the module as loaded by default.
+    if not module_loaded() or _loaded_params:
         load_module()
 
 
