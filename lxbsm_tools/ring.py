@@ -122,6 +122,10 @@ class Ring:
         """Give the space before ``pos`` (from :meth:`batch`) back to the kernel."""
         self._cons[0] = pos
 
+    def pending(self) -> bool:
+        """Is anything (committed or not) between the consumer and the producer?"""
+        return int(self._prod[0]) != int(self._cons[0])
+
     def records(self) -> Iterator[memoryview]:
         """Yield every committed BSM record now in the ring, oldest first.
 
