@@ -68,7 +68,7 @@ def daemon_request(path: str, cmd: str, timeout: float = 30.0) -> dict[str, Any]
     return reply
 
 
-def fetch_status(device: str) -> uapi.ModuleStatus:
+def fetch_status(device: str) -> tuple[uapi.ModuleStatus, list[uapi.Hook]]:
     try:
         fd = uapi.open_control(device)
     except FileNotFoundError:
@@ -81,7 +81,7 @@ def fetch_status(device: str) -> uapi.ModuleStatus:
             f"lxbsm-audit: {device}: permission denied: run as root (needs CAP_AUDIT_CONTROL)"
         ) from None
     try:
-        return uapi.get_status(fd)
+        return uapi.get_status(fd), uapi.hooks(fd)
     except OSError as e:
         if e.errno == errno.ENOTTY:
             raise SystemExit(f"lxbsm-audit: {device} is not an lxbsm device") from None
@@ -90,7 +90,7 @@ def fetch_status(device: str) -> uapi.ModuleStatus:
         os.close(fd)
 
 
-def status_rows(st: uapi.ModuleStatus) -> list[tuple[str, str]]:
+def status_rows(st: uapi.ModuleStatus, hooks: list[uapi.Hook]) -> list[tuple[str, str]]:
     used = st.producer_pos - st.consumer_pos
     rows = [
         ("module version", st.version),
@@ -103,9 +103,19 @@ def status_rows(st: uapi.ModuleStatus) -> list[tuple[str, str]]:
         ("bytes", str(st.bytes)),
         ("submitted from user space", str(st.submitted)),
         ("process table entries", str(st.table_entries)),
+        ("process table allocation failures", str(st.table_alloc_failed)),
+        ("records that waited for room", str(st.waited)),
+        ("full ring without cnt", "processes wait" if st.can_wait else "records are lost"),
     ]
     rows += [(f"lost: {why.replace('_', ' ')}", str(n)) for why, n in st.lost.items()]
-    rows += [(f"kretprobe missed: hook {i}", str(n)) for i, n in enumerate(st.missed)]
+    armed = [h.name for h in hooks if h.state == "on"]
+    idle = [h.name for h in hooks if h.state == "idle"]
+    absent = [h.name for h in hooks if h.state in ("missing", "off")]
+    rows.append(("hooks", f"{len(armed)} armed, {len(idle)} idle, {len(absent)} absent"))
+    rows += [(f"hook {h.name}", f"{h.state}, {h.hits} records") for h in hooks if h.hits]
+    rows += [(f"kretprobe missed: {h.name}", str(h.missed)) for h in hooks if h.missed]
+    if not any(h.missed for h in hooks):
+        rows.append(("kretprobe missed", "0"))
     return rows
 
 
@@ -139,7 +149,7 @@ def daemon_rows(d: dict[str, Any] | None, why: str = "") -> list[tuple[str, str]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    st = fetch_status(args.device)
+    st, hooks = fetch_status(args.device)
     daemon: dict[str, Any] | None = None
     why = ""
     try:
@@ -148,10 +158,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         why = str(e)
     if args.json:
         out = dataclasses.asdict(st)
+        out["hooks"] = [dataclasses.asdict(h) for h in hooks]
         out["daemon"] = daemon
         print(json.dumps(out))
         return 0
-    rows = status_rows(st) + daemon_rows(daemon, why)
+    rows = status_rows(st, hooks) + daemon_rows(daemon, why)
     if sys.stdout.isatty():
         table = Table(title="lxbsm", show_header=False)
         table.add_column("what", style="bold")
