@@ -20,31 +20,25 @@
 #define ACTIVE_SLEEPY	1024
 #define ACTIVE_QUICK	256
 
-#define EV(first, last)	.ev_first = LXBSM_EV_##first, .ev_last = LXBSM_EV_##last
-#define ALWAYS		.ev_first = -1, .ev_last = -1
-
-#define KRET(sym, req, a, e, r, size, active, events)			\
+#define KRET(sym, req, a, e, r, size, active)				\
 	{ .symbol = sym, .kind = LXBSM_KRETPROBE, .required = req, .arg = a, \
-	  .entry = e, .ret = r, .data_size = size, .maxactive = active, events }
+	  .entry = e, .ret = r, .data_size = size, .maxactive = active }
 
 #define EXEC(sym, req, a)						\
-	KRET(sym, req, a, lxbsm_exec_entry, lxbsm_exec_ret, lxbsm_exec_data_size, ACTIVE_SLEEPY, \
-	     EV(EXECVE, FEXECVE))
-#define SETID(sym, a, ev)						\
-	KRET(sym, true, a, lxbsm_setid_entry, lxbsm_setid_ret, lxbsm_setid_data_size, ACTIVE_QUICK, \
-	     EV(ev, ev))
+	KRET(sym, req, a, lxbsm_exec_entry, lxbsm_exec_ret, lxbsm_exec_data_size, ACTIVE_SLEEPY)
+#define SETID(sym, a)							\
+	KRET(sym, true, a, lxbsm_setid_entry, lxbsm_setid_ret, lxbsm_setid_data_size, ACTIVE_QUICK)
 #define SETGROUPS(sym, req)						\
 	KRET(sym, req, 0, lxbsm_setgroups_entry, lxbsm_setgroups_ret, lxbsm_setid_data_size, \
-	     ACTIVE_QUICK, EV(SETGROUPS, SETGROUPS))
-#define SOCK(sym, a, ev)						\
-	KRET(sym, true, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, ACTIVE_SLEEPY, \
-	     EV(ev, ev))
+	     ACTIVE_QUICK)
+#define SOCK(sym, a)							\
+	KRET(sym, true, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, ACTIVE_SLEEPY)
 
 static struct lxbsm_hook hooks[] = {
 	{ .symbol = "sched_process_fork", .kind = LXBSM_TRACEPOINT, .required = true,
-	  .probe = lxbsm_fork_probe, ALWAYS },
+	  .probe = lxbsm_fork_probe },
 	{ .symbol = "sched_process_exit", .kind = LXBSM_TRACEPOINT, .required = true,
-	  .probe = lxbsm_exit_probe, ALWAYS },
+	  .probe = lxbsm_exit_probe },
 	EXEC("__x64_sys_execve", true, 0),
 	EXEC("__x64_sys_execveat", true, 1),
 	EXEC("__ia32_compat_sys_execve", false, 0),
@@ -52,33 +46,33 @@ static struct lxbsm_hook hooks[] = {
 	EXEC("__x64_compat_sys_execve", false, 0),	/* x32 */
 	EXEC("__x64_compat_sys_execveat", false, 1),
 	{ .symbol = "security_bprm_check", .kind = LXBSM_KPROBE, .required = true,
-	  .pre = lxbsm_bprm_check_pre, EV(EXECVE, FEXECVE) },
+	  .pre = lxbsm_bprm_check_pre },
 	KRET("do_sys_openat2", true, 0, lxbsm_open_entry, lxbsm_open_ret,
-	     lxbsm_open_data_size, ACTIVE_SLEEPY, EV(OPEN, CREAT)),
+	     lxbsm_open_data_size, ACTIVE_SLEEPY),
 	KRET("do_filp_open", false, 0, lxbsm_filp_open_entry, lxbsm_filp_open_ret,
-	     lxbsm_filp_open_data_size, ACTIVE_SLEEPY, EV(OPENAT, OPENAT_RWTC)),
+	     lxbsm_filp_open_data_size, ACTIVE_SLEEPY),
 	KRET("__x64_sys_close", true, 0, lxbsm_close_entry, lxbsm_close_ret,
-	     lxbsm_close_data_size, ACTIVE_QUICK, EV(CLOSE, CLOSE)),
+	     lxbsm_close_data_size, ACTIVE_QUICK),
 	KRET("__ia32_sys_close", false, 0, lxbsm_close_entry, lxbsm_close_ret,
-	     lxbsm_close_data_size, ACTIVE_QUICK, EV(CLOSE, CLOSE)),
+	     lxbsm_close_data_size, ACTIVE_QUICK),
 	KRET("kernel_clone", true, 0, lxbsm_clone_entry, lxbsm_clone_ret,
-	     lxbsm_setid_data_size, ACTIVE_SLEEPY, EV(FORK, VFORK)),
-	SETID("__sys_setuid", 0, SETUID),
-	SETID("__sys_setgid", 1, SETGID),
-	SETID("__sys_setreuid", 2, SETREUID),
-	SETID("__sys_setregid", 3, SETREGID),
-	SETID("__sys_setresuid", 4, SETRESUID),
-	SETID("__sys_setresgid", 5, SETRESGID),
-	SETID("__sys_setfsuid", 6, SETFSUID),
-	SETID("__sys_setfsgid", 7, SETFSGID),
+	     lxbsm_setid_data_size, ACTIVE_SLEEPY),
+	SETID("__sys_setuid", 0),
+	SETID("__sys_setgid", 1),
+	SETID("__sys_setreuid", 2),
+	SETID("__sys_setregid", 3),
+	SETID("__sys_setresuid", 4),
+	SETID("__sys_setresgid", 5),
+	SETID("__sys_setfsuid", 6),
+	SETID("__sys_setfsgid", 7),
 	SETGROUPS("__x64_sys_setgroups", true),
 	SETGROUPS("__ia32_sys_setgroups", false),
 	SETGROUPS("__ia32_sys_setgroups16", false),
-	SOCK("__sys_accept4", 0, ACCEPT),
-	SOCK("__sys_connect", 1, CONNECT),
-	SOCK("__sys_bind", 2, BIND),
+	SOCK("__sys_accept4", 0),
+	SOCK("__sys_connect", 1),
+	SOCK("__sys_bind", 2),
 	KRET("audit_set_loginuid", false, 0, lxbsm_loginuid_entry, lxbsm_loginuid_ret,
-	     lxbsm_setid_data_size, ACTIVE_QUICK, ALWAYS),
+	     lxbsm_setid_data_size, ACTIVE_QUICK),
 };
 
 static_assert(ARRAY_SIZE(hooks) <= LXBSM_HOOKS_MAX);
@@ -101,15 +95,11 @@ static int attach(struct lxbsm_hook *h)
 		h->krp.handler = h->ret;
 		h->krp.data_size = h->data_size();
 		h->krp.maxactive = max_t(int, h->maxactive, 2 * num_possible_cpus());
-		if (h->ev_first >= 0)
-			h->krp.kp.flags = KPROBE_FLAG_DISABLED;
 		return register_kretprobe(&h->krp);
 	case LXBSM_KPROBE:
 		memset(&h->kp, 0, sizeof(h->kp));
 		h->kp.symbol_name = h->symbol;
 		h->kp.pre_handler = h->pre;
-		if (h->ev_first >= 0)
-			h->kp.flags = KPROBE_FLAG_DISABLED;
 		return register_kprobe(&h->kp);
 	case LXBSM_TRACEPOINT:
 		h->tp = NULL;
@@ -181,7 +171,6 @@ int lxbsm_hooks_init(void)
 		ret = attach(h);
 		if (!ret) {
 			h->state = LXBSM_HOOK_ON;
-			h->armed = h->ev_first < 0;
 			on++;
 			continue;
 		}
@@ -199,38 +188,6 @@ int lxbsm_hooks_init(void)
 	return 0;
 }
 
-static struct kprobe *kprobe_of(struct lxbsm_hook *h)
-{
-	return h->kind == LXBSM_KRETPROBE ? &h->krp.kp : &h->kp;
-}
-
-/*
- * Arm exactly the hooks some pre-selected event needs: a disarmed probe
- * costs nothing at all, which is what "nothing selected" should cost.
- * Process context, configuration changes serialised by the caller.
- */
-void lxbsm_hooks_apply(const struct lxbsm_cfg *cfg)
-{
-	int i, ev, ret;
-
-	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
-		struct lxbsm_hook *h = &hooks[i];
-		bool want = false;
-
-		if (h->state != LXBSM_HOOK_ON || h->ev_first < 0)
-			continue;
-		for (ev = h->ev_first; ev <= h->ev_last; ev++)
-			want |= !!(cfg->event_class[ev] & cfg->any);
-		if (want == h->armed)
-			continue;
-		ret = want ? enable_kprobe(kprobe_of(h)) : disable_kprobe(kprobe_of(h));
-		if (ret)
-			pr_warn("cannot %s %s: %d\n", want ? "arm" : "disarm", h->symbol, ret);
-		else
-			h->armed = want;
-	}
-}
-
 u32 lxbsm_hooks_count(void)
 {
 	return ARRAY_SIZE(hooks);
@@ -243,7 +200,7 @@ int lxbsm_hook_info(struct lxbsm_hook_info *info)
 	if (info->index >= ARRAY_SIZE(hooks))
 		return -ENOENT;
 	h = &hooks[info->index];
-	info->state = h->state == LXBSM_HOOK_ON && !h->armed ? LXBSM_HOOK_IDLE : h->state;
+	info->state = h->state;
 	info->missed = h->kind == LXBSM_KRETPROBE && h->state == LXBSM_HOOK_ON ?
 		       h->krp.nmissed : 0;
 	info->hits = atomic64_read(&h->hits);

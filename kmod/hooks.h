@@ -21,13 +21,6 @@ struct lxbsm_hook {
 	enum lxbsm_hook_kind kind;
 	bool required;			/* the module does not load without it */
 	int arg;			/* handed to the handler (e.g. which call) */
-	/*
-	 * The events it records, first..last of enum lxbsm_event; it is armed
-	 * only while one of them is pre-selected.  ev_first < 0: always armed
-	 * (the process table needs it).
-	 */
-	int ev_first;
-	int ev_last;
 	kretprobe_handler_t entry;
 	kretprobe_handler_t ret;
 	size_t (*data_size)(void);	/* per-call data (struct kretprobe) */
@@ -36,7 +29,6 @@ struct lxbsm_hook {
 	void *probe;			/* tracepoint probe */
 	/* run time */
 	enum lxbsm_hook_state state;
-	bool armed;
 	atomic64_t hits;
 	struct kretprobe krp;
 	struct kprobe kp;

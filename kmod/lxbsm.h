@@ -167,6 +167,5 @@ void lxbsm_hooks_exit(void);
 u32 lxbsm_hooks_count(void);
 int lxbsm_hook_info(struct lxbsm_hook_info *info);
 void lxbsm_hooks_missed(struct lxbsm_status *st);
-void lxbsm_hooks_apply(const struct lxbsm_cfg *cfg);
 
 #endif /* LXBSM_H */

@@ -144,7 +144,6 @@ long lxbsm_cfg_set(const struct lxbsm_config __user *ucfg)
 	mutex_lock(&cfg_mutex);
 	cfg->gen = ++cfg_gen;
 	old = rcu_replace_pointer(lxbsm_cfg, cfg, lockdep_is_held(&cfg_mutex));
-	lxbsm_hooks_apply(cfg);
 	mutex_unlock(&cfg_mutex);
 	synchronize_rcu();
 	kvfree(old);
