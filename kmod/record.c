@@ -483,7 +483,9 @@ static void deferred_write(struct callback_head *cb)
 	struct deferred *d = container_of(cb, struct deferred, cb);
 
 	while (lxbsm_ring_try_write(&lxbsm_ring, d->rec, d->len, LXBSM_REC_BSM)) {
-		if (READ_ONCE(unloading) || fatal_signal_pending(current)) {
+		/* Give up when unloading, killed, or if this runs at exit. */
+		if (READ_ONCE(unloading) || fatal_signal_pending(current) ||
+		    current->flags & PF_EXITING) {
 			lxbsm_lost(LXBSM_LOST_RING_FULL);
 			goto out;
 		}

@@ -6,37 +6,43 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "the module is loaded ($(uname -r))"
 grep '^lxbsm ' /proc/modules
 dmesg | grep 'lxbsm:' | tail -n 2
-
-step "its device: root only, one consumer at a time"
 ls -l /dev/lxbsm
 
-step "audit exec, process and failed file access; run a few commands; read the ring"
-cd /tmp
+step "start the audit daemon: exec, process life and failed reads, with arguments"
+getent passwd audit >/dev/null || useradd --system --no-create-home --shell /usr/sbin/nologin audit
+mkdir -p /tmp/demo/trails
+cat >/tmp/demo/audit_control <<'AC'
+dir:/tmp/demo/trails
+flags:ex,pc,-fr
+naflags:ex,pc,-fr
+policy:cnt,argv
+filesz:2M
+AC
+cat /tmp/demo/audit_control
+lxbsm-auditd --control /tmp/demo/audit_control --socket /tmp/demo/auditd.sock
+sleep 1
+
+step "a user's session: a symlink, a script, a failed read"
+cd /tmp/demo
 printf '#!/bin/sh\nid -un\n' >whoami.sh && chmod +x whoami.sh
 ln -sf /usr/bin/uname hello
-python3 - <<'PY'
-import os, subprocess, time
-from lxbsm_tools import control, uapi
-from lxbsm_tools.ring import Ring
+./hello -r
+./whoami.sh
+cat /etc/no-such-file || true
+sleep 0.5
 
-fd = uapi.open_control()
-with Ring() as ring, open("/tmp/demo.trail", "wb") as trail:
-    list(ring.records())  # start from now
-    # audit_control: flags:ex,pc,-fr  policy:cnt,argv
-    control.push(fd, control.kernel_config("ex,pc,-fr", "ex,pc,-fr", "cnt,argv"))
-    for cmd in (["./hello", "-r"], ["./whoami.sh"], ["cat", "/etc/no-such-file"]):
-        subprocess.run(cmd, check=False)
-    time.sleep(0.2)
-    control.push(fd, control.kernel_config("", "", "cnt"))
-    for rec in ring.records():
-        trail.write(rec)
-os.close(fd)
-PY
-step "lxbsm-praudit -l (one line per record) of what the kernel recorded"
-lxbsm-praudit -l /tmp/demo.trail | grep -E 'execve|open' | grep -v python3
+step "rotate the trail (lxbsm-audit -n) and print what the kernel recorded"
+lxbsm-audit --socket /tmp/demo/auditd.sock -n
+ls -l /tmp/demo/trails
+lxbsm-praudit -l /tmp/demo/trails/2* | grep -E 'execve|open' | grep -v -E 'python3|lxbsm-' | cut -c1-220
 
-step "the same trail filtered: failed events only (lxbsm-auditreduce -c -fr)"
-lxbsm-auditreduce -c -fr /tmp/demo.trail | lxbsm-praudit
+step "only the failures, across every trail (lxbsm-auditreduce -c -fr)"
+lxbsm-auditreduce -c -fr /tmp/demo/trails/2* | lxbsm-praudit | grep -A5 'no-such-file' | head -n 8
 
 step "lxbsm-audit status"
-lxbsm-audit status
+lxbsm-audit --socket /tmp/demo/auditd.sock status
+
+step "stop the daemon (lxbsm-audit -t): the trail is closed and named"
+lxbsm-audit --socket /tmp/demo/auditd.sock -t
+sleep 1
+ls /tmp/demo/trails
