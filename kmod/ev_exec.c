@@ -77,53 +77,42 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 }
 NOKPROBE_SYMBOL(lxbsm_exec_entry);
 
-static struct exec_ctx *inflight_find(struct task_struct *task)
-{
-	struct exec_ctx *ctx, *found = NULL;
-	unsigned long flags;
-
-	raw_spin_lock_irqsave(&inflight_lock, flags);
-	hlist_for_each_entry(ctx, &inflight[hash_ptr(task, INFLIGHT_BITS)], node) {
-		if (ctx->task == task) {
-			found = ctx;
-			break;
-		}
-	}
-	raw_spin_unlock_irqrestore(&inflight_lock, flags);
-	return found;
-}
-
-/*
- * security_bprm_check(struct linux_binprm *bprm): the file about to run.
- * The call in flight belongs to this task, and only this task's return
- * handler removes it, so it can be filled in without the lock.
- */
+/* security_bprm_check(struct linux_binprm *bprm): the file about to run. */
 int lxbsm_bprm_check_pre(struct kprobe *p, struct pt_regs *regs)
 {
 	struct linux_binprm *bprm = (struct linux_binprm *)regs_get_kernel_argument(regs, 0);
-	struct exec_ctx *ctx = inflight_find(current);
-	char *s;
+	struct exec_ctx *ctx;
+	unsigned long flags;
 
-	if (!ctx || ctx->files++ || !bprm->file)
-		return 0;
-	/*
-	 * fexecve(3) is execveat(fd, "", ..., AT_EMPTY_PATH), which the kernel
-	 * names "/dev/fd/<fd>".  The caller's own "" may not even be mapped yet
-	 * (fork does not copy file-backed page tables), so ask the kernel.
-	 */
-	if (ctx->at && (ctx->args[4] & AT_EMPTY_PATH)) {
-		char want[24];
+	raw_spin_lock_irqsave(&inflight_lock, flags);
+	hlist_for_each_entry(ctx, &inflight[hash_ptr(current, INFLIGHT_BITS)], node) {
+		if (ctx->task != current)
+			continue;
+		if (ctx->files++ == 0 && bprm->file) {
+			/*
+			 * fexecve(3) is execveat(fd, "", ..., AT_EMPTY_PATH),
+			 * which the kernel names "/dev/fd/<fd>".  The caller's
+			 * own "" may not even be mapped yet (fork does not copy
+			 * file-backed page tables), so ask the kernel.
+			 */
+			if (ctx->at && (ctx->args[4] & AT_EMPTY_PATH)) {
+				char want[24];
 
-		snprintf(want, sizeof(want), "/dev/fd/%d", (int)ctx->args[0]);
-		ctx->fexecve = !strcmp(bprm->filename, want);
+				snprintf(want, sizeof(want), "/dev/fd/%d", (int)ctx->args[0]);
+				ctx->fexecve = !strcmp(bprm->filename, want);
+			}
+			char *s = d_path(&bprm->file->f_path, ctx->path, EXEC_PATH_SIZE);
+
+			if (IS_ERR(s))
+				ctx->path[0] = '\0';
+			else
+				memmove(ctx->path, s, strlen(s) + 1);
+			lxbsm_attr_of(file_inode(bprm->file), &ctx->attr);
+			ctx->have_attr = true;
+		}
+		break;
 	}
-	s = d_path(&bprm->file->f_path, ctx->path, EXEC_PATH_SIZE);
-	if (IS_ERR(s))
-		ctx->path[0] = '\0';
-	else
-		memmove(ctx->path, s, strlen(s) + 1);
-	lxbsm_attr_of(file_inode(bprm->file), &ctx->attr);
-	ctx->have_attr = true;
+	raw_spin_unlock_irqrestore(&inflight_lock, flags);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_bprm_check_pre);

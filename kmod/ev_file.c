@@ -130,7 +130,10 @@ int lxbsm_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct lxbsm_rec *r;
 	struct file *f;
 
-	r = lxbsm_rec_selected(ri, &ctx->sel, ret);
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(ctx->sel.ev);
 	if (!r)
 		return 0;
 	if (creating(ctx->flags))
@@ -205,9 +208,10 @@ int lxbsm_filp_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct lxbsm_rec *r;
 
 	/* An inline attempt that io_uring retries in a worker is not an event. */
-	if (ret == -EAGAIN)
+	if (ret == -EAGAIN || !lxbsm_selected(&ctx->sel, ret < 0))
 		return 0;
-	r = lxbsm_rec_selected(ri, &ctx->sel, ret);
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(ctx->sel.ev);
 	if (!r)
 		return 0;
 	if (creating(ctx->flags))
@@ -279,7 +283,10 @@ int lxbsm_close_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	long ret = regs_return_value(regs);
 	struct lxbsm_rec *r;
 
-	r = lxbsm_rec_selected(ri, &ctx->sel, ret);
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(LXBSM_EV_CLOSE);
 	if (!r)
 		return 0;
 	lxbsm_tok_arg32(r, 1, ctx->fd, "fd");

@@ -100,7 +100,10 @@ int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct lxbsm_rec *r;
 	int len;
 
-	r = lxbsm_rec_selected(ri, &ctx->sel, ret);
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(ctx->sel.ev);
 	if (!r)
 		return 0;
 	lxbsm_tok_arg32(r, 1, ctx->fd, "fd");

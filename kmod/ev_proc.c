@@ -85,7 +85,10 @@ int lxbsm_clone_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	long ret = (int)regs_return_value(regs);
 	struct lxbsm_rec *r;
 
-	r = lxbsm_rec_selected(ri, &ctx->sel, ret);
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(ctx->sel.ev);
 	if (!r)
 		return 0;
 	if (ret >= 0)
@@ -150,7 +153,10 @@ int lxbsm_setid_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	/* setfsuid/setfsgid return the previous id and never fail. */
 	if (d->ev == LXBSM_EV_SETFSUID || d->ev == LXBSM_EV_SETFSGID)
 		ret = (u32)ret;
-	r = lxbsm_rec_selected(ri, &ctx->sel, ret);
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(d->ev);
 	if (!r)
 		return 0;
 	for (i = 0; i < 3 && d->names[i]; i++)
@@ -183,7 +189,10 @@ int lxbsm_setgroups_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	long ret = regs_return_value(regs);
 	struct lxbsm_rec *r;
 
-	r = lxbsm_rec_selected(ri, &ctx->sel, ret);
+	if (!lxbsm_selected(&ctx->sel, ret < 0))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	r = lxbsm_rec_begin(LXBSM_EV_SETGROUPS);
 	if (!r)
 		return 0;
 	if (ret == 0) {

@@ -46,19 +46,6 @@ static inline void lxbsm_hook_hit(struct lxbsm_hook *h)
 	atomic64_inc(&h->hits);
 }
 
-/*
- * In a return handler: a record for @sel's event if the call's outcome
- * (@ret < 0: failure) is selected, else NULL.
- */
-static inline struct lxbsm_rec *lxbsm_rec_selected(struct kretprobe_instance *ri,
-						   const struct lxbsm_sel *sel, long ret)
-{
-	if (!lxbsm_selected(sel, ret < 0))
-		return NULL;
-	lxbsm_hook_hit(lxbsm_kret_hook(ri));
-	return lxbsm_rec_begin(sel->ev);
-}
-
 /* ev_exec.c */
 int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs);

@@ -483,9 +483,7 @@ static void deferred_write(struct callback_head *cb)
 	struct deferred *d = container_of(cb, struct deferred, cb);
 
 	while (lxbsm_ring_try_write(&lxbsm_ring, d->rec, d->len, LXBSM_REC_BSM)) {
-		/* Give up when unloading, killed, or if this runs at exit. */
-		if (READ_ONCE(unloading) || fatal_signal_pending(current) ||
-		    current->flags & PF_EXITING) {
+		if (READ_ONCE(unloading) || fatal_signal_pending(current)) {
 			lxbsm_lost(LXBSM_LOST_RING_FULL);
 			goto out;
 		}
