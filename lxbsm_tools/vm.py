@@ -107,6 +107,7 @@ class Run:
     cpus: int
     timeout: float
     rundir: Path
+    tcg_threads: str = "single"
 
     def guest_script(self) -> str:
         q = shlex.quote
@@ -180,20 +181,23 @@ def build_module(kernel: str) -> Path:
     return REPO / "build" / kernel / "lxbsm.ko"
 
 
-def execute(run: Run) -> int:
-    _, vng = find_tools()
-    image = BOOT / f"vmlinuz-{run.kernel}"
-    run.rundir.mkdir(parents=True, exist_ok=True)
-    for name in ("booted", "finished", "rc", "out.log", "dmesg", "rmmod-failed"):
-        (run.rundir / name).unlink(missing_ok=True)
-    script = run.rundir / "guest.sh"
-    script.write_text(run.guest_script())
+def vng_command(run: Run, vng: str, image: Path, script: Path) -> list[str]:
+    """The virtme-ng command line that boots @image and runs @script."""
     cmd = [
         vng,
         "--run",
         str(image),
         "--disable-kvm",
+        # Multi-threaded TCG runs each vCPU in its own host thread, and then
+        # does not keep kernel text that one vCPU rewrites (text_poke_bp, as
+        # every kprobe and tracepoint (un)registration does) coherent for the
+        # others: guests die in int3 handlers even with no lxbsm loaded
+        # (docs/kernel.md, "Guests").  Round-robin TCG keeps SMP semantics.
+        f"--qemu-opts=-accel tcg,thread={run.tcg_threads}",
         "--force-9p",
+        # The kernel's messages go to the console log, so a guest that
+        # dies leaves its last words there.
+        "--verbose",
         "--memory",
         run.memory,
         "--cpus",
@@ -204,10 +208,25 @@ def execute(run: Run) -> int:
     for share in run.shares:
         cmd += ["--rwdir", str(share)]
     cmd += ["--exec", f"sh {shlex.quote(str(script))}"]
+    return cmd
+
+
+def execute(run: Run) -> int:
+    _, vng = find_tools()
+    image = BOOT / f"vmlinuz-{run.kernel}"
+    run.rundir.mkdir(parents=True, exist_ok=True)
+    for name in ("booted", "finished", "rc", "out.log", "dmesg", "rmmod-failed"):
+        (run.rundir / name).unlink(missing_ok=True)
+    script = run.rundir / "guest.sh"
+    script.write_text(run.guest_script())
+    cmd = vng_command(run, vng, image, script)
     env = dict(os.environ)
     env["PATH"] = f"{Path(vng).parent}:{env.get('PATH', '')}"
 
-    say(f"booting {run.kernel} under QEMU TCG ({run.cpus} CPUs, {run.memory})")
+    say(
+        f"booting {run.kernel} under QEMU TCG ({run.cpus} CPUs, {run.tcg_threads}-threaded, "
+        f"{run.memory})"
+    )
     start = time.monotonic()
     console = (run.rundir / "console.log").open("wb")
     proc = subprocess.Popen(cmd, stdout=console, stderr=subprocess.STDOUT, env=env)
@@ -311,6 +330,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds (default 1800)")
     p.add_argument(
+        "--tcg-threads",
+        choices=("single", "multi"),
+        default="single",
+        help="QEMU TCG threading (default single: multi is faster but does not keep "
+        "patched kernel text coherent across vCPUs, so kprobe (un)registration can crash it)",
+    )
+    p.add_argument(
         "--rundir", type=Path, help="where the run's files go (default build/vm/<kernel>-<pid>)"
     )
     p.add_argument("--list", action="store_true", help="list the kernels installed for guests")
@@ -369,6 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             cpus=args.cpus,
             timeout=args.timeout,
             rundir=rundir,
+            tcg_threads=args.tcg_threads,
         )
         return execute(run)
     except VMError as e:

@@ -91,6 +91,39 @@ def test_guest_script_loads_runs_unloads_and_collects(tmp_path: Path) -> None:
     assert f"LXBSM_SHARE={tmp_path}" in script
 
 
+def _run(tmp_path: Path, **kw: object) -> vm.Run:
+    args: dict[str, object] = dict(
+        kernel="6.1.0-57-amd64",
+        command=["true"],
+        ko=None,
+        ko_params=[],
+        shares=[tmp_path / "share"],
+        memory="2G",
+        cpus=2,
+        timeout=60,
+        rundir=tmp_path / "run",
+    )
+    args.update(kw)
+    return vm.Run(**args)  # type: ignore[arg-type]
+
+
+def test_guests_run_round_robin_tcg_unless_asked(tmp_path: Path) -> None:
+    image, script = Path("/boot/vmlinuz-6.1.0-57-amd64"), tmp_path / "guest.sh"
+    cmd = vm.vng_command(_run(tmp_path), "vng", image, script)
+    assert "--qemu-opts=-accel tcg,thread=single" in cmd
+    assert "--disable-kvm" in cmd and "--verbose" in cmd
+    assert cmd[cmd.index("--run") + 1] == str(image)
+    assert cmd[-2:] == ["--exec", f"sh {script}"]
+    rw = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--rwdir"]
+    assert rw == [str(tmp_path / "run"), str(tmp_path / "share")]
+    multi = vm.vng_command(_run(tmp_path, tcg_threads="multi"), "vng", image, script)
+    assert "--qemu-opts=-accel tcg,thread=multi" in multi
+    assert vm.parse_args(["--kernel", "6.1", "--", "true"]).tcg_threads == "single"
+    assert vm.parse_args(["--kernel", "6.1", "--tcg-threads", "multi", "--", "x"]).tcg_threads == (
+        "multi"
+    )
+
+
 def test_list_shows_installed_kernels(capsys: pytest.CaptureFixture[str]) -> None:
     rc = vm.main(["--list"])
     out = capsys.readouterr().out
