@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYSRC := lxbsm_tools tests bench
 
-.PHONY: all deps module modules progs lint checkpatch test-host test-guest check demo bench-tools install clean
+.PHONY: all deps module modules progs lint checkpatch test-host test-guest check demo bench-tools bench-execctl install clean
 
 all: module
 
@@ -26,7 +26,7 @@ modules: deps
 	@for k in $$(scripts/kernels.sh); do scripts/build-module.sh "$$k" || exit 1; done
 
 # Helper programs the guest tests run (one of them 32-bit, for the ia32 ABI).
-PROGS := build/progs/sysprobe build/progs/sysprobe32
+PROGS := build/progs/sysprobe build/progs/sysprobe32 build/progs/lat_exec
 progs: deps $(PROGS)
 
 build/progs/sysprobe: tests/guest/progs/sysprobe.c
@@ -36,6 +36,10 @@ build/progs/sysprobe: tests/guest/progs/sysprobe.c
 build/progs/sysprobe32: tests/guest/progs/sysprobe.c
 	@mkdir -p $(@D)
 	$(CC) -m32 -static -O2 -Wall -Wextra -Werror -o $@ $<
+
+build/progs/lat_exec: bench/lat_exec.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
 
 lint: deps
 	$(VENV)/bin/ruff check $(PYSRC)
@@ -61,6 +65,12 @@ demo: modules
 
 bench-tools: deps
 	$(PY) bench/tools_bench.py
+
+# Exec latency without and with 1000 exec control rules, one guest boot per kernel.
+bench-execctl: modules progs
+	@for k in $$(scripts/kernels.sh); do \
+		.venv/bin/lxbsm-vm --kernel "$$k" --load --no-build --rundir build/bench/execctl-$$k -- \
+			python3 bench/execctl_bench.py || exit 1; done
 
 # Install on a real host, for the running kernel (or KVER=...): the module
 # (modprobe lxbsm), the tools in their own venv under /opt/lxbsm with links

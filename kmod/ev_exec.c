@@ -24,6 +24,7 @@
 #include <asm/syscall.h>
 
 #include "hooks.h"
+#include "xctl.h"
 
 enum { EXEC_EXECVE, EXEC_EXECVEAT };
 
@@ -37,6 +38,9 @@ struct exec_ctx {
 	bool fexecve;			/* execveat(fd, "", ..., AT_EMPTY_PATH) */
 	u8 files;			/* security_bprm_check calls seen */
 	bool have_attr;
+	bool xc_hit;			/* an exec control deny rule matched */
+	u32 xc_mode;
+	char xc_text[sizeof_field(struct lxbsm_xc_verdict, text)];
 	struct lxbsm_attr attr;
 	char path[];			/* the file named, as the kernel resolved it */
 };
@@ -60,8 +64,13 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 
 	if (current->flags & PF_KTHREAD)
 		return 1;
-	if (!lxbsm_interested(LXBSM_EV_EXECVE, &ctx->sel))
-		return 1;
+	if (!lxbsm_interested(LXBSM_EV_EXECVE, &ctx->sel)) {
+		/* Not pre-selected, but an exec control match is audited. */
+		if (!lxbsm_xc_active())
+			return 1;
+		ctx->sel.classes = 0;
+		lxbsm_proc_snapshot(current, &ctx->sel.proc);
+	}
 	syscall_get_arguments(current, task_pt_regs(current), ctx->args);
 	ctx->compat = in_compat_syscall();
 	ctx->at = lxbsm_kret_hook(ri)->arg == EXEC_EXECVEAT;
@@ -69,6 +78,7 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	ctx->task = current;
 	ctx->files = 0;
 	ctx->have_attr = false;
+	ctx->xc_hit = false;
 	ctx->path[0] = '\0';
 	raw_spin_lock_irqsave(&inflight_lock, flags);
 	hlist_add_head(&ctx->node, &inflight[hash_ptr(current, INFLIGHT_BITS)]);
@@ -77,45 +87,100 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 }
 NOKPROBE_SYMBOL(lxbsm_exec_entry);
 
-/* security_bprm_check(struct linux_binprm *bprm): the file about to run. */
-int lxbsm_bprm_check_pre(struct kprobe *p, struct pt_regs *regs)
+/*
+ * security_bprm_check(struct linux_binprm *bprm): the file about to run,
+ * called once for the program and again for a script's interpreter, before
+ * the point of no return.  The entry handler records the first file into the
+ * in-flight exec and asks exec control; a denial in enforce mode makes the
+ * return handler turn a 0 (every LSM agreed) into -EACCES.
+ */
+struct bprm_ctx {
+	bool deny;
+	struct lxbsm_xc_verdict v;
+	char path[];
+};
+
+#define BPRM_DATA_SIZE	KRETPROBE_MAX_DATA_SIZE
+#define BPRM_PATH_SIZE	(BPRM_DATA_SIZE - sizeof(struct bprm_ctx))
+
+size_t lxbsm_bprm_check_data_size(void)
+{
+	return BPRM_DATA_SIZE;
+}
+
+static struct exec_ctx *inflight_find(void)
+{
+	struct exec_ctx *ctx;
+
+	hlist_for_each_entry(ctx, &inflight[hash_ptr(current, INFLIGHT_BITS)], node)
+		if (ctx->task == current)
+			return ctx;
+	return NULL;
+}
+
+/* The first file of an exec: its path and attributes, for the record. */
+static void exec_first_file(struct exec_ctx *ctx, struct linux_binprm *bprm, const char *path)
+{
+	/*
+	 * fexecve(3) is execveat(fd, "", ..., AT_EMPTY_PATH), which the kernel
+	 * names "/dev/fd/<fd>".  The caller's own "" may not even be mapped yet
+	 * (fork does not copy file-backed page tables), so ask the kernel.
+	 */
+	if (ctx->at && (ctx->args[4] & AT_EMPTY_PATH)) {
+		char want[24];
+
+		snprintf(want, sizeof(want), "/dev/fd/%d", (int)ctx->args[0]);
+		ctx->fexecve = !strcmp(bprm->filename, want);
+	}
+	if (!path)
+		path = d_path(&bprm->file->f_path, ctx->path, EXEC_PATH_SIZE);
+	if (IS_ERR(path))
+		ctx->path[0] = '\0';
+	else
+		memmove(ctx->path, path, strlen(path) + 1);
+	lxbsm_attr_of(file_inode(bprm->file), &ctx->attr);
+	ctx->have_attr = true;
+}
+
+int lxbsm_bprm_check_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct linux_binprm *bprm = (struct linux_binprm *)regs_get_kernel_argument(regs, 0);
+	struct bprm_ctx *bc = (struct bprm_ctx *)ri->data;
 	struct exec_ctx *ctx;
 	unsigned long flags;
+	bool deny;
 
+	if (!bprm->file)
+		return 1;
+	deny = lxbsm_xc_check(bprm->file, bc->path, BPRM_PATH_SIZE, &bc->v);
 	raw_spin_lock_irqsave(&inflight_lock, flags);
-	hlist_for_each_entry(ctx, &inflight[hash_ptr(current, INFLIGHT_BITS)], node) {
-		if (ctx->task != current)
-			continue;
-		if (ctx->files++ == 0 && bprm->file) {
-			/*
-			 * fexecve(3) is execveat(fd, "", ..., AT_EMPTY_PATH),
-			 * which the kernel names "/dev/fd/<fd>".  The caller's
-			 * own "" may not even be mapped yet (fork does not copy
-			 * file-backed page tables), so ask the kernel.
-			 */
-			if (ctx->at && (ctx->args[4] & AT_EMPTY_PATH)) {
-				char want[24];
-
-				snprintf(want, sizeof(want), "/dev/fd/%d", (int)ctx->args[0]);
-				ctx->fexecve = !strcmp(bprm->filename, want);
-			}
-			char *s = d_path(&bprm->file->f_path, ctx->path, EXEC_PATH_SIZE);
-
-			if (IS_ERR(s))
-				ctx->path[0] = '\0';
-			else
-				memmove(ctx->path, s, strlen(s) + 1);
-			lxbsm_attr_of(file_inode(bprm->file), &ctx->attr);
-			ctx->have_attr = true;
+	ctx = inflight_find();
+	if (ctx) {
+		if (ctx->files++ == 0)
+			exec_first_file(ctx, bprm, bc->v.path);
+		if (deny) {
+			/* The exec record is written whatever pre-selection says. */
+			ctx->xc_hit = true;
+			ctx->xc_mode = bc->v.mode;
+			strscpy(ctx->xc_text, bc->v.text, sizeof(ctx->xc_text));
 		}
-		break;
 	}
 	raw_spin_unlock_irqrestore(&inflight_lock, flags);
+	bc->deny = deny && bc->v.mode == LXBSM_XC_ENFORCE;
+	return !bc->deny;
+}
+NOKPROBE_SYMBOL(lxbsm_bprm_check_entry);
+
+int lxbsm_bprm_check_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct bprm_ctx *bc = (struct bprm_ctx *)ri->data;
+
+	/* Another LSM's refusal stands as it is. */
+	if (bc->deny && regs_return_value(regs) == 0)
+		regs_set_return_value(regs, -EACCES);
 	return 0;
 }
-NOKPROBE_SYMBOL(lxbsm_bprm_check_pre);
+NOKPROBE_SYMBOL(lxbsm_bprm_check_ret);
 
 /* The interpreter a script started: the new image's own file. */
 static void interpreter_path(struct lxbsm_rec *r)
@@ -151,7 +216,7 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	hlist_del(&ctx->node);
 	raw_spin_unlock_irqrestore(&inflight_lock, flags);
 
-	if (!lxbsm_selected(&ctx->sel, ret < 0))
+	if (!ctx->xc_hit && !lxbsm_selected(&ctx->sel, ret < 0))
 		return 0;
 	if (ctx->at) {
 		dfd = (int)a[0];
@@ -177,7 +242,7 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	lxbsm_hook_hit(lxbsm_kret_hook(ri));
 	r = lxbsm_rec_begin(ev);
 	if (!r)
-		return 0;
+		goto out;
 	if (ev == LXBSM_EV_FEXECVE)
 		lxbsm_tok_arg32(r, 1, dfd, "fd");
 	policy = lxbsm_policy();
@@ -204,7 +269,13 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 		interpreter_path(r);
 	if (ctx->have_attr)
 		lxbsm_tok_attr32(r, &ctx->attr);
+	if (ctx->xc_hit)
+		lxbsm_tok_text(r, ctx->xc_text);
 	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
+out:
+	/* Kill mode: the program started; it ends before its first instruction. */
+	if (ctx->xc_hit && ctx->xc_mode == LXBSM_XC_KILL && ret == 0)
+		send_sig(SIGKILL, current, 1);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_exec_ret);

@@ -70,6 +70,7 @@
 	X(ACCEPT,	33,	AU_NT)					\
 	X(CONNECT,	32,	AU_NT)					\
 	X(BIND,		34,	AU_NT)					\
+	X(MMAP,		210,	0)					\
 	X(LOST,		33002,	0)
 
 enum lxbsm_event {

@@ -7,6 +7,7 @@
  *
  * Order matters once: security_bprm_check comes after the exec stubs, so
  * it is detached first and never sees an exec whose return handler is gone.
+ * (Kretprobes are detached in one batch, in reverse table order.)
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -45,8 +46,11 @@ static struct lxbsm_hook hooks[] = {
 	EXEC("__ia32_compat_sys_execveat", false, 1),
 	EXEC("__x64_compat_sys_execve", false, 0),	/* x32 */
 	EXEC("__x64_compat_sys_execveat", false, 1),
-	{ .symbol = "security_bprm_check", .kind = LXBSM_KPROBE, .required = true,
-	  .pre = lxbsm_bprm_check_pre },
+	/* exec control decides here, and the exec record learns the file */
+	KRET("security_bprm_check", true, 0, lxbsm_bprm_check_entry, lxbsm_bprm_check_ret,
+	     lxbsm_bprm_check_data_size, ACTIVE_SLEEPY),
+	KRET("security_mmap_file", true, 0, lxbsm_mmap_entry, lxbsm_mmap_ret,
+	     lxbsm_mmap_data_size, ACTIVE_SLEEPY),
 	KRET("do_sys_openat2", true, 0, lxbsm_open_entry, lxbsm_open_ret,
 	     lxbsm_open_data_size, ACTIVE_SLEEPY),
 	KRET("do_filp_open", false, 0, lxbsm_filp_open_entry, lxbsm_filp_open_ret,

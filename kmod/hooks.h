@@ -49,8 +49,14 @@ static inline void lxbsm_hook_hit(struct lxbsm_hook *h)
 /* ev_exec.c */
 int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
-int lxbsm_bprm_check_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_bprm_check_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_bprm_check_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 size_t lxbsm_exec_data_size(void);
+size_t lxbsm_bprm_check_data_size(void);
+/* xctl.c */
+int lxbsm_mmap_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_mmap_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+size_t lxbsm_mmap_data_size(void);
 /* ev_file.c */
 int lxbsm_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs);

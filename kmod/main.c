@@ -18,6 +18,7 @@
 
 #include "compat.h"
 #include "lxbsm.h"
+#include "xctl.h"
 
 static unsigned int ring_size_kb = 16384;
 module_param(ring_size_kb, uint, 0444);
@@ -41,6 +42,8 @@ static int lxbsm_open(struct inode *inode, struct file *f)
 			return -EPERM;
 		if (atomic_cmpxchg(&consumer_claimed, 0, 1) != 0)
 			return -EBUSY;
+		/* The daemon is never subject to exec control. */
+		atomic_set(&lxbsm_consumer_tgid, task_tgid_nr(current));
 	} else if (!capable(CAP_AUDIT_CONTROL)) {
 		return -EPERM;
 	}
@@ -49,8 +52,10 @@ static int lxbsm_open(struct inode *inode, struct file *f)
 
 static int lxbsm_release(struct inode *inode, struct file *f)
 {
-	if (is_consumer(f))
+	if (is_consumer(f)) {
+		atomic_set(&lxbsm_consumer_tgid, 0);
 		atomic_set(&consumer_claimed, 0);
+	}
 	return 0;
 }
 
@@ -168,6 +173,14 @@ static long lxbsm_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		return lxbsm_cfg_get(uarg);
 	case LXBSM_IOC_HOOK_INFO:
 		return lxbsm_ioctl_hook_info(uarg);
+	case LXBSM_IOC_SET_EXEC_RULES:
+		if (!file_ns_capable(f, &init_user_ns, CAP_AUDIT_CONTROL))
+			return -EPERM;
+		return lxbsm_xc_set(uarg);
+	case LXBSM_IOC_GET_EXEC_RULES:
+		return lxbsm_xc_get(uarg);
+	case LXBSM_IOC_FILE_ID:
+		return lxbsm_xc_file_id(uarg);
 	default:
 		return -ENOTTY;
 	}
@@ -235,6 +248,7 @@ err_record:
 	lxbsm_record_exit();
 err_proc:
 	lxbsm_proc_exit();
+	lxbsm_xc_exit();
 err_cfg:
 	lxbsm_cfg_exit();
 err_ring:
@@ -255,6 +269,7 @@ static void __exit lxbsm_exit(void)
 	misc_deregister(&lxbsm_misc);
 	lxbsm_record_exit();
 	lxbsm_proc_exit();
+	lxbsm_xc_exit();
 	lxbsm_cfg_exit();
 	lxbsm_ring_destroy(&lxbsm_ring);
 	pr_info("unloaded\n");

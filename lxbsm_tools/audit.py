@@ -6,6 +6,8 @@ lxbsm-audit -t                  terminate the daemon (the trail is closed and re
 lxbsm-audit -e                  expire trails now (expire-after), without rotating
 lxbsm-audit status [--json]     module version, ring geometry and counters, and the
                                 daemon's counters when it runs
+lxbsm-audit rules [--json]      the exec control rules in force, and how often each
+                                matched
 
 The -n/-s/-t/-e flags are audit(8)'s; they talk to the daemon over its
 control socket (--socket, default /run/lxbsm-auditd.sock).
@@ -68,9 +70,9 @@ def daemon_request(path: str, cmd: str, timeout: float = 30.0) -> dict[str, Any]
     return reply
 
 
-def fetch_status(device: str) -> tuple[uapi.ModuleStatus, list[uapi.Hook]]:
+def _open(device: str) -> int:
     try:
-        fd = uapi.open_control(device)
+        return uapi.open_control(device)
     except FileNotFoundError:
         raise SystemExit(
             f"lxbsm-audit: {device} does not exist: the lxbsm module is not loaded "
@@ -80,8 +82,12 @@ def fetch_status(device: str) -> tuple[uapi.ModuleStatus, list[uapi.Hook]]:
         raise SystemExit(
             f"lxbsm-audit: {device}: permission denied: run as root (needs CAP_AUDIT_CONTROL)"
         ) from None
+
+
+def fetch_status(device: str) -> tuple[uapi.ModuleStatus, list[uapi.Hook], uapi.ExecRules]:
+    fd = _open(device)
     try:
-        return uapi.get_status(fd), uapi.hooks(fd)
+        return uapi.get_status(fd), uapi.hooks(fd), uapi.get_exec_rules(fd)
     except OSError as e:
         if e.errno == errno.ENOTTY:
             raise SystemExit(f"lxbsm-audit: {device} is not an lxbsm device") from None
@@ -90,7 +96,9 @@ def fetch_status(device: str) -> tuple[uapi.ModuleStatus, list[uapi.Hook]]:
         os.close(fd)
 
 
-def status_rows(st: uapi.ModuleStatus, hooks: list[uapi.Hook]) -> list[tuple[str, str]]:
+def status_rows(
+    st: uapi.ModuleStatus, hooks: list[uapi.Hook], xc: uapi.ExecRules
+) -> list[tuple[str, str]]:
     used = st.producer_pos - st.consumer_pos
     rows = [
         ("module version", st.version),
@@ -116,6 +124,8 @@ def status_rows(st: uapi.ModuleStatus, hooks: list[uapi.Hook]) -> list[tuple[str
     rows += [(f"kretprobe missed: {h.name}", str(h.missed)) for h in hooks if h.missed]
     if not any(h.missed for h in hooks):
         rows.append(("kretprobe missed", "0"))
+    rows.append(("exec control", f"{xc.mode}, {len(xc.rules)} rules"))
+    rows.append(("exec control: refused or killed", str(xc.denied)))
     return rows
 
 
@@ -149,7 +159,7 @@ def daemon_rows(d: dict[str, Any] | None, why: str = "") -> list[tuple[str, str]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    st, hooks = fetch_status(args.device)
+    st, hooks, xc = fetch_status(args.device)
     daemon: dict[str, Any] | None = None
     why = ""
     try:
@@ -159,10 +169,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         out = dataclasses.asdict(st)
         out["hooks"] = [dataclasses.asdict(h) for h in hooks]
+        out["exec_control"] = dataclasses.asdict(xc)
         out["daemon"] = daemon
         print(json.dumps(out))
         return 0
-    rows = status_rows(st, hooks) + daemon_rows(daemon, why)
+    rows = status_rows(st, hooks, xc) + daemon_rows(daemon, why)
     if sys.stdout.isatty():
         table = Table(title="lxbsm", show_header=False)
         table.add_column("what", style="bold")
@@ -175,6 +186,42 @@ def cmd_status(args: argparse.Namespace) -> int:
         width = max(len(name) for name, _ in rows)
         for name, value in rows:
             print(f"{name:<{width}}  {value}")
+    return 0
+
+
+def rule_rows(xc: uapi.ExecRules) -> list[tuple[str, ...]]:
+    rows: list[tuple[str, ...]] = []
+    for r in xc.rules:
+        who = "anyone" if r.who == "anyone" else f"{r.who}={r.id}"
+        where = r.path or f"inode {r.ino} on device {r.dev}"
+        rows.append((str(r.line), r.action, where, who, str(r.hits)))
+    return rows
+
+
+def cmd_rules(args: argparse.Namespace) -> int:
+    fd = _open(args.device)
+    try:
+        xc = uapi.get_exec_rules(fd)
+    finally:
+        os.close(fd)
+    if args.json:
+        print(json.dumps(dataclasses.asdict(xc)))
+        return 0
+    head = ("line", "action", "file", "who", "matched")
+    rows = rule_rows(xc)
+    title = f"exec control: {xc.mode}, {len(xc.rules)} rules, {xc.denied} refused or killed"
+    if sys.stdout.isatty():
+        table = Table(title=title)
+        for h in head:
+            table.add_column(h, justify="right" if h in ("line", "matched") else "left")
+        for row in rows:
+            table.add_row(*row, style="red" if row[1] == "deny" and row[4] != "0" else None)
+        Console().print(table)
+    else:
+        print(title)
+        widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=False)]
+        for row in (head, *rows):
+            print("  ".join(x.ljust(w) for x, w in zip(row, widths, strict=True)).rstrip())
     return 0
 
 
@@ -198,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="lxbsm-audit",
         description="Control and status of lxbsm and lxbsm-auditd.",
-        usage="lxbsm-audit [-n | -s | -t | -e] | status [--json]",
+        usage="lxbsm-audit [-n | -s | -t | -e] | status [--json] | rules [--json]",
     )
     p.add_argument("--device", default=uapi.DEVICE, help="lxbsm device (default /dev/lxbsm)")
     p.add_argument(
@@ -213,6 +260,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     s = sub.add_parser("status", help="module and daemon counters")
     s.add_argument("--json", action="store_true", help="one JSON object")
     s.set_defaults(func=cmd_status)
+    r = sub.add_parser("rules", help="exec control rules in force and their matches")
+    r.add_argument("--json", action="store_true", help="one JSON object")
+    r.set_defaults(func=cmd_rules)
     args = p.parse_args(argv)
     flags = [cmd for f, cmd in TRIGGERS.items() if getattr(args, f)]
     if flags and args.command:
@@ -220,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if flags:
         return cmd_trigger(args, flags[0])
     if not args.command:
-        p.error("a flag (-n, -s, -t, -e) or a command (status) is required")
+        p.error("a flag (-n, -s, -t, -e) or a command (status, rules) is required")
     rc: int = args.func(args)
     return rc
 

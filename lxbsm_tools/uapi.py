@@ -111,6 +111,47 @@ class HookInfo(ctypes.Structure):
     ]
 
 
+XC_PATH_LEN = 256
+XC_MAX_RULES = 4096
+XC_INODE = 0x1
+XC_MODES = ("off", "enforce", "monitor", "kill")
+XC_ACTIONS = ("allow", "deny")
+XC_WHO = ("anyone", "uid", "gid", "auid")
+
+
+class XcRule(ctypes.Structure):
+    _fields_ = [
+        ("action", ctypes.c_uint32),
+        ("who", ctypes.c_uint32),
+        ("id", ctypes.c_uint32),
+        ("line", ctypes.c_uint32),
+        ("flags", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("dev", ctypes.c_uint64),
+        ("ino", ctypes.c_uint64),
+        ("path", ctypes.c_char * XC_PATH_LEN),
+    ]
+
+
+class XcConfig(ctypes.Structure):
+    _fields_ = [
+        ("mode", ctypes.c_uint32),
+        ("nr_rules", ctypes.c_uint32),
+        ("rules", ctypes.c_uint64),
+        ("hits", ctypes.c_uint64),
+        ("denied", ctypes.c_uint64),
+    ]
+
+
+class FileId(ctypes.Structure):
+    _fields_ = [
+        ("fd", ctypes.c_int32),
+        ("reserved", ctypes.c_uint32),
+        ("dev", ctypes.c_uint64),
+        ("ino", ctypes.c_uint64),
+    ]
+
+
 POLICY_CNT = 0x0001
 POLICY_ARGV = 0x0004
 POLICY_ARGE = 0x0008
@@ -130,6 +171,9 @@ IOC_SUBMIT = _ioc(_IOC_WRITE, 2, ctypes.sizeof(Submit))
 IOC_SET_CONFIG = _ioc(_IOC_WRITE, 3, ctypes.sizeof(Config))
 IOC_GET_CONFIG = _ioc(_IOC_READ | _IOC_WRITE, 4, ctypes.sizeof(Config))
 IOC_HOOK_INFO = _ioc(_IOC_READ | _IOC_WRITE, 5, ctypes.sizeof(HookInfo))
+IOC_SET_EXEC_RULES = _ioc(_IOC_WRITE, 6, ctypes.sizeof(XcConfig))
+IOC_GET_EXEC_RULES = _ioc(_IOC_READ | _IOC_WRITE, 7, ctypes.sizeof(XcConfig))
+IOC_FILE_ID = _ioc(_IOC_READ | _IOC_WRITE, 8, ctypes.sizeof(FileId))
 
 
 @dataclass(frozen=True)
@@ -282,3 +326,101 @@ def hooks(fd: int) -> list[Hook]:
         got = HookInfo.from_buffer(buf)
         out.append(Hook(got.name.decode(), HOOK_STATES[got.state], got.missed, got.hits))
         index += 1
+
+
+@dataclass(frozen=True)
+class ExecRule:
+    """One exec_control rule as the module holds it."""
+
+    action: str  # XC_ACTIONS
+    who: str  # XC_WHO
+    id: int
+    line: int
+    path: str  # canonical path, "" for none
+    dev: int | None  # st_dev and st_ino of the file, None when not resolved
+    ino: int | None
+    hits: int = 0  # times it matched (GET only)
+
+
+@dataclass(frozen=True)
+class ExecRules:
+    mode: str  # XC_MODES
+    rules: tuple[ExecRule, ...]
+    denied: int = 0  # GET only: execs and mappings refused or killed
+
+
+def file_id(fd: int, path: str) -> tuple[int, int] | None:
+    """The (device, inode) the module sees for a file; None if there is no such file.
+
+    stat(2) can report other numbers (overlayfs, btrfs subvolumes), so exec
+    control rules are resolved through the module.
+    """
+    try:
+        f = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    try:
+        buf = bytearray(bytes(FileId(fd=f)))
+        fcntl.ioctl(fd, IOC_FILE_ID, buf, True)
+    finally:
+        os.close(f)
+    got = FileId.from_buffer(buf)
+    return got.dev, got.ino
+
+
+def set_exec_rules(fd: int, xc: ExecRules) -> None:
+    """Replace the module's exec control rules (CAP_AUDIT_CONTROL).
+
+    Each rule's file is looked up again here, through the module, so that
+    the rules name what exists now; a path the module cannot hold (255 bytes
+    at most) is matched by inode only.
+    """
+    arr = (XcRule * max(1, len(xc.rules)))()
+    for i, r in enumerate(xc.rules):
+        path = r.path.encode("utf-8", "surrogateescape")
+        ids = file_id(fd, r.path) if r.path else None
+        if ids is None and r.dev is not None and r.ino is not None:
+            ids = (r.dev, r.ino)
+        if len(path) >= XC_PATH_LEN:
+            if ids is None:
+                raise ValueError(f"path longer than {XC_PATH_LEN - 1} bytes and no such file")
+            path = b""
+        dev, ino = ids if ids is not None else (None, None)
+        arr[i] = XcRule(
+            action=XC_ACTIONS.index(r.action),
+            who=XC_WHO.index(r.who),
+            id=r.id,
+            line=r.line,
+            flags=XC_INODE if dev is not None else 0,
+            dev=dev or 0,
+            ino=ino or 0,
+            path=path,
+        )
+    req = XcConfig(
+        mode=XC_MODES.index(xc.mode), nr_rules=len(xc.rules), rules=ctypes.addressof(arr)
+    )
+    fcntl.ioctl(fd, IOC_SET_EXEC_RULES, bytes(req))
+
+
+def get_exec_rules(fd: int) -> ExecRules:
+    """The rules in force, with how often each matched."""
+    arr = (XcRule * XC_MAX_RULES)()
+    hits = (ctypes.c_uint64 * XC_MAX_RULES)()
+    req = XcConfig(nr_rules=XC_MAX_RULES, rules=ctypes.addressof(arr), hits=ctypes.addressof(hits))
+    buf = bytearray(bytes(req))
+    fcntl.ioctl(fd, IOC_GET_EXEC_RULES, buf, True)
+    got = XcConfig.from_buffer(buf)
+    rules = tuple(
+        ExecRule(
+            action=XC_ACTIONS[arr[i].action],
+            who=XC_WHO[arr[i].who],
+            id=arr[i].id,
+            line=arr[i].line,
+            path=arr[i].path.decode("utf-8", "surrogateescape"),
+            dev=arr[i].dev if arr[i].flags & XC_INODE else None,
+            ino=arr[i].ino if arr[i].flags & XC_INODE else None,
+            hits=hits[i],
+        )
+        for i in range(min(got.nr_rules, XC_MAX_RULES))
+    )
+    return ExecRules(XC_MODES[got.mode], rules, got.denied)

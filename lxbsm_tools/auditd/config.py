@@ -10,7 +10,9 @@ audit_control keys: ``dir`` (repeatable), ``dist``, ``flags``, ``naflags``,
 lxbsm-auditd's own keys: ``realtime`` (repeatable: ``PATH`` for a FIFO,
 ``,json`` for JSON lines, ``,socket`` for a Unix socket), ``flush``
 (``none``, ``incremental``, ``data``, ``sync``), ``freq`` (records between
-incremental flushes) and ``warn`` (the audit_warn-style hook command).
+incremental flushes), ``warn`` (the audit_warn-style hook command) and
+``exec_control`` (the exec control rules file, default: the companion
+``exec_control``).
 
 Companion files are looked for next to the control file first, then in
 /etc/security, then in the package's data directory.
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from lxbsm_tools import control, uapi
+from lxbsm_tools import control, execctl, uapi
 from lxbsm_tools.bsm import ClassTable, EventTable, parse_flags
 
 SYSTEM_DIR = Path("/etc/security")
@@ -95,6 +97,7 @@ class AuditControl:
     flush: str = "none"
     freq: int = 100
     warn: str | None = None
+    exec_control: str | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,7 @@ class Config:
     control: AuditControl
     users: dict[int, tuple[str, str]]
     kernel: uapi.KernelConfig
+    exec_rules: uapi.ExecRules = field(default=uapi.ExecRules("off", ()))
     files: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
 
@@ -219,6 +223,10 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
                 kw[key] = int(value)
             elif key == "warn":
                 kw[key] = value or None
+            elif key == "exec_control":
+                if not value.startswith("/"):
+                    raise ValueError(f"exec_control must be an absolute path, got '{value}'")
+                kw["exec_control"] = value
             else:
                 raise ValueError(f"unknown key '{key}'")
         except ValueError as e:
@@ -303,4 +311,14 @@ def load(control_file: str | Path | None = None) -> Config:
         kcfg = control.kernel_config(ac.flags, ac.naflags, ac.policy, users, events, classes)
     except control.ConfigError as e:
         raise ConfigError(f"{cf}: {e}") from None
-    return Config(ac, users, kcfg, tuple(files), tuple(warnings))
+    xpath = Path(ac.exec_control) if ac.exec_control else companion(cf, "exec_control")
+    xrules = uapi.ExecRules("off", ())
+    if xpath is not None:
+        try:
+            xc = execctl.parse(xpath)
+        except execctl.ExecControlError as e:
+            raise ConfigError(str(e)) from None
+        xrules = xc.rules
+        warnings += xc.warnings
+        files.append(str(xpath))
+    return Config(ac, users, kcfg, xrules, tuple(files), tuple(warnings))

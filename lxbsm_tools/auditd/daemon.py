@@ -273,7 +273,7 @@ class Daemon:
                         f"{new.control.source}: dir:{d} does not exist or is not writable "
                         "by the daemon (new directories need a restart to be set up)"
                     )
-            self.ring.push(new.kernel)
+            self.ring.push(new.kernel, new.exec_rules)
         except (cfgmod.ConfigError, OSError) as e:
             self.last_error = str(e)
             self.log(f"reload refused, keeping the configuration in force: {e}")

@@ -164,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         null = os.open(os.devnull, os.O_RDWR)
     try:
-        ring.push(cfg.kernel)
+        ring.push(cfg.kernel, cfg.exec_rules)
         _prepare_dirs(cfg.control.dirs, gid)
         sock = _bind(args.socket)
         if root:

@@ -18,5 +18,8 @@ class BatchRing(Ring):
         """audit(2): one whole BSM record into the ring (the fd was opened as root)."""
         uapi.submit(self.fd, record)
 
-    def push(self, cfg: uapi.KernelConfig) -> None:
+    def push(self, cfg: uapi.KernelConfig, exec_rules: uapi.ExecRules | None = None) -> None:
+        """Pre-selection, then (when given) the exec control rules."""
         control.push(self.fd, cfg)
+        if exec_rules is not None:
+            uapi.set_exec_rules(self.fd, exec_rules)

@@ -460,3 +460,48 @@ def test_no_module_is_a_clear_error_and_the_daemon_can_wait_for_it(tmp: Path) ->
             time.sleep(0.1)
     finally:
         load_module()
+
+
+def test_exec_control_from_the_daemon_reloads_without_a_restart(tmp: Path, ctl: int) -> None:
+    """exec_control: in audit_control; the daemon pushes it, -s reloads it, a bad one is refused."""
+    rules = tmp / "exec_control"
+    rules.write_text("deny /usr/bin/df\n")
+    rules.chmod(0o644)
+    cf = control_file(tmp, "policy:cnt,argv", f"exec_control:{rules}", flags="no")
+    d = Auditd(tmp, cf).start()
+    try:
+        pid0 = d.proc.pid if d.proc else 0
+
+        def df() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                ["/bin/sh", "-c", "/usr/bin/df /; echo rc=$?"], capture_output=True, text=True
+            )
+
+        first = df()
+        assert first.stdout.split()[-1] == "rc=126" and "Permission denied" in first.stderr
+        assert [r.path for r in uapi.get_exec_rules(ctl).rules] == ["/usr/bin/df"]
+        # A broken file is refused, and the rules in force stay.
+        rules.write_text("deny /usr/bin/df\nforbid /usr/bin/id\n")
+        reply = audit.daemon_request(d.sock, "reload")
+        assert not reply["ok"] and f"{rules}:2: expected 'allow|deny FILE" in reply["error"]
+        assert df().stdout.split()[-1] == "rc=126"
+        # A good one takes effect at once, in the same daemon.
+        rules.write_text("mode: monitor\ndeny /usr/bin/df\n")
+        assert audit.main(["--socket", d.sock, "-s"]) == 0
+        second = df()
+        assert second.stdout.split()[-1] == "rc=0" and "Filesystem" in second.stdout
+        xc = uapi.get_exec_rules(ctl)
+        assert xc.mode == "monitor" and xc.rules[0].hits == 1
+        assert d.proc is not None and d.proc.pid == pid0 and d.proc.poll() is None
+        d.idle(ctl)
+        d.terminate()
+    finally:
+        d.close()
+        uapi.set_exec_rules(ctl, uapi.ExecRules("off", ()))
+    texts = [t.text for r in all_records(tmp / "trails") if r.event == 23 for t in r.all("text")]
+    # Nothing pre-selected (flags:no): only the two exec control matches are in the trail.
+    assert texts == [
+        "exec_control: denied by line 1 (deny /usr/bin/df)",
+        "exec_control: denied by line 1 (deny /usr/bin/df)",
+        "exec_control: would be denied by line 2 (deny /usr/bin/df)",
+    ]

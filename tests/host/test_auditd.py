@@ -39,6 +39,7 @@ class FakeRing:
         self.r, self.w = os.pipe2(os.O_NONBLOCK)
         self.fd = self.r
         self.pushed: list[uapi.KernelConfig] = []
+        self.pushed_rules: list[uapi.ExecRules | None] = []
 
     @property
     def consumer_pos(self) -> int:
@@ -76,8 +77,9 @@ class FakeRing:
     def submit(self, record: bytes) -> None:
         self.add(record)
 
-    def push(self, cfg: uapi.KernelConfig) -> None:
+    def push(self, cfg: uapi.KernelConfig, exec_rules: uapi.ExecRules | None = None) -> None:
         self.pushed.append(cfg)
+        self.pushed_rules.append(exec_rules)
 
 
 def rec(n: int, size: int = 0) -> bytes:

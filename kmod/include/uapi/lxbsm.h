@@ -167,11 +167,88 @@ struct lxbsm_hook_info {
 	char name[48];			/* the kernel symbol or tracepoint */
 };
 
+/*
+ * Exec control: rules from the exec_control file, matched when the kernel
+ * is about to run a file (security_bprm_check: the program, and a script's
+ * interpreter) and when a file is mapped executable (security_mmap_file:
+ * the dynamic loader run by hand).  First match wins; no match allows.
+ * A rule names a file by device and inode (as LXBSM_IOC_FILE_ID gives
+ * them) and/or by its canonical path, compared with the kernel's own path
+ * of the file being run.
+ */
+enum lxbsm_xc_mode {
+	LXBSM_XC_OFF,			/* no rules */
+	LXBSM_XC_ENFORCE,		/* deny: the exec fails with EACCES */
+	LXBSM_XC_MONITOR,		/* audit what would be denied, deny nothing */
+	LXBSM_XC_KILL,			/* let it start, then SIGKILL it */
+	LXBSM_XC_MODE_NR,
+};
+
+enum lxbsm_xc_action {
+	LXBSM_XC_ALLOW,
+	LXBSM_XC_DENY,
+};
+
+/* Whose exec a rule is about. */
+enum lxbsm_xc_who {
+	LXBSM_XC_ANYONE,
+	LXBSM_XC_UID,			/* real, effective or audit id equals id */
+	LXBSM_XC_GID,			/* real or effective gid, or a supplementary group */
+	LXBSM_XC_AUID,			/* the audit id only */
+	LXBSM_XC_WHO_NR,
+};
+
+#define LXBSM_XC_INODE		0x1	/* dev and ino are valid */
+#define LXBSM_XC_PATH_LEN	256
+#define LXBSM_XC_MAX_RULES	4096
+
+struct lxbsm_xc_rule {
+	__u32 action;			/* enum lxbsm_xc_action */
+	__u32 who;			/* enum lxbsm_xc_who */
+	__u32 id;
+	__u32 line;			/* line in the rules file (for the audit text) */
+	__u32 flags;			/* LXBSM_XC_INODE */
+	__u32 reserved;			/* must be 0 */
+	__u64 dev;
+	__u64 ino;
+	char path[LXBSM_XC_PATH_LEN];	/* canonical path, NUL-terminated; "" = none */
+};
+
+/*
+ * LXBSM_IOC_SET_EXEC_RULES replaces the whole rule set (hits must be 0);
+ * LXBSM_IOC_GET_EXEC_RULES reads it back: nr_rules gives the room at rules
+ * and hits (a __u64 per rule: how often it matched) and comes back as the
+ * count.
+ */
+struct lxbsm_xc_config {
+	__u32 mode;			/* enum lxbsm_xc_mode */
+	__u32 nr_rules;
+	__u64 rules;			/* user pointer: lxbsm_xc_rule[] */
+	__u64 hits;			/* user pointer: __u64[], GET only */
+	__u64 denied;			/* GET: execs and mappings refused or killed */
+};
+
+/*
+ * LXBSM_IOC_FILE_ID: the device and inode the module sees for an open file
+ * (an O_PATH descriptor will do), as exec control compares them.  stat(2)
+ * may say otherwise (overlayfs, btrfs subvolumes), so rules are resolved
+ * with this.
+ */
+struct lxbsm_file_id {
+	__s32 fd;			/* in */
+	__u32 reserved;			/* must be 0 */
+	__u64 dev;			/* out */
+	__u64 ino;			/* out */
+};
+
 #define LXBSM_IOC_MAGIC		0xB5
 #define LXBSM_IOC_STATUS	_IOR(LXBSM_IOC_MAGIC, 1, struct lxbsm_status)
 #define LXBSM_IOC_SUBMIT	_IOW(LXBSM_IOC_MAGIC, 2, struct lxbsm_submit)
 #define LXBSM_IOC_SET_CONFIG	_IOW(LXBSM_IOC_MAGIC, 3, struct lxbsm_config)
 #define LXBSM_IOC_GET_CONFIG	_IOWR(LXBSM_IOC_MAGIC, 4, struct lxbsm_config)
 #define LXBSM_IOC_HOOK_INFO	_IOWR(LXBSM_IOC_MAGIC, 5, struct lxbsm_hook_info)
+#define LXBSM_IOC_SET_EXEC_RULES _IOW(LXBSM_IOC_MAGIC, 6, struct lxbsm_xc_config)
+#define LXBSM_IOC_GET_EXEC_RULES _IOWR(LXBSM_IOC_MAGIC, 7, struct lxbsm_xc_config)
+#define LXBSM_IOC_FILE_ID	_IOWR(LXBSM_IOC_MAGIC, 8, struct lxbsm_file_id)
 
 #endif /* _UAPI_LXBSM_H */

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Exec control (xctl.c): rules matched when a file is about to run.
+ */
+#ifndef LXBSM_XCTL_H
+#define LXBSM_XCTL_H
+
+#include <linux/fs.h>
+
+#include "include/uapi/lxbsm.h"
+
+/* What a matching deny rule said, for the audit record. */
+struct lxbsm_xc_verdict {
+	u32 mode;			/* enum lxbsm_xc_mode in force */
+	const char *path;		/* the file's path in the caller's buffer, or NULL */
+	char text[64 + LXBSM_XC_PATH_LEN];	/* the text token */
+};
+
+/* The tgid that holds the ring (0: none); exempt from the rules. */
+extern atomic_t lxbsm_consumer_tgid;
+
+bool lxbsm_xc_active(void);
+bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc_verdict *v);
+long lxbsm_xc_set(const struct lxbsm_xc_config __user *ureq);
+long lxbsm_xc_get(struct lxbsm_xc_config __user *ureq);
+long lxbsm_xc_file_id(struct lxbsm_file_id __user *ureq);
+void lxbsm_xc_exit(void);
+
+#endif /* LXBSM_XCTL_H */

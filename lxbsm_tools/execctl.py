@@ -1,0 +1,161 @@
+"""exec_control: the programs lxbsm keeps from running, read strictly.
+
+One rule a line, first match wins, no match allows::
+
+    mode: enforce                 # enforce (EACCES), monitor (audit only) or kill
+    deny /usr/bin/df              # nobody runs df ...
+    allow /usr/bin/df auid=0      # ... (put this first to let root's sessions run it)
+    deny /usr/bin/nc group=devs   # members of devs (real, effective or supplementary gid)
+    deny /usr/bin/gdb user=alice  # alice: her real or effective uid, or her audit id
+    deny /opt/x/tool auid=1000    # the person who logged in as 1000, whatever uid now
+
+A rule names a file; lxbsm resolves it when the rules load to the file's
+canonical path and its device and inode, and the kernel matches either
+against the file it is about to run (never against the name the caller
+typed).  A rule whose file does not exist yet matches by path only.
+
+Rules that would keep lxbsm-auditd itself from starting again (a deny of its
+own interpreter or program that can apply to root) are refused: auditing
+must never be locked out by its own configuration.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from lxbsm_tools import uapi
+
+MODES = ("enforce", "monitor", "kill")
+_COND = re.compile(r"(user|group|auid)=(\S+)")
+_WHO = {"user": "uid", "group": "gid", "auid": "auid"}
+
+
+class ExecControlError(ValueError):
+    """A bad exec_control line; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class ExecControl:
+    source: str
+    rules: uapi.ExecRules
+    warnings: tuple[str, ...] = ()
+
+
+def daemon_files() -> list[str]:
+    """The files lxbsm-auditd needs to start: its interpreter and its program."""
+    files = [sys.executable]
+    if sys.argv and sys.argv[0] and os.path.isabs(sys.argv[0]):
+        files.append(sys.argv[0])
+    return [os.path.realpath(f) for f in files]
+
+
+def _ident(kind: str, value: str) -> int:
+    if value.isdigit():
+        return int(value)
+    try:
+        if kind == "group":
+            return grp.getgrnam(value).gr_gid
+        return pwd.getpwnam(value).pw_uid
+    except KeyError:
+        what = "group" if kind == "group" else "user"
+        raise ValueError(f"no {what} '{value}' on this system") from None
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _can_hit_root(who: str, ident: int) -> bool:
+    return who == "anyone" or ident == 0
+
+
+def parse(path: str | Path, protect: Iterable[str] | None = None) -> ExecControl:
+    """Read an exec_control file; ExecControlError (file:line) on any fault."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError as e:
+        raise ExecControlError(f"{path}: cannot read: {e.strerror}") from None
+    guarded = {p: _identity(p) for p in (daemon_files() if protect is None else protect)}
+    mode = "enforce"
+    seen_mode = 0
+    rules: list[uapi.ExecRule] = []
+    warnings: list[str] = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        where = f"{path}:{n}"
+        try:
+            if line.startswith("mode:"):
+                value = line.partition(":")[2].strip()
+                if value not in MODES:
+                    raise ValueError(f"mode is one of {', '.join(MODES)}, got '{value}'")
+                if seen_mode:
+                    raise ValueError(f"mode given twice (first on line {seen_mode})")
+                mode, seen_mode = value, n
+                continue
+            words = line.split()
+            if words[0] not in ("allow", "deny") or len(words) < 2:
+                raise ValueError(f"expected 'allow|deny FILE [user=|group=|auid=]', got '{line}'")
+            action, target, conds = words[0], words[1], words[2:]
+            if target.startswith("sha256:"):
+                raise ValueError(
+                    "sha256: rules (a program by its content) are not supported yet; "
+                    "name the file instead"
+                )
+            if not target.startswith("/"):
+                raise ValueError(f"the file must be an absolute path, got '{target}'")
+            if len(conds) > 1:
+                raise ValueError("at most one of user=, group=, auid= per rule")
+            who, ident = "anyone", 0
+            if conds:
+                m = _COND.fullmatch(conds[0])
+                if not m:
+                    raise ValueError(f"expected user=, group= or auid=, got '{conds[0]}'")
+                who, ident = _WHO[m.group(1)], _ident(m.group(1), m.group(2))
+            canon = os.path.realpath(target)
+            ids = _identity(canon)
+            if ids is None:
+                warnings.append(f"{where}: {target} does not exist now: matched by path only")
+            elif not os.path.isfile(canon):
+                raise ValueError(f"{target} is not a regular file")
+            if len(canon.encode("utf-8", "surrogateescape")) >= uapi.XC_PATH_LEN:
+                if ids is None:
+                    raise ValueError(f"{target}: path too long and no such file")
+                warnings.append(f"{where}: path longer than 255 bytes: matched by inode only")
+            if action == "deny" and _can_hit_root(who, ident):
+                for g, gids in guarded.items():
+                    if canon == g or (ids is not None and ids == gids):
+                        raise ValueError(
+                            f"{target} is {g}, which lxbsm-auditd needs to start; "
+                            "deny it to users (user=, group=, auid=) instead"
+                        )
+            rules.append(
+                uapi.ExecRule(
+                    action=action,
+                    who=who,
+                    id=ident,
+                    line=n,
+                    path=canon,
+                    dev=ids[0] if ids else None,
+                    ino=ids[1] if ids else None,
+                )
+            )
+        except ValueError as e:
+            raise ExecControlError(f"{where}: {e}") from None
+    if len(rules) > uapi.XC_MAX_RULES:
+        raise ExecControlError(f"{path}: {len(rules)} rules, at most {uapi.XC_MAX_RULES}")
+    xc = uapi.ExecRules(mode if rules else "off", tuple(rules))
+    return ExecControl(str(path), xc, tuple(warnings))
