@@ -18,8 +18,11 @@ flags:ex,pc,-fr
 naflags:ex,pc,-fr
 policy:cnt,argv
 filesz:2M
+exec_control:/tmp/demo/exec_control
 AC
 cat /tmp/demo/audit_control
+printf 'mode: enforce\ndeny /usr/bin/df\n' >/tmp/demo/exec_control
+cat /tmp/demo/exec_control
 lxbsm-auditd --control /tmp/demo/audit_control --socket /tmp/demo/auditd.sock
 sleep 1
 
@@ -32,10 +35,20 @@ ln -sf /usr/bin/uname hello
 cat /etc/no-such-file || true
 sleep 0.5
 
+step "command control: df is denied however it is reached; the shell keeps running"
+ln -sf /usr/bin/df disk
+./disk / || echo "exit status $?"
+sh -c 'c=d; c=${c}f; $c /' || echo "exit status $?"
+lxbsm-audit rules
+sleep 0.5
+
 step "rotate the trail (lxbsm-audit -n) and print what the kernel recorded"
 lxbsm-audit --socket /tmp/demo/auditd.sock -n
 ls -l /tmp/demo/trails
 lxbsm-praudit -l /tmp/demo/trails/2* | grep -E 'execve|open' | grep -v -E 'python3|lxbsm-' | cut -c1-220
+
+step "the refused commands, with the rule that refused them (lxbsm-auditreduce -m AUE_EXECVE)"
+lxbsm-auditreduce -m AUE_EXECVE /tmp/demo/trails/2* | lxbsm-praudit -l | grep exec_control | cut -c1-260
 
 step "only the failures, across every trail (lxbsm-auditreduce -c -fr)"
 lxbsm-auditreduce -c -fr /tmp/demo/trails/2* | lxbsm-praudit | grep -A5 'no-such-file' | head -n 8
