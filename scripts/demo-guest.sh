@@ -48,7 +48,7 @@ ls -l /tmp/demo/trails
 lxbsm-praudit -l /tmp/demo/trails/2* | grep -E 'execve|open' | grep -v -E 'python3|lxbsm-' | cut -c1-220
 
 step "the refused commands, with the rule that refused them (lxbsm-auditreduce -m AUE_EXECVE)"
-lxbsm-auditreduce -m AUE_EXECVE /tmp/demo/trails/2* | lxbsm-praudit -l | grep exec_control | cut -c1-260
+lxbsm-auditreduce -m AUE_EXECVE /tmp/demo/trails/2* | lxbsm-praudit -l | grep 'text,exec_control' | cut -c1-260
 
 step "only the failures, across every trail (lxbsm-auditreduce -c -fr)"
 lxbsm-auditreduce -c -fr /tmp/demo/trails/2* | lxbsm-praudit | grep -A5 'no-such-file' | head -n 8
