@@ -4,13 +4,13 @@
  * daemon (LXBSM_IOC_SET_EXEC_RULES), matched against the file the kernel is
  * about to run or map executable.
  *
- * A rule names a file by device and inode (resolved by the daemon when the
- * rules load) and by its canonical path, compared with the kernel's own
- * d_path() of the file: a hard link, a bind mount or another mount
- * namespace reaches the same inode; a package upgrade that replaces the
- * file puts a new inode at the same path.  Neither depends on the name the
- * caller typed.  The first rule that matches the file and the caller
- * decides; no match allows.
+ * A rule names a file by device and inode (which the daemon asks of the
+ * module, LXBSM_IOC_FILE_ID, when the rules load) and by its canonical
+ * path, compared with the kernel's own d_path() of the file: a hard link,
+ * a bind mount or another mount namespace reaches the same inode; a
+ * package upgrade that replaces the file puts a new inode at the same
+ * path.  Neither depends on the name the caller typed.  The first rule
+ * that matches the file and the caller decides; no match allows.
  *
  * Never subject to the rules: kernel threads, and the process that holds
  * the ring (the audit daemon), so that no rule can stop auditing.
@@ -25,10 +25,10 @@
 #include <linux/fs.h>
 #include <linux/hash.h>
 #include <linux/kdev_t.h>
-#include <linux/stringhash.h>
 #include <linux/mman.h>
 #include <linux/mutex.h>
 #include <linux/slab.h>
+#include <linux/stringhash.h>
 #include <linux/uaccess.h>
 
 #include "hooks.h"
