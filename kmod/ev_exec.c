@@ -68,8 +68,8 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 		/* Not pre-selected, but an exec control match is audited. */
 		if (!lxbsm_xc_active())
 			return 1;
-		ctx->sel.classes = 0;
-		lxbsm_proc_snapshot(current, &ctx->sel.proc);
+		if (!ctx->sel.classes)
+			lxbsm_proc_snapshot(current, &ctx->sel.proc);
 	}
 	syscall_get_arguments(current, task_pt_regs(current), ctx->args);
 	ctx->compat = in_compat_syscall();

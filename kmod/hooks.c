@@ -100,11 +100,6 @@ static int attach(struct lxbsm_hook *h)
 		h->krp.data_size = h->data_size();
 		h->krp.maxactive = max_t(int, h->maxactive, 2 * num_possible_cpus());
 		return register_kretprobe(&h->krp);
-	case LXBSM_KPROBE:
-		memset(&h->kp, 0, sizeof(h->kp));
-		h->kp.symbol_name = h->symbol;
-		h->kp.pre_handler = h->pre;
-		return register_kprobe(&h->kp);
 	case LXBSM_TRACEPOINT:
 		h->tp = NULL;
 		for_each_kernel_tracepoint(find_tracepoint, h);
@@ -118,13 +113,12 @@ static int attach(struct lxbsm_hook *h)
 /*
  * Detach everything attached, in reverse order, in batches: the kernel
  * waits for running handlers once per batch instead of once per probe.
- * Tracepoints first, then kprobes (security_bprm_check), then kretprobes.
+ * Tracepoints first, then the kretprobes.
  */
 void lxbsm_hooks_exit(void)
 {
 	static struct kretprobe *krps[ARRAY_SIZE(hooks)];
-	static struct kprobe *kps[ARRAY_SIZE(hooks)];
-	int i, nkrp = 0, nkp = 0;
+	int i, nkrp = 0;
 	bool tracepoints = false;
 
 	for (i = ARRAY_SIZE(hooks) - 1; i >= 0; i--) {
@@ -137,9 +131,6 @@ void lxbsm_hooks_exit(void)
 			tracepoint_probe_unregister(h->tp, h->probe, h);
 			tracepoints = true;
 			break;
-		case LXBSM_KPROBE:
-			kps[nkp++] = &h->kp;
-			break;
 		case LXBSM_KRETPROBE:
 			krps[nkrp++] = &h->krp;
 			break;
@@ -148,8 +139,6 @@ void lxbsm_hooks_exit(void)
 	/* No tracepoint probe may still be running once this returns. */
 	if (tracepoints)
 		tracepoint_synchronize_unregister();
-	if (nkp)
-		unregister_kprobes(kps, nkp);
 	if (nkrp)
 		unregister_kretprobes(krps, nkrp);
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {

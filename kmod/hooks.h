@@ -12,7 +12,6 @@
 
 enum lxbsm_hook_kind {
 	LXBSM_KRETPROBE,
-	LXBSM_KPROBE,
 	LXBSM_TRACEPOINT,
 };
 
@@ -25,13 +24,11 @@ struct lxbsm_hook {
 	kretprobe_handler_t ret;
 	size_t (*data_size)(void);	/* per-call data (struct kretprobe) */
 	int maxactive;			/* calls in flight at once */
-	kprobe_pre_handler_t pre;
 	void *probe;			/* tracepoint probe */
 	/* run time */
 	enum lxbsm_hook_state state;
 	atomic64_t hits;
 	struct kretprobe krp;
-	struct kprobe kp;
 	struct tracepoint *tp;
 };
 

@@ -91,7 +91,8 @@ extern atomic64_t lxbsm_proc_alloc_failed;
 /*
  * Pre-selection.  lxbsm_interested() is the whole cost of an event nobody
  * selected: one class lookup, and the process lookup only if that class is
- * in some mask at all.
+ * in some mask at all.  It leaves sel->classes 0 in that case, and only
+ * then is sel->proc not filled in.
  */
 struct lxbsm_sel {
 	enum lxbsm_event ev;

@@ -156,6 +156,12 @@ static long lxbsm_ioctl_hook_info(void __user *arg)
 	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
 }
 
+/* Changing what the module does takes CAP_AUDIT_CONTROL in the opener. */
+static long may_control(struct file *f)
+{
+	return file_ns_capable(f, &init_user_ns, CAP_AUDIT_CONTROL) ? 0 : -EPERM;
+}
+
 static long lxbsm_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 {
 	void __user *uarg = (void __user *)arg;
@@ -166,17 +172,13 @@ static long lxbsm_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 	case LXBSM_IOC_SUBMIT:
 		return lxbsm_ioctl_submit(f, uarg);
 	case LXBSM_IOC_SET_CONFIG:
-		if (!file_ns_capable(f, &init_user_ns, CAP_AUDIT_CONTROL))
-			return -EPERM;
-		return lxbsm_cfg_set(uarg);
+		return may_control(f) ?: lxbsm_cfg_set(uarg);
 	case LXBSM_IOC_GET_CONFIG:
 		return lxbsm_cfg_get(uarg);
 	case LXBSM_IOC_HOOK_INFO:
 		return lxbsm_ioctl_hook_info(uarg);
 	case LXBSM_IOC_SET_EXEC_RULES:
-		if (!file_ns_capable(f, &init_user_ns, CAP_AUDIT_CONTROL))
-			return -EPERM;
-		return lxbsm_xc_set(uarg);
+		return may_control(f) ?: lxbsm_xc_set(uarg);
 	case LXBSM_IOC_GET_EXEC_RULES:
 		return lxbsm_xc_get(uarg);
 	case LXBSM_IOC_FILE_ID:

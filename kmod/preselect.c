@@ -228,14 +228,13 @@ bool lxbsm_interested(enum lxbsm_event ev, struct lxbsm_sel *sel)
 
 	rcu_read_lock();
 	cfg = rcu_dereference(lxbsm_cfg);
-	classes = cfg->event_class[ev];
-	if (!(classes & cfg->any)) {
-		rcu_read_unlock();
-		return false;
-	}
+	/* A process's masks hold only bits of cfg->any: the rest cannot select. */
+	classes = cfg->event_class[ev] & cfg->any;
 	rcu_read_unlock();
 	sel->ev = ev;
 	sel->classes = classes;
+	if (!classes)
+		return false;
 	lxbsm_proc_snapshot(current, &sel->proc);
 	return classes & (sel->proc.mask.success | sel->proc.mask.failure);
 }

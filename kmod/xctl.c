@@ -395,7 +395,6 @@ int lxbsm_mmap_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 		ctx->path[0] = '\0';
 	else
 		memmove(ctx->path, p, strlen(p) + 1);
-	ctx->v.path = NULL;
 	lxbsm_attr_of(file_inode(file), &ctx->attr);
 	ctx->deny = ctx->v.mode == LXBSM_XC_ENFORCE;
 	return 0;

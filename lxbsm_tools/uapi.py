@@ -10,6 +10,7 @@ import ctypes
 import fcntl
 import os
 from dataclasses import dataclass
+from typing import Any
 
 ABI_VERSION = 1
 DEVICE = "/dev/lxbsm"
@@ -402,14 +403,20 @@ def set_exec_rules(fd: int, xc: ExecRules) -> None:
     fcntl.ioctl(fd, IOC_SET_EXEC_RULES, bytes(req))
 
 
-def get_exec_rules(fd: int) -> ExecRules:
-    """The rules in force, with how often each matched."""
-    arr = (XcRule * XC_MAX_RULES)()
-    hits = (ctypes.c_uint64 * XC_MAX_RULES)()
-    req = XcConfig(nr_rules=XC_MAX_RULES, rules=ctypes.addressof(arr), hits=ctypes.addressof(hits))
+def _read_exec_rules(fd: int, room: int) -> tuple[XcConfig, Any, Any]:
+    arr = (XcRule * max(1, room))()
+    hits = (ctypes.c_uint64 * max(1, room))()
+    req = XcConfig(nr_rules=room, rules=ctypes.addressof(arr), hits=ctypes.addressof(hits))
     buf = bytearray(bytes(req))
     fcntl.ioctl(fd, IOC_GET_EXEC_RULES, buf, True)
-    got = XcConfig.from_buffer(buf)
+    return XcConfig.from_buffer(buf), arr, hits
+
+
+def get_exec_rules(fd: int) -> ExecRules:
+    """The rules in force, with how often each matched."""
+    # Ask how many first, so the module copies out only what there is.
+    room = min(_read_exec_rules(fd, 0)[0].nr_rules, XC_MAX_RULES)
+    got, arr, hits = _read_exec_rules(fd, room)
     rules = tuple(
         ExecRule(
             action=XC_ACTIONS[arr[i].action],
@@ -421,6 +428,6 @@ def get_exec_rules(fd: int) -> ExecRules:
             ino=arr[i].ino if arr[i].flags & XC_INODE else None,
             hits=hits[i],
         )
-        for i in range(min(got.nr_rules, XC_MAX_RULES))
+        for i in range(min(got.nr_rules, room))
     )
     return ExecRules(XC_MODES[got.mode], rules, got.denied)

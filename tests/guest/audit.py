@@ -188,6 +188,12 @@ def spawn(
     return p.pid, p.returncode, out
 
 
+def write_script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/bash\n" + body)
+    path.chmod(0o755)
+    return path
+
+
 def settle() -> None:
     """Give exiting children time to reach their exit hooks."""
     time.sleep(0.2)

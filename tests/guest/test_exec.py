@@ -7,13 +7,16 @@ import os
 import stat
 from pathlib import Path
 
-from .audit import PROGS, assert_return, assert_subject, auditing, failed, paths, spawn
-
-
-def write_script(path: Path, body: str) -> Path:
-    path.write_text("#!/bin/bash\n" + body)
-    path.chmod(0o755)
-    return path
+from .audit import (
+    PROGS,
+    assert_return,
+    assert_subject,
+    auditing,
+    failed,
+    paths,
+    spawn,
+    write_script,
+)
 
 
 def execs(a, pid: int):  # type: ignore[no-untyped-def]

@@ -21,7 +21,7 @@ import pytest
 from lxbsm_tools import audit, execctl, uapi
 from lxbsm_tools.bsm import Record
 
-from .audit import assert_return, auditing, failed, paths, spawn
+from .audit import assert_return, auditing, failed, paths, spawn, write_script
 
 DF = "/usr/bin/df"
 LDSO = "/lib64/ld-linux-x86-64.so.2"
@@ -40,12 +40,6 @@ def exec_rules(tmp_path: Path, text: str) -> Iterator[int]:
     finally:
         uapi.set_exec_rules(ctl, uapi.ExecRules("off", ()))
         os.close(ctl)
-
-
-def write_script(path: Path, body: str) -> Path:
-    path.write_text("#!/bin/bash\n" + body)
-    path.chmod(0o755)
-    return path
 
 
 def texts(rec: Record) -> list[str]:
