@@ -14,6 +14,7 @@
 #include <linux/un.h>
 #include <linux/uaccess.h>
 #include <net/af_unix.h>
+#include <net/ipv6.h>
 #include <net/sock.h>
 
 #include "hooks.h"
@@ -43,9 +44,12 @@ int lxbsm_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct sock_ctx *ctx = (struct sock_ctx *)ri->data;
 
+	int kind = lxbsm_kret_hook(ri)->arg;
+
 	if (current->flags & PF_KTHREAD)
 		return 1;
-	if (!lxbsm_interested(sock_events[lxbsm_kret_hook(ri)->arg], &ctx->sel))
+	/* Every accept is seen: a daemon's peer becomes its children's terminal. */
+	if (!lxbsm_interested(sock_events[kind], &ctx->sel) && kind != SOCK_ACCEPT)
 		return 1;
 	ctx->fd = (int)regs_get_kernel_argument(regs, 0);
 	ctx->addr = (const void __user *)regs_get_kernel_argument(regs, 1);
@@ -54,40 +58,79 @@ int lxbsm_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 }
 NOKPROBE_SYMBOL(lxbsm_sock_entry);
 
-/* The peer of an accepted socket, read from the socket itself. */
-static void put_peer(struct lxbsm_rec *r, int fd)
+/*
+ * The peer of an accepted socket, read from the socket itself, as a
+ * sockaddr (0 if it has none); a Unix socket's peer is rarely named, so
+ * that is our own name.
+ */
+static int peer_of(int fd, struct sockaddr_storage *ss)
 {
-	struct sockaddr_storage ss = {};
 	struct file *f = fget_raw(fd);
 	struct socket *sock;
 	struct sock *sk;
+	int len = 0;
 
 	if (!f)
-		return;
+		return 0;
+	memset(ss, 0, sizeof(*ss));
 	sock = sock_from_file(f);
 	sk = sock ? sock->sk : NULL;
 	if (sk && sk->sk_family == AF_INET) {
-		struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+		struct sockaddr_in *in = (struct sockaddr_in *)ss;
 
 		in->sin_family = AF_INET;
 		in->sin_port = sk->sk_dport;
 		in->sin_addr.s_addr = sk->sk_daddr;
-		lxbsm_tok_sockaddr(r, in, sizeof(*in));
+		len = sizeof(*in);
 	} else if (sk && sk->sk_family == AF_INET6) {
-		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+		struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
 
 		in6->sin6_family = AF_INET6;
 		in6->sin6_port = sk->sk_dport;
 		in6->sin6_addr = sk->sk_v6_daddr;
-		lxbsm_tok_sockaddr(r, in6, sizeof(*in6));
+		len = sizeof(*in6);
 	} else if (sk && sk->sk_family == AF_UNIX) {
-		/* The peer of a Unix socket is rarely named: record our own name. */
+		/* pairs with the store-release that binds the name */
 		struct unix_address *ua = smp_load_acquire(&unix_sk(sk)->addr);
 
-		if (ua)
-			lxbsm_tok_sockaddr(r, ua->name, ua->len);
+		if (ua) {
+			len = min_t(int, ua->len, sizeof(*ss));
+			memcpy(ss, ua->name, len);
+		}
 	}
 	fput(f);
+	return len;
+}
+
+/*
+ * An Internet peer as a BSM terminal id: the port (host order, as OpenBSM's
+ * tools print it) and the address; an IPv4-mapped IPv6 peer is IPv4.
+ */
+static bool peer_tid(const struct sockaddr_storage *ss, struct lxbsm_tid *tid)
+{
+	memset(tid, 0, sizeof(*tid));
+	if (ss->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+
+		tid->type = 4;
+		tid->port = ntohs(in->sin_port);
+		memcpy(tid->addr, &in->sin_addr, 4);
+		return true;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+
+		tid->port = ntohs(in6->sin6_port);
+		if (ipv6_addr_v4mapped(&in6->sin6_addr)) {
+			tid->type = 4;
+			memcpy(tid->addr, &in6->sin6_addr.s6_addr32[3], 4);
+		} else {
+			tid->type = 16;
+			memcpy(tid->addr, &in6->sin6_addr, 16);
+		}
+		return true;
+	}
+	return false;
 }
 
 int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
@@ -98,8 +141,15 @@ int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	long ret = (int)regs_return_value(regs);
 	struct sockaddr_storage ss;
 	struct lxbsm_rec *r;
-	int len;
+	int len = 0;
 
+	if (kind == SOCK_ACCEPT && ret >= 0) {
+		struct lxbsm_tid tid;
+
+		len = peer_of(ret, &ss);
+		if (len && peer_tid(&ss, &tid))
+			lxbsm_proc_accepted(current, &tid);
+	}
 	if (!lxbsm_selected(&ctx->sel, ret < 0))
 		return 0;
 	lxbsm_hook_hit(lxbsm_kret_hook(ri));
@@ -108,8 +158,8 @@ int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 		return 0;
 	lxbsm_tok_arg32(r, 1, ctx->fd, "fd");
 	if (kind == SOCK_ACCEPT) {
-		if (ret >= 0)
-			put_peer(r, ret);
+		if (len)
+			lxbsm_tok_sockaddr(r, &ss, len);
 	} else if (ctx->addr && ctx->addrlen > 0) {
 		/* The kernel has just copied it in: the page is resident. */
 		len = min_t(int, ctx->addrlen, sizeof(ss));

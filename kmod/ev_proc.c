@@ -40,6 +40,7 @@ static u32 exit_status(struct task_struct *p)
 
 void lxbsm_exit_probe(void *data, struct task_struct *p)
 {
+	struct lxbsm_session_ev end;
 	struct lxbsm_sel sel;
 	struct lxbsm_rec *r;
 	bool want;
@@ -48,7 +49,12 @@ void lxbsm_exit_probe(void *data, struct task_struct *p)
 		return;		/* a kernel thread, or not the last thread */
 	want = lxbsm_interested(LXBSM_EV_EXIT, &sel) && lxbsm_selected(&sel, false);
 	/* Two last threads can race here: only the one that removes records. */
-	if (!lxbsm_proc_remove(p) || !want)
+	if (!lxbsm_proc_remove(p, &end))
+		return;
+	/* A logout or a failed login or su ends with this process. */
+	if (end.ev != LXBSM_EV_NR)
+		lxbsm_session_record(&end);
+	if (!want)
 		return;
 	lxbsm_hook_hit(data);
 	r = lxbsm_rec_begin(LXBSM_EV_EXIT);
@@ -121,6 +127,7 @@ static const struct setid_desc setid_descs[] = {
 struct setid_ctx {
 	struct lxbsm_sel sel;
 	u32 ids[3];
+	bool sets_ruid;
 };
 
 size_t lxbsm_setid_data_size(void)
@@ -134,11 +141,13 @@ int lxbsm_setid_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	const struct setid_desc *d = &setid_descs[lxbsm_kret_hook(ri)->arg];
 	int i;
 
-	if (!lxbsm_interested(d->ev, &ctx->sel))
-		return 1;
 	for (i = 0; i < 3; i++)
 		ctx->ids[i] = (u32)regs_get_kernel_argument(regs, i);
-	return 0;
+	/* A call that sets the real uid may be a login: see it return. */
+	ctx->sets_ruid = d->ev == LXBSM_EV_SETUID ||
+			 ((d->ev == LXBSM_EV_SETREUID || d->ev == LXBSM_EV_SETRESUID) &&
+			  ctx->ids[0] != (u32)-1);
+	return !lxbsm_interested(d->ev, &ctx->sel) && !ctx->sets_ruid;
 }
 NOKPROBE_SYMBOL(lxbsm_setid_entry);
 
@@ -153,15 +162,23 @@ int lxbsm_setid_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	/* setfsuid/setfsgid return the previous id and never fail. */
 	if (d->ev == LXBSM_EV_SETFSUID || d->ev == LXBSM_EV_SETFSGID)
 		ret = (u32)ret;
-	if (!lxbsm_selected(&ctx->sel, ret < 0))
-		return 0;
-	lxbsm_hook_hit(lxbsm_kret_hook(ri));
-	r = lxbsm_rec_begin(d->ev);
-	if (!r)
-		return 0;
-	for (i = 0; i < 3 && d->names[i]; i++)
-		lxbsm_tok_arg32(r, i + 1, ctx->ids[i], d->names[i]);
-	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
+	if (lxbsm_selected(&ctx->sel, ret < 0)) {
+		lxbsm_hook_hit(lxbsm_kret_hook(ri));
+		r = lxbsm_rec_begin(d->ev);
+		if (r) {
+			for (i = 0; i < 3 && d->names[i]; i++)
+				lxbsm_tok_arg32(r, i + 1, ctx->ids[i], d->names[i]);
+			lxbsm_rec_finish(r, &ctx->sel.proc, ret);
+		}
+	}
+	/* After the setuid record: the login comes out of it. */
+	if (ctx->sets_ruid && ret == 0) {
+		struct lxbsm_session_ev sev;
+
+		lxbsm_proc_setuid(current, lxbsm_chrooted(), &sev);
+		if (sev.ev != LXBSM_EV_NR)
+			lxbsm_session_record(&sev);
+	}
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_setid_ret);
@@ -227,10 +244,16 @@ int lxbsm_loginuid_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct loginuid_ctx *ctx = (struct loginuid_ctx *)ri->data;
 
-	if ((int)regs_return_value(regs) == 0) {
-		lxbsm_hook_hit(lxbsm_kret_hook(ri));
-		lxbsm_proc_set_login(current, ctx->auid, audit_get_sessionid(current));
-	}
+	struct lxbsm_session_ev sev;
+	struct lxbsm_tid tty;
+
+	if ((int)regs_return_value(regs) != 0)
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	lxbsm_tty_tid(&tty);
+	lxbsm_proc_set_login(current, ctx->auid, audit_get_sessionid(current), &tty, &sev);
+	if (sev.ev != LXBSM_EV_NR)
+		lxbsm_session_record(&sev);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_loginuid_ret);

@@ -20,6 +20,7 @@
 #define AU_NT	0x00000100	/* network */
 #define AU_AD	0x00000800	/* administrative */
 #define AU_LO	0x00001000	/* login/logout */
+#define AU_AA	0x00002000	/* authentication and authorization */
 #define AU_EX	0x40000000	/* exec */
 #define AU_OT	0x80000000	/* miscellaneous */
 
@@ -71,6 +72,11 @@
 	X(CONNECT,	32,	AU_NT)					\
 	X(BIND,		34,	AU_NT)					\
 	X(MMAP,		210,	0)					\
+	X(LOGIN,	6152,	AU_LO)					\
+	X(LOGOUT,	6153,	AU_LO)					\
+	X(SU,		6159,	AU_LO)					\
+	X(OPENSSH,	32800,	AU_LO)					\
+	X(SUDO,		45028,	AU_AA)					\
 	X(LOST,		33002,	0)
 
 enum lxbsm_event {

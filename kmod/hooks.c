@@ -40,6 +40,9 @@ static struct lxbsm_hook hooks[] = {
 	  .probe = lxbsm_fork_probe },
 	{ .symbol = "sched_process_exit", .kind = LXBSM_TRACEPOINT, .required = true,
 	  .probe = lxbsm_exit_probe },
+	/* the program an exec started: login programs, su and sudo */
+	{ .symbol = "sched_process_exec", .kind = LXBSM_TRACEPOINT, .required = true,
+	  .probe = lxbsm_exec_probe },
 	EXEC("__x64_sys_execve", true, 0),
 	EXEC("__x64_sys_execveat", true, 1),
 	EXEC("__ia32_compat_sys_execve", false, 0),

@@ -5,6 +5,7 @@
 #ifndef LXBSM_HOOKS_H
 #define LXBSM_HOOKS_H
 
+#include <linux/binfmts.h>
 #include <linux/kprobes.h>
 #include <linux/tracepoint.h>
 
@@ -76,6 +77,10 @@ int lxbsm_setgroups_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_loginuid_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_loginuid_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 size_t lxbsm_setid_data_size(void);
+/* ev_session.c */
+void lxbsm_exec_probe(void *data, struct task_struct *p, pid_t old_pid,
+		      struct linux_binprm *bprm);
+bool lxbsm_chrooted(void);
 /* ev_net.c */
 int lxbsm_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);

@@ -79,12 +79,38 @@ struct lxbsm_proc_snap {
 	struct lxbsm_mask mask;
 };
 
+/* The login-type programs the session rules know (ev_session.c). */
+enum lxbsm_prog {
+	LXBSM_PROG_NONE,
+	LXBSM_PROG_SSHD,		/* network login daemon */
+	LXBSM_PROG_LOGIN,		/* local login */
+	LXBSM_PROG_SU,
+	LXBSM_PROG_SUDO,
+};
+
+/* A session event the table decided on: LXBSM_EV_NR when there is none. */
+struct lxbsm_session_ev {
+	enum lxbsm_event ev;		/* LOGIN, OPENSSH, LOGOUT, SU, SUDO */
+	bool failed;
+	u32 from_uid;			/* SU, SUDO: the real uid that ran it */
+	struct lxbsm_proc_snap proc;	/* the record's subject */
+};
+
 int lxbsm_proc_init(void);
 void lxbsm_proc_exit(void);
 void lxbsm_proc_fork(struct task_struct *parent, struct task_struct *child);
-bool lxbsm_proc_remove(struct task_struct *task);
+bool lxbsm_proc_remove(struct task_struct *task, struct lxbsm_session_ev *end);
 void lxbsm_proc_snapshot(struct task_struct *task, struct lxbsm_proc_snap *snap);
-void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid);
+void lxbsm_proc_accepted(struct task_struct *task, const struct lxbsm_tid *peer);
+void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, struct lxbsm_session_ev *out);
+void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid,
+			  const struct lxbsm_tid *tty, struct lxbsm_session_ev *out);
+void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
+		     const struct lxbsm_tid *tty, struct lxbsm_session_ev *out);
+/* Write the record of a session event, if pre-selected (ev_session.c). */
+void lxbsm_session_record(const struct lxbsm_session_ev *sev);
+/* The controlling tty as a terminal id: port = its device, address 0. */
+void lxbsm_tty_tid(struct lxbsm_tid *tid);
 u64 lxbsm_proc_count(void);
 extern atomic64_t lxbsm_proc_alloc_failed;
 
@@ -102,6 +128,8 @@ struct lxbsm_sel {
 
 bool lxbsm_interested(enum lxbsm_event ev, struct lxbsm_sel *sel);
 bool lxbsm_selected(const struct lxbsm_sel *sel, bool failed);
+/* The same decision for a process described by @proc rather than current. */
+bool lxbsm_selected_for(enum lxbsm_event ev, const struct lxbsm_proc_snap *proc, bool failed);
 
 /* ---- BSM records (record.c) ---- */
 

@@ -239,6 +239,18 @@ bool lxbsm_interested(enum lxbsm_event ev, struct lxbsm_sel *sel)
 	return classes & (sel->proc.mask.success | sel->proc.mask.failure);
 }
 
+bool lxbsm_selected_for(enum lxbsm_event ev, const struct lxbsm_proc_snap *proc, bool failed)
+{
+	const struct lxbsm_cfg *cfg;
+	u32 classes;
+
+	rcu_read_lock();
+	cfg = rcu_dereference(lxbsm_cfg);
+	classes = cfg->event_class[ev] & cfg->any;
+	rcu_read_unlock();
+	return classes & (failed ? proc->mask.failure : proc->mask.success);
+}
+
 bool lxbsm_selected(const struct lxbsm_sel *sel, bool failed)
 {
 	return sel->classes & (failed ? sel->proc.mask.failure : sel->proc.mask.success);

@@ -13,7 +13,26 @@
  * Lookups are RCU; each entry has a raw spinlock for its fields; each
  * bucket group has a raw spinlock for insert and delete.  Allocation is
  * GFP_ATOMIC from a slab cache; a failure is counted, and the process is
- * then described from its task until an entry can be made.
+ * then described from its task until an entry can be made.  No two entry
+ * locks are ever held at once.
+ *
+ * The table also carries the session rules (the paper's login inference),
+ * which docs/kernel.md "Sessions" explains:
+ * - a process with no audit id that accepts a connection keeps the peer;
+ *   its children take it as their terminal id, and a child of a network
+ *   login daemon (sshd) becomes the connection's "candidate" process;
+ * - a local login program (login) with no audit id is a candidate itself,
+ *   its terminal the controlling tty;
+ * - a session starts once per candidate: when pam_loginuid sets the audit
+ *   id, or, without PAM, at the first call that sets the real uid in the
+ *   login program's process tree outside a chroot (sshd's privilege
+ *   separation child is chrooted); the candidate and the process take the
+ *   new audit id, session and terminal, and later setuid calls only count;
+ * - the candidate's exit ends the session (logout), or, if none started,
+ *   is a failed login;
+ * - su and sudo are identity changes, not sessions: the audit id stays; the
+ *   first exec in their process tree is the change, their exit without one
+ *   a failure.
  */
 #include <linux/audit.h>
 #include <linux/cred.h>
@@ -37,9 +56,29 @@ struct lxbsm_proc {
 	struct lxbsm_tid tid;
 	struct lxbsm_mask mask;
 	u64 mask_gen;
-	u32 flags;
+	u32 flags;			/* PF_* */
 	u32 setuid_count;
+	u8 prog;			/* enum lxbsm_prog of the running image */
+	u32 from_uid;			/* su/sudo: the real uid that ran it */
+	struct lxbsm_tid peer;		/* PF_PEER: the last accepted peer */
 };
+
+/* Entry flags.  Only PF_NETTID is inherited at fork. */
+#define PF_PEER		0x01	/* a daemon's accepted peer is in ->peer */
+#define PF_NETTID	0x02	/* ->tid is an accepted connection's peer */
+#define PF_CAND		0x04	/* the process a login attempt runs in */
+#define PF_LOGGED	0x08	/* a session started for this candidate */
+#define PF_IDCAND	0x10	/* an su or sudo process */
+#define PF_IDDONE	0x20	/* ... whose identity change happened */
+#define PF_SUDO		0x40	/* ... and it was sudo */
+#define PF_LOCAL	0x80	/* a candidate of a local login program */
+
+#define AUID_UNSET	((u32)-1)
+#define ASID_INFERRED	0x40000000	/* sessions lxbsm starts: base of their ids */
+
+static atomic_t inferred_asid = ATOMIC_INIT(0);
+/* Live su/sudo processes: while there are none, an exec looks no further. */
+static atomic_t idcands = ATOMIC_INIT(0);
 
 static struct hlist_head proc_hash[1 << PROC_HASH_BITS];
 static raw_spinlock_t proc_locks[1 << PROC_LOCK_BITS];
@@ -88,6 +127,7 @@ void lxbsm_proc_exit(void)
 		}
 	}
 	atomic64_set(&proc_entries, 0);
+	atomic_set(&idcands, 0);
 	rcu_barrier();		/* entries freed by call_rcu() */
 	kmem_cache_destroy(proc_cache);
 }
@@ -118,6 +158,8 @@ static void seed_from_task(struct task_struct *task, struct lxbsm_proc *p)
 	p->mask_gen = 0;
 	p->flags = 0;
 	p->setuid_count = 0;
+	p->prog = LXBSM_PROG_NONE;
+	p->from_uid = 0;
 }
 
 /*
@@ -217,8 +259,17 @@ void lxbsm_proc_fork(struct task_struct *parent, struct task_struct *child)
 		p->tid = pp->tid;
 		p->mask = pp->mask;
 		p->mask_gen = pp->mask_gen;
-		p->flags = pp->flags;
+		p->flags = pp->flags & PF_NETTID;
 		p->setuid_count = pp->setuid_count;
+		p->prog = pp->prog;
+		p->from_uid = 0;
+		if (pp->auid == AUID_UNSET && pp->flags & PF_PEER) {
+			/* A daemon's child serves the connection it accepted. */
+			p->tid = pp->peer;
+			p->flags |= PF_NETTID;
+			if (pp->prog == LXBSM_PROG_SSHD)
+				p->flags |= PF_CAND;
+		}
 		raw_spin_unlock_irqrestore(&pp->lock, flags);
 	} else {
 		seed_from_task(parent, p);
@@ -228,14 +279,21 @@ void lxbsm_proc_fork(struct task_struct *parent, struct task_struct *child)
 	insert(p, true);
 }
 
-/* sched_process_exit of the last thread: the process is gone. */
-bool lxbsm_proc_remove(struct task_struct *task)
+/*
+ * sched_process_exit of the last thread: the process is gone.  A candidate
+ * or an su/sudo process leaves in @end what its exit means (a logout, a
+ * failed login, a failed identity change); @end->ev is LXBSM_EV_NR if
+ * nothing.
+ */
+bool lxbsm_proc_remove(struct task_struct *task, struct lxbsm_session_ev *end)
 {
 	pid_t tgid = task_tgid_nr(task);
 	u32 b = bucket_of(tgid);
 	struct lxbsm_proc *p;
 	unsigned long flags;
 
+	end->ev = LXBSM_EV_NR;
+	rcu_read_lock();
 	raw_spin_lock_irqsave(lock_of(b), flags);
 	p = lookup_rcu(tgid);
 	if (p) {
@@ -243,28 +301,250 @@ bool lxbsm_proc_remove(struct task_struct *task)
 		atomic64_dec(&proc_entries);
 	}
 	raw_spin_unlock_irqrestore(lock_of(b), flags);
+	if (p && p->flags & (PF_CAND | PF_IDCAND)) {
+		/* Unlinked: nobody else changes it now. */
+		if (p->flags & PF_IDCAND)
+			atomic_dec(&idcands);
+		if (p->flags & PF_CAND && p->flags & PF_LOGGED) {
+			end->ev = LXBSM_EV_LOGOUT;
+			end->failed = false;
+		} else if (p->flags & PF_CAND) {
+			end->ev = p->flags & PF_LOCAL ? LXBSM_EV_LOGIN : LXBSM_EV_OPENSSH;
+			end->failed = true;
+		} else if (!(p->flags & PF_IDDONE)) {
+			end->ev = p->flags & PF_SUDO ? LXBSM_EV_SUDO : LXBSM_EV_SU;
+			end->failed = true;
+		}
+		end->from_uid = p->from_uid;
+		copy_snap(p, &end->proc);
+	}
+	rcu_read_unlock();
 	if (p)
 		call_rcu(&p->rcu, proc_free_rcu);
 	return p;
 }
 
-/* A new login session (pam_loginuid, or one lxbsm inferred). */
-void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid)
+/* The entry of @task, made if needed; under rcu_read_lock(). */
+static struct lxbsm_proc *entry_of(struct task_struct *task)
 {
 	struct lxbsm_proc_snap snap;
+	struct lxbsm_proc *p = lookup_rcu(task_tgid_nr(task));
+
+	if (p)
+		return p;
+	lxbsm_proc_snapshot(task, &snap);	/* makes the entry if it can */
+	return lookup_rcu(task_tgid_nr(task));
+}
+
+/* An accept by a process with no audit id: its children serve that peer. */
+void lxbsm_proc_accepted(struct task_struct *task, const struct lxbsm_tid *peer)
+{
 	struct lxbsm_proc *p;
 	unsigned long flags;
 
-	lxbsm_proc_snapshot(task, &snap);	/* makes the entry if needed */
 	rcu_read_lock();
-	p = lookup_rcu(task_tgid_nr(task));
+	p = entry_of(task);
 	if (p) {
+		raw_spin_lock_irqsave(&p->lock, flags);
+		if (p->auid == AUID_UNSET) {
+			p->peer = *peer;
+			p->flags |= PF_PEER;
+		}
+		raw_spin_unlock_irqrestore(&p->lock, flags);
+	}
+	rcu_read_unlock();
+}
+
+/*
+ * The candidate a login in @task belongs to: the task itself or one of its
+ * nearest ancestors (sshd's session runs in a child of the connection's
+ * process).  Under rcu_read_lock().
+ */
+static struct lxbsm_proc *candidate_of(struct task_struct *task, u32 want)
+{
+	struct lxbsm_proc *p;
+	int depth;
+
+	for (depth = 0; depth < 4 && task && task->pid; depth++) {
+		p = lookup_rcu(task_tgid_nr(task));
+		if (p && READ_ONCE(p->flags) & want)
+			return p;
+		task = rcu_dereference(task->real_parent);
+	}
+	return NULL;
+}
+
+/*
+ * Start the session of candidate @c in process @p (they may be the same):
+ * both take the audit id, session and the candidate's terminal.  Returns
+ * false if the candidate already has one (the login was recorded once).
+ */
+static bool start_session(struct lxbsm_proc *c, struct lxbsm_proc *p, u32 auid, u32 asid,
+			  struct lxbsm_session_ev *out)
+{
+	struct lxbsm_tid tid;
+	unsigned long flags;
+	bool local;
+
+	raw_spin_lock_irqsave(&c->lock, flags);
+	if (c->flags & PF_LOGGED) {
+		raw_spin_unlock_irqrestore(&c->lock, flags);
+		return false;
+	}
+	c->flags |= PF_LOGGED;
+	c->auid = auid;
+	c->asid = asid;
+	c->mask_gen = 0;
+	c->setuid_count = 0;
+	tid = c->tid;
+	local = c->flags & PF_LOCAL;
+	raw_spin_unlock_irqrestore(&c->lock, flags);
+	if (p != c) {
 		raw_spin_lock_irqsave(&p->lock, flags);
 		p->auid = auid;
 		p->asid = asid;
+		p->tid = tid;
 		p->mask_gen = 0;
 		p->setuid_count = 0;
 		raw_spin_unlock_irqrestore(&p->lock, flags);
 	}
+	out->ev = local ? LXBSM_EV_LOGIN : LXBSM_EV_OPENSSH;
+	out->failed = false;
+	copy_snap(p, &out->proc);
+	return true;
+}
+
+/*
+ * A successful call that set @task's real uid (setuid, setreuid or
+ * setresuid with a real uid given).  In a login program's tree with no
+ * audit id yet, outside a chroot, it is the login; otherwise it is counted.
+ */
+void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, struct lxbsm_session_ev *out)
+{
+	struct lxbsm_proc *p, *c;
+	unsigned long flags;
+	bool login;
+	u32 uid;
+
+	out->ev = LXBSM_EV_NR;
+	rcu_read_lock();
+	p = entry_of(task);
+	if (!p)
+		goto out;
+	raw_spin_lock_irqsave(&p->lock, flags);
+	p->setuid_count++;
+	login = p->auid == AUID_UNSET && !chrooted &&
+		(p->prog == LXBSM_PROG_SSHD || p->prog == LXBSM_PROG_LOGIN);
+	raw_spin_unlock_irqrestore(&p->lock, flags);
+	if (!login)
+		goto out;
+	c = candidate_of(task, PF_CAND);
+	if (!c)
+		goto out;
+	uid = from_kuid(&init_user_ns, task_uid(task));
+	start_session(c, p, uid, ASID_INFERRED + (atomic_inc_return(&inferred_asid) &
+						  (ASID_INFERRED - 1)), out);
+out:
+	rcu_read_unlock();
+}
+
+/*
+ * pam_loginuid set @task's audit id.  The audit id is set once: a process
+ * that has one keeps it.  In a candidate's tree this is the login; a
+ * process with no network terminal takes its controlling tty (@tty).
+ */
+void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid,
+			  const struct lxbsm_tid *tty, struct lxbsm_session_ev *out)
+{
+	struct lxbsm_proc *p, *c;
+	unsigned long flags;
+	bool fresh;
+
+	out->ev = LXBSM_EV_NR;
+	rcu_read_lock();
+	p = entry_of(task);
+	if (!p)
+		goto out;
+	raw_spin_lock_irqsave(&p->lock, flags);
+	fresh = p->auid == AUID_UNSET;
+	if (fresh) {
+		p->auid = auid;
+		p->asid = asid;
+		if (!(p->flags & PF_NETTID))
+			p->tid = *tty;
+		p->mask_gen = 0;
+		p->setuid_count = 0;
+	}
+	raw_spin_unlock_irqrestore(&p->lock, flags);
+	if (!fresh)
+		goto out;
+	c = candidate_of(task, PF_CAND);
+	if (c)
+		start_session(c, p, auid, asid, out);
+out:
+	rcu_read_unlock();
+}
+
+/*
+ * @task now runs @prog (LXBSM_PROG_NONE for any other program).  A local
+ * login program with no audit id becomes a candidate, its terminal @tty; a
+ * network one does when it was started for an accepted connection (inetd,
+ * socket activation).  su and sudo start an identity change; the first
+ * other program run in their tree completes it (@out).
+ */
+void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
+		     const struct lxbsm_tid *tty, struct lxbsm_session_ev *out)
+{
+	struct lxbsm_proc *p, *c;
+	unsigned long flags;
+
+	out->ev = LXBSM_EV_NR;
+	rcu_read_lock();
+	p = prog == LXBSM_PROG_NONE ? lookup_rcu(task_tgid_nr(task)) : entry_of(task);
+	if (!p)
+		goto out;
+	raw_spin_lock_irqsave(&p->lock, flags);
+	p->prog = prog;
+	switch (prog) {
+	case LXBSM_PROG_LOGIN:
+	case LXBSM_PROG_SSHD:
+		if (p->auid != AUID_UNSET || p->flags & PF_CAND)
+			break;
+		if (prog == LXBSM_PROG_LOGIN) {
+			p->flags |= PF_CAND | PF_LOCAL;
+			if (!(p->flags & PF_NETTID))
+				p->tid = *tty;
+		} else if (p->flags & PF_NETTID) {
+			p->flags |= PF_CAND;
+		}
+		break;
+	case LXBSM_PROG_SU:
+	case LXBSM_PROG_SUDO:
+		if (!(p->flags & PF_IDCAND))
+			atomic_inc(&idcands);
+		p->flags &= ~(PF_IDDONE | PF_SUDO);
+		p->flags |= PF_IDCAND | (prog == LXBSM_PROG_SUDO ? PF_SUDO : 0);
+		p->from_uid = from_kuid(&init_user_ns, task_uid(task));
+		break;
+	default:
+		break;
+	}
+	raw_spin_unlock_irqrestore(&p->lock, flags);
+	if (prog != LXBSM_PROG_NONE || !atomic_read(&idcands))
+		goto out;
+	c = candidate_of(task, PF_IDCAND);
+	if (!c)
+		goto out;
+	raw_spin_lock_irqsave(&c->lock, flags);
+	if (!(c->flags & PF_IDDONE)) {
+		c->flags |= PF_IDDONE;
+		out->ev = c->flags & PF_SUDO ? LXBSM_EV_SUDO : LXBSM_EV_SU;
+		out->from_uid = c->from_uid;
+		out->failed = false;
+	}
+	raw_spin_unlock_irqrestore(&c->lock, flags);
+	if (out->ev != LXBSM_EV_NR)
+		copy_snap(p, &out->proc);
+out:
 	rcu_read_unlock();
 }

@@ -49,7 +49,7 @@ def test_the_packaged_default_loads() -> None:
     cfg = config.load(config.packaged("audit_control"))
     classes = load_class_table()
     assert cfg.control.dirs == ("/var/audit",)
-    assert cfg.kernel.flags == parse_flags("lo,ex,pc,nt", classes)
+    assert cfg.kernel.flags == parse_flags("lo,aa,ex,pc,nt", classes)
     assert cfg.control.filesz == 16 << 20
     assert cfg.control.expire == config.Expiry(age=60 * 86400, size=10 << 30, both=False)
     assert cfg.users[0] == ("lo", "no")  # the packaged audit_user
