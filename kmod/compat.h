@@ -11,6 +11,7 @@
 #ifndef LXBSM_COMPAT_H
 #define LXBSM_COMPAT_H
 
+#include <linux/fs.h>
 #include <linux/mm.h>
 
 #include "lxbsm_probes.h"
@@ -34,6 +35,16 @@ static inline void lxbsm_vm_flags_clear(struct vm_area_struct *vma, vm_flags_t f
 	vma->vm_flags &= ~flags;
 }
 #endif
+
+/* An inode's ctime: inode_get_ctime() from 6.6, the i_ctime field before. */
+static inline struct timespec64 lxbsm_inode_ctime(const struct inode *inode)
+{
+#ifdef LXBSM_HAVE_INODE_GET_CTIME
+	return inode_get_ctime(inode);
+#else
+	return inode->i_ctime;
+#endif
+}
 
 /*
  * do_filp_open()'s third argument is fs/internal.h's struct open_flags,

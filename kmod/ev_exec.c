@@ -153,6 +153,8 @@ int lxbsm_bprm_check_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	if (!bprm->file)
 		return 1;
 	deny = lxbsm_xc_check(bprm->file, bc->path, BPRM_PATH_SIZE, &bc->v);
+	if (bc->v.need_hash)
+		lxbsm_xc_hash_later(bprm->file, true);
 	raw_spin_lock_irqsave(&inflight_lock, flags);
 	ctx = inflight_find();
 	if (ctx) {

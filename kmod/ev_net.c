@@ -133,6 +133,13 @@ static bool peer_tid(const struct sockaddr_storage *ss, struct lxbsm_tid *tid)
 	return false;
 }
 
+bool lxbsm_sock_peer_tid(int fd, struct lxbsm_tid *tid)
+{
+	struct sockaddr_storage ss;
+
+	return peer_of(fd, &ss) && peer_tid(&ss, tid);
+}
+
 int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct sock_ctx *ctx = (struct sock_ctx *)ri->data;

@@ -84,18 +84,20 @@ void lxbsm_tty_tid(struct lxbsm_tid *tid)
 void lxbsm_exec_probe(void *data, struct task_struct *p, pid_t old_pid,
 		      struct linux_binprm *bprm)
 {
+	struct lxbsm_tid tty, peer;
 	struct lxbsm_session_ev sev;
-	struct lxbsm_tid tty;
 	enum lxbsm_prog prog;
+	bool net = false;
 
 	if (p->flags & PF_KTHREAD)
 		return;
 	prog = prog_of(bprm->file);
+	memset(&tty, 0, sizeof(tty));
 	if (prog == LXBSM_PROG_LOGIN)
 		lxbsm_tty_tid(&tty);
-	else
-		memset(&tty, 0, sizeof(tty));
-	lxbsm_proc_exec(p, prog, &tty, &sev);
+	else if (prog == LXBSM_PROG_SSHD)
+		net = lxbsm_sock_peer_tid(0, &peer);	/* inetd style */
+	lxbsm_proc_exec(p, prog, &tty, net ? &peer : NULL, &sev);
 	if (sev.ev != LXBSM_EV_NR) {
 		lxbsm_hook_hit(data);
 		lxbsm_session_record(&sev);

@@ -106,7 +106,10 @@ void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, struct lxbsm_ses
 void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid,
 			  const struct lxbsm_tid *tty, struct lxbsm_session_ev *out);
 void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
-		     const struct lxbsm_tid *tty, struct lxbsm_session_ev *out);
+		     const struct lxbsm_tid *tty, const struct lxbsm_tid *peer,
+		     struct lxbsm_session_ev *out);
+/* The peer of the Internet socket at @fd of current, as a terminal id. */
+bool lxbsm_sock_peer_tid(int fd, struct lxbsm_tid *tid);
 /* Write the record of a session event, if pre-selected (ev_session.c). */
 void lxbsm_session_record(const struct lxbsm_session_ev *sev);
 /* The controlling tty as a terminal id: port = its device, address 0. */

@@ -244,6 +244,7 @@ static int __init lxbsm_init(void)
 	return 0;
 
 err_misc:
+	lxbsm_xc_quiesce();
 	lxbsm_record_quiesce();
 	misc_deregister(&lxbsm_misc);
 err_record:
@@ -262,7 +263,8 @@ static void __exit lxbsm_exit(void)
 {
 	/* First stop every producer; no handler runs once this returns. */
 	lxbsm_hooks_exit();
-	/* Then every process waiting to write a record. */
+	/* Then every process about to hash a file or waiting to write a record. */
+	lxbsm_xc_quiesce();
 	lxbsm_record_quiesce();
 	/*
 	 * fops.owner pins the module while /dev/lxbsm is open or mapped, so

@@ -18,9 +18,10 @@
  *
  * The table also carries the session rules (the paper's login inference),
  * which docs/kernel.md "Sessions" explains:
- * - a process with no audit id that accepts a connection keeps the peer;
- *   its children take it as their terminal id, and a child of a network
- *   login daemon (sshd) becomes the connection's "candidate" process;
+ * - a network login daemon (sshd) with no audit id that accepts a
+ *   connection keeps the peer; the child it forks next takes it as its
+ *   terminal id and becomes the connection's "candidate" process (started
+ *   by inetd or socket activation instead, sshd finds its peer on fd 0);
  * - a local login program (login) with no audit id is a candidate itself,
  *   its terminal the controlling tty;
  * - a session starts once per candidate: when pam_loginuid sets the audit
@@ -264,11 +265,9 @@ void lxbsm_proc_fork(struct task_struct *parent, struct task_struct *child)
 		p->prog = pp->prog;
 		p->from_uid = 0;
 		if (pp->auid == AUID_UNSET && pp->flags & PF_PEER) {
-			/* A daemon's child serves the connection it accepted. */
+			/* A login daemon's child serves the connection it accepted. */
 			p->tid = pp->peer;
-			p->flags |= PF_NETTID;
-			if (pp->prog == LXBSM_PROG_SSHD)
-				p->flags |= PF_CAND;
+			p->flags |= PF_NETTID | PF_CAND;
 		}
 		raw_spin_unlock_irqrestore(&pp->lock, flags);
 	} else {
@@ -336,7 +335,7 @@ static struct lxbsm_proc *entry_of(struct task_struct *task)
 	return lookup_rcu(task_tgid_nr(task));
 }
 
-/* An accept by a process with no audit id: its children serve that peer. */
+/* An accept by a login daemon with no audit id: its child serves that peer. */
 void lxbsm_proc_accepted(struct task_struct *task, const struct lxbsm_tid *peer)
 {
 	struct lxbsm_proc *p;
@@ -346,7 +345,7 @@ void lxbsm_proc_accepted(struct task_struct *task, const struct lxbsm_tid *peer)
 	p = entry_of(task);
 	if (p) {
 		raw_spin_lock_irqsave(&p->lock, flags);
-		if (p->auid == AUID_UNSET) {
+		if (p->auid == AUID_UNSET && p->prog == LXBSM_PROG_SSHD) {
 			p->peer = *peer;
 			p->flags |= PF_PEER;
 		}
@@ -488,12 +487,14 @@ out:
 /*
  * @task now runs @prog (LXBSM_PROG_NONE for any other program).  A local
  * login program with no audit id becomes a candidate, its terminal @tty; a
- * network one does when it was started for an accepted connection (inetd,
- * socket activation).  su and sudo start an identity change; the first
+ * network one does when it was started for an accepted connection: by
+ * itself (the rexec of sshd's child) or by inetd or socket activation, with
+ * the connection on fd 0 (@peer, NULL if none).  su and sudo start an identity change; the first
  * other program run in their tree completes it (@out).
  */
 void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
-		     const struct lxbsm_tid *tty, struct lxbsm_session_ev *out)
+		     const struct lxbsm_tid *tty, const struct lxbsm_tid *peer,
+		     struct lxbsm_session_ev *out)
 {
 	struct lxbsm_proc *p, *c;
 	unsigned long flags;
@@ -514,8 +515,9 @@ void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
 			p->flags |= PF_CAND | PF_LOCAL;
 			if (!(p->flags & PF_NETTID))
 				p->tid = *tty;
-		} else if (p->flags & PF_NETTID) {
-			p->flags |= PF_CAND;
+		} else if (peer && !(p->flags & PF_NETTID)) {
+			p->tid = *peer;
+			p->flags |= PF_NETTID | PF_CAND;
 		}
 		break;
 	case LXBSM_PROG_SU:

@@ -12,15 +12,27 @@
  * path.  Neither depends on the name the caller typed.  The first rule
  * that matches the file and the caller decides; no match allows.
  *
+ * A sha256 rule names content: any file whose bytes hash to it.  Hashing
+ * reads the file, which a handler may not do, so the digest of each file
+ * (by device, inode, ctime and size) is kept in a cache once known.  A
+ * file not in the cache is hashed by its process in task_work, on the way
+ * back to user space, before the new program's first instruction: if a
+ * sha256 rule then denies it, the process is killed (enforce and kill
+ * modes) and the refusal recorded; from then on the cached digest makes
+ * the refusal an EACCES at the exec, like any other rule.
+ *
  * Never subject to the rules: kernel threads, and the process that holds
  * the ring (the audit daemon), so that no rule can stop auditing.
  *
- * Everything here may run in a kprobe handler: RCU, atomics, no sleeping.
+ * Everything here except the hashing may run in a kprobe handler: RCU,
+ * atomics, no sleeping.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <crypto/sha2.h>
 #include <linux/cred.h>
 #include <linux/dcache.h>
+#include <linux/delay.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/hash.h>
@@ -31,8 +43,16 @@
 #include <linux/stringhash.h>
 #include <linux/uaccess.h>
 
+#include "compat.h"
 #include "hooks.h"
 #include "xctl.h"
+
+#if defined(LXBSM_HAVE_EXPORT_TASK_WORK_ADD) && defined(LXBSM_HAVE_EXPORT_SYNCHRONIZE_RCU_TASKS)
+#define XC_CAN_HASH 1
+#include <linux/task_work.h>
+#else
+#define XC_CAN_HASH 0
+#endif
 
 /*
  * A rule set, with the rules indexed twice so that a check costs a hash
@@ -46,10 +66,12 @@ struct lxbsm_xc {
 	u32 mode;
 	u32 nr;
 	bool need_path;			/* some rule names a path */
+	s32 first_sha;			/* the first sha256 rule, or -1 */
 	atomic64_t *hits;		/* nr counters */
-	s32 *next_ino, *next_path;	/* nr chain links each */
+	s32 *next_ino, *next_path, *next_sha;	/* nr chain links each */
 	s32 by_ino[1 << XC_HASH_BITS];
 	s32 by_path[1 << XC_HASH_BITS];
+	s32 by_sha[1 << XC_HASH_BITS];
 	struct lxbsm_xc_rule rules[];
 };
 
@@ -63,10 +85,18 @@ static u32 path_hash(const char *path)
 	return hash_32(full_name_hash(NULL, path, strlen(path)), XC_HASH_BITS);
 }
 
+static u32 sha_hash(const u8 *sha)
+{
+	return hash_32(get_unaligned((const u32 *)sha), XC_HASH_BITS);
+}
+
 static struct lxbsm_xc __rcu *xc_rules;
 static DEFINE_MUTEX(xc_mutex);
 static atomic64_t xc_denied = ATOMIC64_INIT(0);
 atomic_t lxbsm_consumer_tgid = ATOMIC_INIT(0);
+
+#define XC_DENIED	"exec_control: denied"
+#define XC_KILLED	"exec_control: killed"
 
 static const char *const mode_word[LXBSM_XC_MODE_NR] = {
 	[LXBSM_XC_ENFORCE] = "denied",
@@ -80,6 +110,83 @@ static void file_id(const struct file *f, u64 *dev, u64 *ino)
 
 	*dev = new_encode_dev(inode->i_sb->s_dev);
 	*ino = inode->i_ino;
+}
+
+/*
+ * ---- the digest cache: what each file's content hashes to, by identity.
+ * A write changes ctime, a replacement the inode, so a stale entry never
+ * matches.  Bounded: when full it is emptied and fills again. ----
+ */
+#define DIGEST_BITS	10
+#define DIGEST_MAX	4096
+#define HASH_FILE_MAX	(256 << 20)	/* larger files are not hashed */
+
+struct xc_digest {
+	struct hlist_node node;
+	struct rcu_head rcu;
+	u64 dev, ino;
+	struct timespec64 ctime;
+	loff_t size;
+	u8 sha[SHA256_DIGEST_SIZE];
+};
+
+static struct hlist_head digests[1 << DIGEST_BITS];
+static DEFINE_RAW_SPINLOCK(digest_lock);
+static unsigned int nr_digests;
+
+struct file_ident {
+	u64 dev, ino;
+	struct timespec64 ctime;
+	loff_t size;
+};
+
+static void ident_of(const struct file *f, struct file_ident *id)
+{
+	const struct inode *inode = file_inode(f);
+
+	file_id(f, &id->dev, &id->ino);
+	id->ctime = lxbsm_inode_ctime(inode);
+	id->size = i_size_read(inode);
+}
+
+static bool same_file(const struct xc_digest *d, const struct file_ident *id)
+{
+	return d->ino == id->ino && d->dev == id->dev && d->size == id->size &&
+	       timespec64_equal(&d->ctime, &id->ctime);
+}
+
+/* Under rcu_read_lock(): the file's digest, if known. */
+static bool digest_lookup(const struct file_ident *id, u8 *sha)
+{
+	struct xc_digest *d;
+
+	hlist_for_each_entry_rcu(d, &digests[hash_64(id->ino, DIGEST_BITS)], node) {
+		if (same_file(d, id)) {
+			memcpy(sha, d->sha, sizeof(d->sha));
+			return true;
+		}
+	}
+	return false;
+}
+
+static void digest_free_rcu(struct rcu_head *head)
+{
+	kfree(container_of(head, struct xc_digest, rcu));
+}
+
+static void digests_clear_locked(void)
+{
+	struct xc_digest *d;
+	struct hlist_node *tmp;
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(digests); i++) {
+		hlist_for_each_entry_safe(d, tmp, &digests[i], node) {
+			hlist_del_rcu(&d->node);
+			call_rcu(&d->rcu, digest_free_rcu);
+		}
+	}
+	nr_digests = 0;
 }
 
 bool lxbsm_xc_active(void)
@@ -149,14 +256,16 @@ bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc
 	const struct lxbsm_xc *x;
 	const char *path = NULL;
 	struct lazy_auid auid = { .known = false };
-	u64 dev, ino;
-	bool deny = false;
-	s32 a, b, i;
+	struct file_ident id;
+	u8 sha[SHA256_DIGEST_SIZE];
+	bool deny = false, have_sha = false;
+	s32 a, b, c, i = S32_MAX;
 
 	v->path = NULL;
+	v->need_hash = false;
 	if (exempt())
 		return false;
-	file_id(file, &dev, &ino);
+	ident_of(file, &id);
 	rcu_read_lock();
 	x = rcu_dereference(xc_rules);
 	if (!x || x->mode == LXBSM_XC_OFF)
@@ -167,30 +276,42 @@ bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc
 			path = NULL;
 		v->path = path;
 	}
-	/* Walk both chains in rule order: the first rule that applies decides. */
-	a = x->by_ino[ino_hash(dev, ino)];
+	if (x->first_sha >= 0)
+		have_sha = digest_lookup(&id, sha);
+	/* Walk the chains in rule order: the first rule that applies decides. */
+	a = x->by_ino[ino_hash(id.dev, id.ino)];
 	b = path ? x->by_path[path_hash(path)] : -1;
-	while (a >= 0 || b >= 0) {
+	c = have_sha ? x->by_sha[sha_hash(sha)] : -1;
+	while (a >= 0 || b >= 0 || c >= 0) {
 		const struct lxbsm_xc_rule *rule;
-		bool hit;
+		bool hit = false;
 
-		if (b < 0 || (a >= 0 && a <= b)) {
+		i = S32_MAX;
+		if (a >= 0)
 			i = a;
-			rule = &x->rules[i];
-			hit = rule->flags & LXBSM_XC_INODE && rule->dev == dev && rule->ino == ino;
-			if (a == b) {	/* the same rule on both chains */
-				hit = hit || !strcmp(rule->path, path);
-				b = x->next_path[b];
-			}
-			a = x->next_ino[a];
-		} else {
+		if (b >= 0 && b < i)
 			i = b;
-			rule = &x->rules[i];
-			hit = !strcmp(rule->path, path);
+		if (c >= 0 && c < i)
+			i = c;
+		rule = &x->rules[i];
+		/* A rule may be on several chains: advance each that holds it. */
+		if (a == i) {
+			hit |= rule->flags & LXBSM_XC_INODE && rule->dev == id.dev &&
+			       rule->ino == id.ino;
+			a = x->next_ino[a];
+		}
+		if (b == i) {
+			hit |= !strcmp(rule->path, path);
 			b = x->next_path[b];
 		}
-		if (!hit || !who_matches(rule, &auid))
+		if (c == i) {
+			hit |= rule->flags & LXBSM_XC_SHA256 && !memcmp(rule->sha256, sha, sizeof(sha));
+			c = x->next_sha[c];
+		}
+		if (!hit || !who_matches(rule, &auid)) {
+			i = S32_MAX;
 			continue;
+		}
 		atomic64_inc(&x->hits[i]);
 		if (rule->action != LXBSM_XC_DENY)
 			break;
@@ -198,11 +319,19 @@ bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc
 		v->mode = x->mode;
 		if (x->mode != LXBSM_XC_MONITOR)
 			atomic64_inc(&xc_denied);
-		snprintf(v->text, sizeof(v->text), "exec_control: %s by line %u (deny %s)",
-			 mode_word[x->mode], rule->line,
-			 rule->path[0] ? rule->path : path ? path : "(inode)");
+		if (rule->flags & LXBSM_XC_SHA256)
+			snprintf(v->text, sizeof(v->text),
+				 "exec_control: %s by line %u (deny sha256:%*phN)",
+				 mode_word[x->mode], rule->line, SHA256_DIGEST_SIZE, rule->sha256);
+		else
+			snprintf(v->text, sizeof(v->text), "exec_control: %s by line %u (deny %s)",
+				 mode_word[x->mode], rule->line,
+				 rule->path[0] ? rule->path : path ? path : "(inode)");
 		break;
 	}
+	/* A sha256 rule before the one that decided (if any) needs the digest. */
+	v->need_hash = XC_CAN_HASH && x->first_sha >= 0 && !have_sha && x->first_sha < i &&
+		       id.size <= HASH_FILE_MAX;
 out:
 	rcu_read_unlock();
 	return deny;
@@ -237,7 +366,7 @@ long lxbsm_xc_set(const struct lxbsm_xc_config __user *ureq)
 	    req.denied)
 		return -EINVAL;
 	size = struct_size(x, rules, req.nr_rules) +
-	       req.nr_rules * (sizeof(atomic64_t) + 2 * sizeof(s32));
+	       req.nr_rules * (sizeof(atomic64_t) + 3 * sizeof(s32));
 	x = kvzalloc(size, GFP_KERNEL);
 	if (!x)
 		return -ENOMEM;
@@ -246,8 +375,11 @@ long lxbsm_xc_set(const struct lxbsm_xc_config __user *ureq)
 	x->hits = (atomic64_t *)&x->rules[x->nr];
 	x->next_ino = (s32 *)&x->hits[x->nr];
 	x->next_path = &x->next_ino[x->nr];
+	x->next_sha = &x->next_path[x->nr];
+	x->first_sha = -1;
 	memset(x->by_ino, 0xff, sizeof(x->by_ino));	/* -1: empty */
 	memset(x->by_path, 0xff, sizeof(x->by_path));
+	memset(x->by_sha, 0xff, sizeof(x->by_sha));
 	if (copy_from_user(x->rules, u64_to_user_ptr(req.rules),
 			   array_size(x->nr, sizeof(x->rules[0])))) {
 		kvfree(x);
@@ -256,15 +388,24 @@ long lxbsm_xc_set(const struct lxbsm_xc_config __user *ureq)
 	for (i = 0; i < x->nr; i++) {
 		struct lxbsm_xc_rule *rule = &x->rules[i];
 
+		bool sha = rule->flags & LXBSM_XC_SHA256;
+
 		if (rule->action > LXBSM_XC_DENY || rule->who >= LXBSM_XC_WHO_NR ||
-		    rule->flags & ~LXBSM_XC_INODE || rule->reserved ||
+		    rule->flags & ~(LXBSM_XC_INODE | LXBSM_XC_SHA256) || rule->reserved ||
 		    strnlen(rule->path, sizeof(rule->path)) == sizeof(rule->path) ||
 		    (rule->path[0] && rule->path[0] != '/') ||
-		    (!rule->path[0] && !(rule->flags & LXBSM_XC_INODE))) {
+		    (sha && (rule->path[0] || rule->flags & LXBSM_XC_INODE)) ||
+		    (!sha && !rule->path[0] && !(rule->flags & LXBSM_XC_INODE))) {
 			kvfree(x);
 			return -EINVAL;
 		}
+		if (sha && !XC_CAN_HASH) {
+			kvfree(x);
+			return -EOPNOTSUPP;
+		}
 		x->need_path |= rule->path[0] != '\0';
+		if (sha && x->first_sha < 0)
+			x->first_sha = i;
 	}
 	/* Chains in rule order: insert from the last rule to the first. */
 	for (i = x->nr; i-- > 0;) {
@@ -273,6 +414,12 @@ long lxbsm_xc_set(const struct lxbsm_xc_config __user *ureq)
 
 		x->next_ino[i] = -1;
 		x->next_path[i] = -1;
+		x->next_sha[i] = -1;
+		if (rule->flags & LXBSM_XC_SHA256) {
+			head = &x->by_sha[sha_hash(rule->sha256)];
+			x->next_sha[i] = *head;
+			*head = i;
+		}
 		if (rule->flags & LXBSM_XC_INODE) {
 			head = &x->by_ino[ino_hash(rule->dev, rule->ino)];
 			x->next_ino[i] = *head;
@@ -350,11 +497,177 @@ long lxbsm_xc_file_id(struct lxbsm_file_id __user *ureq)
 void lxbsm_xc_exit(void)
 {
 	struct lxbsm_xc *x = rcu_dereference_protected(xc_rules, true);
+	unsigned long flags;
 
 	RCU_INIT_POINTER(xc_rules, NULL);
-	rcu_barrier();		/* rule sets freed by call_rcu() */
+	raw_spin_lock_irqsave(&digest_lock, flags);
+	digests_clear_locked();
+	raw_spin_unlock_irqrestore(&digest_lock, flags);
+	rcu_barrier();		/* rule sets and digests freed by call_rcu() */
 	kvfree(x);
 }
+
+#if XC_CAN_HASH
+/*
+ * ---- hashing, in the process's own context (task_work) ----
+ */
+struct hash_job {
+	struct callback_head cb;
+	struct file *file;
+	u64 exec_id;			/* current->self_exec_id when queued */
+	bool exec;			/* an exec (else an executable mapping) */
+};
+
+static atomic_t hash_pending = ATOMIC_INIT(0);
+static bool hash_unloading;
+
+static int hash_file(struct file *file, u8 *out)
+{
+	struct sha256_state st;
+	loff_t pos = 0;
+	ssize_t n;
+	void *buf;
+
+	buf = kmalloc(PAGE_SIZE * 4, GFP_KERNEL);
+	if (!buf)
+		return -ENOMEM;
+	sha256_init(&st);
+	while ((n = kernel_read(file, buf, PAGE_SIZE * 4, &pos)) > 0) {
+		sha256_update(&st, buf, n);
+		if (pos > HASH_FILE_MAX || fatal_signal_pending(current)) {
+			n = -EFBIG;
+			break;
+		}
+		cond_resched();
+	}
+	kfree(buf);
+	if (n < 0)
+		return n;
+	sha256_final(&st, out);
+	return 0;
+}
+
+static void digest_insert(const struct file_ident *id, const u8 *sha)
+{
+	struct xc_digest *d = kmalloc(sizeof(*d), GFP_KERNEL);
+	unsigned long flags;
+	u8 old[SHA256_DIGEST_SIZE];
+	bool known;
+
+	if (!d)
+		return;
+	d->dev = id->dev;
+	d->ino = id->ino;
+	d->ctime = id->ctime;
+	d->size = id->size;
+	memcpy(d->sha, sha, sizeof(d->sha));
+	raw_spin_lock_irqsave(&digest_lock, flags);
+	rcu_read_lock();
+	known = digest_lookup(id, old);
+	rcu_read_unlock();
+	if (!known) {
+		if (nr_digests >= DIGEST_MAX)
+			digests_clear_locked();
+		hlist_add_head_rcu(&d->node, &digests[hash_64(id->ino, DIGEST_BITS)]);
+		nr_digests++;
+	}
+	raw_spin_unlock_irqrestore(&digest_lock, flags);
+	if (known)
+		kfree(d);
+}
+
+/* The file is hashed now; if a rule denies it, act as the mode says. */
+static void hash_work(struct callback_head *cb)
+{
+	struct hash_job *job = container_of(cb, struct hash_job, cb);
+	struct lxbsm_xc_verdict *v = NULL;
+	struct lxbsm_proc_snap snap;
+	u8 sha[SHA256_DIGEST_SIZE];
+	struct file_ident id;
+	struct lxbsm_attr attr;
+	struct lxbsm_rec *r;
+	char *buf = NULL;
+
+	if (READ_ONCE(hash_unloading))
+		goto out;
+	ident_of(job->file, &id);
+	if (hash_file(job->file, sha))
+		goto out;
+	digest_insert(&id, sha);
+	/* An exec that failed after the check ran nothing: nothing to stop. */
+	if (job->exec && current->self_exec_id == job->exec_id)
+		goto out;
+	v = kmalloc(sizeof(*v), GFP_KERNEL);
+	buf = kmalloc(PATH_MAX, GFP_KERNEL);
+	if (!v || !buf || !lxbsm_xc_check(job->file, buf, PATH_MAX, v))
+		goto out;
+	if (!v->path)
+		v->path = d_path(&job->file->f_path, buf, PATH_MAX);
+	/* Refused after it was let through: the record says what happened. */
+	if (v->mode == LXBSM_XC_ENFORCE && str_has_prefix(v->text, XC_DENIED)) {
+		char *rest = v->text + strlen(XC_DENIED);
+
+		memmove(v->text + strlen(XC_KILLED), rest, strlen(rest) + 1);
+		memcpy(v->text, XC_KILLED, strlen(XC_KILLED));
+	}
+	lxbsm_attr_of(file_inode(job->file), &attr);
+	lxbsm_proc_snapshot(current, &snap);
+	r = lxbsm_rec_begin(job->exec ? LXBSM_EV_EXECVE : LXBSM_EV_MMAP);
+	if (r) {
+		lxbsm_tok_path(r, IS_ERR(v->path) ? "" : v->path);
+		lxbsm_tok_attr32(r, &attr);
+		lxbsm_tok_text(r, v->text);
+		lxbsm_rec_finish(r, &snap, v->mode == LXBSM_XC_MONITOR ? 0 : -EACCES);
+	}
+	/* The program has not run an instruction: it ends here. */
+	if (v->mode != LXBSM_XC_MONITOR)
+		send_sig(SIGKILL, current, 1);
+out:
+	kfree(buf);
+	kfree(v);
+	fput(job->file);
+	kfree(job);
+	atomic_dec(&hash_pending);
+}
+
+/* From a handler: hash @file before current runs it (see hash_work). */
+void lxbsm_xc_hash_later(struct file *file, bool exec)
+{
+	struct hash_job *job;
+
+	if (current->flags & (PF_KTHREAD | PF_EXITING) || READ_ONCE(hash_unloading))
+		return;
+	job = kmalloc(sizeof(*job), GFP_ATOMIC | __GFP_NOWARN);
+	if (!job)
+		return;
+	job->file = get_file(file);
+	job->exec = exec;
+	job->exec_id = current->self_exec_id;
+	init_task_work(&job->cb, hash_work);
+	atomic_inc(&hash_pending);
+	if (task_work_add(current, &job->cb, TWA_RESUME)) {
+		atomic_dec(&hash_pending);
+		fput(file);
+		kfree(job);
+	}
+}
+
+/* At unload, after the hooks are gone: no hash job may still be queued. */
+void lxbsm_xc_quiesce(void)
+{
+	WRITE_ONCE(hash_unloading, true);
+	while (atomic_read(&hash_pending))
+		msleep(20);
+}
+#else
+void lxbsm_xc_hash_later(struct file *file, bool exec)
+{
+}
+
+void lxbsm_xc_quiesce(void)
+{
+}
+#endif
 
 /*
  * security_mmap_file(struct file *file, unsigned long prot, unsigned long
@@ -387,8 +700,11 @@ int lxbsm_mmap_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 
 	if (!file || !(prot & PROT_EXEC) || current->in_execve)
 		return 1;
-	if (!lxbsm_xc_check(file, ctx->path, MMAP_PATH_SIZE, &ctx->v))
+	if (!lxbsm_xc_check(file, ctx->path, MMAP_PATH_SIZE, &ctx->v)) {
+		if (ctx->v.need_hash)
+			lxbsm_xc_hash_later(file, false);
 		return 1;
+	}
 	/* d_path() writes at the end of the buffer: move the path to its start. */
 	p = ctx->v.path ? ctx->v.path : d_path(&file->f_path, ctx->path, MMAP_PATH_SIZE);
 	if (IS_ERR(p))

@@ -13,6 +13,7 @@
 struct lxbsm_xc_verdict {
 	u32 mode;			/* enum lxbsm_xc_mode in force */
 	const char *path;		/* the file's path in the caller's buffer, or NULL */
+	bool need_hash;			/* no verdict until the file's sha256 is known */
 	char text[64 + LXBSM_XC_PATH_LEN];	/* the text token */
 };
 
@@ -25,5 +26,8 @@ long lxbsm_xc_set(const struct lxbsm_xc_config __user *ureq);
 long lxbsm_xc_get(struct lxbsm_xc_config __user *ureq);
 long lxbsm_xc_file_id(struct lxbsm_file_id __user *ureq);
 void lxbsm_xc_exit(void);
+/* Hash @file in current's context before it returns to user space. */
+void lxbsm_xc_hash_later(struct file *file, bool exec);
+void lxbsm_xc_quiesce(void);
 
 #endif /* LXBSM_XCTL_H */

@@ -193,7 +193,10 @@ def rule_rows(xc: uapi.ExecRules) -> list[tuple[str, ...]]:
     rows: list[tuple[str, ...]] = []
     for r in xc.rules:
         who = "anyone" if r.who == "anyone" else f"{r.who}={r.id}"
-        where = r.path or f"inode {r.ino} on device {r.dev}"
+        if r.sha256 is not None:
+            where = f"sha256:{r.sha256.hex()}"
+        else:
+            where = r.path or f"inode {r.ino} on device {r.dev}"
         rows.append((str(r.line), r.action, where, who, str(r.hits)))
     return rows
 
@@ -205,7 +208,8 @@ def cmd_rules(args: argparse.Namespace) -> int:
     finally:
         os.close(fd)
     if args.json:
-        print(json.dumps(dataclasses.asdict(xc)))
+        # A content rule's digest is written in hex, as in the rules file.
+        print(json.dumps(dataclasses.asdict(xc), default=lambda b: b.hex()))
         return 0
     head = ("line", "action", "file", "who", "matched")
     rows = rule_rows(xc)

@@ -8,11 +8,16 @@ One rule a line, first match wins, no match allows::
     deny /usr/bin/nc group=devs   # members of devs (real, effective or supplementary gid)
     deny /usr/bin/gdb user=alice  # alice: her real or effective uid, or her audit id
     deny /opt/x/tool auid=1000    # the person who logged in as 1000, whatever uid now
+    deny sha256:<64 hex digits>   # any file with that content, copies and memfds too
 
 A rule names a file; lxbsm resolves it when the rules load to the file's
 canonical path and its device and inode, and the kernel matches either
 against the file it is about to run (never against the name the caller
-typed).  A rule whose file does not exist yet matches by path only.
+typed).  A rule whose file does not exist yet matches by path only.  A
+sha256: rule names content instead (``sha256sum`` gives the digest): the
+kernel hashes a file it has not seen before on the way back from the exec,
+before the program's first instruction, kills it if a rule denies it, and
+refuses it with EACCES from then on (docs/kernel.md, "Exec control").
 
 Rules that would keep lxbsm-auditd itself from starting again (a deny of its
 own interpreter or program that can apply to root) are refused: auditing
@@ -22,6 +27,7 @@ must never be locked out by its own configuration.
 from __future__ import annotations
 
 import grp
+import hashlib
 import os
 import pwd
 import re
@@ -80,6 +86,38 @@ def _can_hit_root(who: str, ident: int) -> bool:
     return who == "anyone" or ident == 0
 
 
+_SHA256 = re.compile(r"sha256:([0-9a-fA-F]{64})")
+
+
+def sha256_of(path: str) -> bytes | None:
+    """The sha256 digest of a file's content, None if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            return hashlib.file_digest(f, "sha256").digest()
+    except OSError:
+        return None
+
+
+def _content_rule(
+    action: str, who: str, ident: int, line: int, target: str, guarded: Iterable[str]
+) -> uapi.ExecRule:
+    """A sha256:<hex> rule: any file with that content, wherever it is."""
+    m = _SHA256.fullmatch(target)
+    if not m:
+        raise ValueError(f"expected sha256: and 64 hex digits, got '{target}'")
+    digest = bytes.fromhex(m.group(1))
+    if action == "deny" and _can_hit_root(who, ident):
+        for g in guarded:
+            if sha256_of(g) == digest:
+                raise ValueError(
+                    f"{target} is the content of {g}, which lxbsm-auditd needs to start; "
+                    "deny it to users (user=, group=, auid=) instead"
+                )
+    return uapi.ExecRule(
+        action=action, who=who, id=ident, line=line, path="", dev=None, ino=None, sha256=digest
+    )
+
+
 def parse(path: str | Path, protect: Iterable[str] | None = None) -> ExecControl:
     """Read an exec_control file; ExecControlError (file:line) on any fault."""
     path = Path(path)
@@ -110,13 +148,6 @@ def parse(path: str | Path, protect: Iterable[str] | None = None) -> ExecControl
             if words[0] not in ("allow", "deny") or len(words) < 2:
                 raise ValueError(f"expected 'allow|deny FILE [user=|group=|auid=]', got '{line}'")
             action, target, conds = words[0], words[1], words[2:]
-            if target.startswith("sha256:"):
-                raise ValueError(
-                    "sha256: rules (a program by its content) are not supported yet; "
-                    "name the file instead"
-                )
-            if not target.startswith("/"):
-                raise ValueError(f"the file must be an absolute path, got '{target}'")
             if len(conds) > 1:
                 raise ValueError("at most one of user=, group=, auid= per rule")
             who, ident = "anyone", 0
@@ -125,6 +156,11 @@ def parse(path: str | Path, protect: Iterable[str] | None = None) -> ExecControl
                 if not m:
                     raise ValueError(f"expected user=, group= or auid=, got '{conds[0]}'")
                 who, ident = _WHO[m.group(1)], _ident(m.group(1), m.group(2))
+            if target.startswith("sha256:"):
+                rules.append(_content_rule(action, who, ident, n, target, guarded))
+                continue
+            if not target.startswith("/"):
+                raise ValueError(f"the file must be an absolute path, got '{target}'")
             canon = os.path.realpath(target)
             ids = _identity(canon)
             if ids is None:

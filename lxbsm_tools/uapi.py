@@ -115,6 +115,7 @@ class HookInfo(ctypes.Structure):
 XC_PATH_LEN = 256
 XC_MAX_RULES = 4096
 XC_INODE = 0x1
+XC_SHA256 = 0x2
 XC_MODES = ("off", "enforce", "monitor", "kill")
 XC_ACTIONS = ("allow", "deny")
 XC_WHO = ("anyone", "uid", "gid", "auid")
@@ -131,6 +132,7 @@ class XcRule(ctypes.Structure):
         ("dev", ctypes.c_uint64),
         ("ino", ctypes.c_uint64),
         ("path", ctypes.c_char * XC_PATH_LEN),
+        ("sha256", ctypes.c_uint8 * 32),
     ]
 
 
@@ -341,6 +343,7 @@ class ExecRule:
     dev: int | None  # st_dev and st_ino of the file, None when not resolved
     ino: int | None
     hits: int = 0  # times it matched (GET only)
+    sha256: bytes | None = None  # a content rule: any file with this digest (no path, no inode)
 
 
 @dataclass(frozen=True)
@@ -378,6 +381,16 @@ def set_exec_rules(fd: int, xc: ExecRules) -> None:
     """
     arr = (XcRule * max(1, len(xc.rules)))()
     for i, r in enumerate(xc.rules):
+        if r.sha256 is not None:
+            arr[i] = XcRule(
+                action=XC_ACTIONS.index(r.action),
+                who=XC_WHO.index(r.who),
+                id=r.id,
+                line=r.line,
+                flags=XC_SHA256,
+                sha256=(ctypes.c_uint8 * 32)(*r.sha256),
+            )
+            continue
         path = r.path.encode("utf-8", "surrogateescape")
         ids = file_id(fd, r.path) if r.path else None
         if ids is None and r.dev is not None and r.ino is not None:
@@ -427,6 +440,7 @@ def get_exec_rules(fd: int) -> ExecRules:
             dev=arr[i].dev if arr[i].flags & XC_INODE else None,
             ino=arr[i].ino if arr[i].flags & XC_INODE else None,
             hits=hits[i],
+            sha256=bytes(arr[i].sha256) if arr[i].flags & XC_SHA256 else None,
         )
         for i in range(min(got.nr_rules, room))
     )

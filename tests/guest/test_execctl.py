@@ -7,6 +7,7 @@ is exempt from the rules; the programs it starts are not.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ import pytest
 from lxbsm_tools import audit, execctl, uapi
 from lxbsm_tools.bsm import Record
 
-from .audit import assert_return, auditing, failed, paths, spawn, write_script
+from .audit import assert_return, auditing, aue, failed, paths, spawn, write_script
 
 DF = "/usr/bin/df"
 LDSO = "/lib64/ld-linux-x86-64.so.2"
@@ -122,12 +123,7 @@ def test_bypasses_a_user_would_try(tmp_path: Path) -> None:
             deleted = run_py(EXEC_FD, str(gone))
             # Documented exceptions: a copy with another inode (a memfd here)
             # runs, and is recorded with the name the kernel gives it.
-            memfd = run_py(
-                "import os\n"
-                "fd = os.memfd_create('dfcopy')\n"
-                f"os.write(fd, open('{DF}', 'rb').read())\n"
-                "os.execve(fd, ['df', '/'], dict(os.environ))\n"
-            )
+            memfd = run_py(MEMFD_EXEC)
             denied = a.records("AUE_EXECVE", where=lambda r: failed(r) and bool(texts(r)))
             mmaps = a.records("AUE_MMAP")
             fexecs = a.records("AUE_FEXECVE")
@@ -153,6 +149,62 @@ def test_bypasses_a_user_would_try(tmp_path: Path) -> None:
     assert "Filesystem" in memfd.stdout, memfd
     runs = [r for r in fexecs if paths(r)[0].startswith("/memfd:dfcopy")]
     assert runs and not texts(runs[0]) and runs[0].return_token.status == 0
+
+
+MEMFD_EXEC = (
+    "import os\n"
+    "fd = os.memfd_create('dfcopy')\n"
+    f"os.write(fd, open('{DF}', 'rb').read())\n"
+    "os.execve(fd, ['df', '/'], dict(os.environ))\n"
+)
+
+
+def test_content_rules_catch_copies_memfds_and_the_loader(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    digest = hashlib.sha256(Path(DF).read_bytes()).hexdigest()
+    copy, other = tmp_path / "mydf", tmp_path / "otherdf"
+    shutil.copy2(DF, copy)
+    shutil.copy2(DF, other)
+    rules = f"deny sha256:{digest}\n"
+    with auditing(flags="ex", naflags="ex") as a, exec_rules(tmp_path, rules) as ctl:
+        # A file the kernel has not hashed yet is hashed on the way back from
+        # the exec and killed before its first instruction ...
+        first = spawn("/bin/sh", "-c", f"{copy} /; echo rc=$?")
+        # ... and refused at the exec from then on: its digest is known.
+        second = spawn("/bin/sh", "-c", f"{copy} /; echo rc=$?")
+        memfd = run_py(MEMFD_EXEC)
+        # The loader maps the program: killed at the mapping, then refused.
+        ld_first = spawn(LDSO, str(other), "/")
+        ld_second = spawn(LDSO, str(other), "/")
+        # Changed content is another program: hashed again, and it runs.
+        with open(copy, "ab") as f:
+            f.write(b"\0")
+        changed = spawn(str(copy), "/")
+        recs = a.records(where=lambda r: any("sha256:" in t for t in texts(r)))
+        xc = uapi.get_exec_rules(ctl)
+        assert audit.main(["rules"]) == 0
+        shown = capsys.readouterr().out
+    assert first[2].split()[-1] == "rc=137" and "Filesystem" not in first[2], first
+    assert second[2].split()[-1] == "rc=126" and "Permission denied" in second[2], second
+    assert memfd.returncode == -9 and "Filesystem" not in memfd.stdout, memfd
+    assert ld_first[1] == -9 and "Filesystem" not in ld_first[2], ld_first
+    assert ld_second[1] != 0 and "Filesystem" not in ld_second[2], ld_second
+    assert changed[1] == 0 and "Filesystem" in changed[2], changed
+    rule = f"by line 1 (deny sha256:{digest})"
+    got = [(r.event, paths(r)[0], texts(r)[0]) for r in recs]
+    execve, mmap = aue("AUE_EXECVE"), aue("AUE_MMAP")
+    assert got == [
+        (execve, str(copy), f"exec_control: killed {rule}"),
+        (execve, str(copy), f"exec_control: denied {rule}"),
+        (execve, "/memfd:dfcopy (deleted)", f"exec_control: killed {rule}"),
+        (mmap, str(other), f"exec_control: killed {rule}"),
+        (mmap, str(other), f"exec_control: denied {rule}"),
+    ], got
+    for r in recs:
+        assert_return(r, errno=errno.EACCES)
+    assert xc.rules[0].sha256 == bytes.fromhex(digest) and xc.rules[0].hits == 5
+    assert shown.splitlines()[2].split() == ["1", "deny", f"sha256:{digest}", "anyone", "5"]
 
 
 def test_replaced_file_is_still_denied_by_path(tmp_path: Path) -> None:

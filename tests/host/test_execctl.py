@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -66,7 +67,9 @@ def test_a_missing_file_is_matched_by_path_only(tmp_path: Path) -> None:
         ("block /bin/true", "expected 'allow|deny FILE [user=|group=|auid=]'"),
         ("deny", "expected 'allow|deny FILE"),
         ("deny bin/true", "the file must be an absolute path, got 'bin/true'"),
-        ("deny sha256:" + "ab" * 32, "sha256: rules (a program by its content) are not supported"),
+        ("deny sha256:" + "ab" * 31, "expected sha256: and 64 hex digits, got 'sha256:abab"),
+        ("deny sha256:" + "zz" * 32, "expected sha256: and 64 hex digits"),
+        ("deny sha256:" + "ab" * 32 + " user=x y", "at most one of user=, group=, auid= per rule"),
         ("deny /bin/true user=root group=root", "at most one of user=, group=, auid= per rule"),
         ("deny /bin/true uid=0", "expected user=, group= or auid=, got 'uid=0'"),
         ("deny /bin/true user=no-such-user-x", "no user 'no-such-user-x' on this system"),
@@ -79,6 +82,30 @@ def test_bad_lines_name_file_and_line(tmp_path: Path, line: str, message: str) -
     with pytest.raises(execctl.ExecControlError) as e:
         execctl.parse(p, protect=[])
     assert str(e.value).startswith(f"{p}:2: {message}")
+
+
+def test_content_rules_carry_the_digest(tmp_path: Path) -> None:
+    prog = tmp_path / "prog"
+    prog.write_bytes(b"\x7fELF not really")
+    digest = hashlib.sha256(prog.read_bytes()).hexdigest()
+    xc = execctl.parse(
+        write(tmp_path, f"deny sha256:{digest.upper()} auid=1000\nallow sha256:{'0' * 64}\n"),
+        protect=[],
+    )
+    first, second = xc.rules.rules
+    assert (first.action, first.who, first.id, first.line) == ("deny", "auid", 1000, 1)
+    assert first.sha256 == bytes.fromhex(digest)
+    assert (first.path, first.dev, first.ino) == ("", None, None)
+    assert (second.action, second.sha256) == ("allow", bytes(32))
+
+
+def test_content_rules_cannot_lock_out_the_daemon(tmp_path: Path) -> None:
+    python = os.path.realpath(sys.executable)
+    digest = hashlib.sha256(Path(python).read_bytes()).hexdigest()
+    with pytest.raises(execctl.ExecControlError, match=f"is the content of {python}"):
+        execctl.parse(write(tmp_path, f"deny sha256:{digest}\n"))
+    xc = execctl.parse(write(tmp_path, f"deny sha256:{digest} user=1000\n"))
+    assert xc.rules.rules[0].sha256 == bytes.fromhex(digest)
 
 
 def test_mode_twice_is_refused(tmp_path: Path) -> None:

@@ -199,6 +199,7 @@ enum lxbsm_xc_who {
 };
 
 #define LXBSM_XC_INODE		0x1	/* dev and ino are valid */
+#define LXBSM_XC_SHA256		0x2	/* sha256 is valid: any file with that content */
 #define LXBSM_XC_PATH_LEN	256
 #define LXBSM_XC_MAX_RULES	4096
 
@@ -207,11 +208,12 @@ struct lxbsm_xc_rule {
 	__u32 who;			/* enum lxbsm_xc_who */
 	__u32 id;
 	__u32 line;			/* line in the rules file (for the audit text) */
-	__u32 flags;			/* LXBSM_XC_INODE */
+	__u32 flags;			/* LXBSM_XC_INODE, LXBSM_XC_SHA256 */
 	__u32 reserved;			/* must be 0 */
 	__u64 dev;
 	__u64 ino;
 	char path[LXBSM_XC_PATH_LEN];	/* canonical path, NUL-terminated; "" = none */
+	__u8 sha256[32];		/* LXBSM_XC_SHA256 (then no path, no inode) */
 };
 
 /*
