@@ -486,10 +486,10 @@ out:
 
 /*
  * @task now runs @prog (LXBSM_PROG_NONE for any other program).  A local
- * login program with no audit id becomes a candidate, its terminal @tty; a
- * network one does when it was started for an accepted connection: by
- * itself (the rexec of sshd's child) or by inetd or socket activation, with
- * the connection on fd 0 (@peer, NULL if none).  su and sudo start an identity change; the first
+ * login program with no audit id becomes a candidate, its terminal @tty.  A
+ * network one already is when sshd forked it for a connection; started by
+ * inetd or socket activation, it is one if the connection is on its fd 0
+ * (@peer, NULL if none).  su and sudo start an identity change; the first
  * other program run in their tree completes it (@out).
  */
 void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,

@@ -101,6 +101,14 @@ EXEC_FD = (
 )
 
 
+MEMFD_EXEC = (
+    "import os\n"
+    "fd = os.memfd_create('dfcopy')\n"
+    f"os.write(fd, open('{DF}', 'rb').read())\n"
+    "os.execve(fd, ['df', '/'], dict(os.environ))\n"
+)
+
+
 def test_bypasses_a_user_would_try(tmp_path: Path) -> None:
     copy = tmp_path / "mydf"
     shutil.copy2(DF, copy)
@@ -149,14 +157,6 @@ def test_bypasses_a_user_would_try(tmp_path: Path) -> None:
     assert "Filesystem" in memfd.stdout, memfd
     runs = [r for r in fexecs if paths(r)[0].startswith("/memfd:dfcopy")]
     assert runs and not texts(runs[0]) and runs[0].return_token.status == 0
-
-
-MEMFD_EXEC = (
-    "import os\n"
-    "fd = os.memfd_create('dfcopy')\n"
-    f"os.write(fd, open('{DF}', 'rb').read())\n"
-    "os.execve(fd, ['df', '/'], dict(os.environ))\n"
-)
 
 
 def test_content_rules_catch_copies_memfds_and_the_loader(
