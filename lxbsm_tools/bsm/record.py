@@ -81,31 +81,37 @@ class Record:
     def header(self) -> Token:
         return self.tokens[0]
 
+    def _header_field(self, name: str) -> int:
+        h = self.tokens[0]
+        return int(h.values[h.spec.index[name]])
+
     @property
     def event(self) -> int:
-        return int(self.tokens[0].event)
+        return self._header_field("event")
 
     @property
     def modifier(self) -> int:
-        return int(self.tokens[0].modifier)
+        return self._header_field("modifier")
 
     @property
     def version(self) -> int:
-        return int(self.tokens[0].version)
+        return self._header_field("version")
 
     @property
     def size(self) -> int:
-        return int(self.tokens[0].size)
+        return self._header_field("size")
 
     @property
     def time(self) -> BSMTime:
-        h = self.tokens[0]
-        return BSMTime(int(h.sec), int(h.msec))
+        return BSMTime(*self.sort_key)
 
     @property
     def sort_key(self) -> tuple[int, int]:
+        """``(sec, msec)`` of the header."""
         h = self.tokens[0]
-        return (int(h.sec), int(h.msec))
+        index = h.spec.index
+        v = h.values
+        return (int(v[index["sec"]]), int(v[index["msec"]]))
 
     def first(self, *names: str) -> Token | None:
         """The first token with one of ``names`` (e.g. ``"subject32"``), or None."""
