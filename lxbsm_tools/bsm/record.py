@@ -222,13 +222,14 @@ def _decode_record(buf: Any, start: int, n: int, eof: bool, base: int, source: s
     """
     tid = buf[start]
     hspec = TOKEN_BY_ID[tid]
-    hname = hspec.name
     if start + 5 > n:
         if not eof:
             raise _NeedMore
+        hname = hspec.name
         raise BSMDecodeError(source, base + start, hname, f"truncated {hname} token (0x{tid:02x})")
     (size,) = _U32.unpack_from(buf, start + 1)
     if size < _HEADER_MIN[tid] or size > MAX_RECORD_SIZE:
+        hname = hspec.name
         raise BSMDecodeError(
             source,
             base + start,
@@ -239,6 +240,7 @@ def _decode_record(buf: Any, start: int, n: int, eof: bool, base: int, source: s
     if end > n:
         if not eof:
             raise _NeedMore
+        hname = hspec.name
         raise BSMDecodeError(
             source,
             base + start,

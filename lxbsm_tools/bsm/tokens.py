@@ -594,9 +594,8 @@ _VAR_DECODE = {
         "n = buf[p] << 8 | buf[p + 1]",
         "p += 2",
         "if p + n > end: raise _Malformed('truncated')",
-        "{v} = buf[p:p + n]",
         "p += n",
-        "if {v}[-1:] == b'\\0': {v} = {v}[:-1]",
+        "{v} = buf[p - n:p - 1 if n and buf[p - 1] == 0 else p]",
         "{v} = {v}.decode('utf-8', 'surrogateescape')",
     ],
     "strlist": [
