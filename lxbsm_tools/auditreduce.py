@@ -62,6 +62,7 @@ USAGE = (
 )
 
 _IPC_KIND = {1: "msgqid", 2: "semid", 3: "shmid"}
+_NO_SUBJECT_CHECKS = (None,) * 6
 
 
 class UsageError(Exception):
@@ -124,7 +125,7 @@ class Selection:
 
     def _subject_ok(self, rec: Record) -> bool:
         checks = (self.auid, self.euid, self.egid, self.ruid, self.rgid, self.subj_pid)
-        if all(c is None for c in checks):
+        if checks == _NO_SUBJECT_CHECKS:
             return True
         s = rec.subject
         if s is None:
@@ -137,9 +138,9 @@ class Selection:
         return True
 
     def _time_ok(self, rec: Record) -> bool:
-        if self.all_times:
+        if self.all_times or (self.after is None and self.before is None):
             return True
-        sec = rec.time.sec
+        sec = rec.sort_key[0]
         if self.after is not None and sec < self.after:
             return False
         return not (self.before is not None and sec > self.before)
@@ -313,8 +314,9 @@ def _parse_object(sel: Selection, v: str) -> None:
 
 
 def _records(
-    name: str, skip_bad: bool, on_error: Callable[[BSMDecodeError], None]
-) -> Iterator[tuple[tuple[int, int], int, Record]]:
+    name: str, index: int, skip_bad: bool, on_error: Callable[[BSMDecodeError], None]
+) -> Iterator[tuple[tuple[int, int], int, int, Record]]:
+    """``(time, index, seq, record)``: ordered by time, then file, then position."""
     stream: IO[bytes]
     if name == "-":
         stream = sys.stdin.buffer
@@ -328,7 +330,7 @@ def _records(
             if not isinstance(rec, Record):
                 continue
             seq += 1
-            yield rec.sort_key, seq, rec
+            yield rec.sort_key, index, seq, rec
     except BSMDecodeError as e:
         on_error(e)
     finally:
@@ -359,15 +361,14 @@ def reduce(
             status = 1
     readable = [f for f in files or ["-"] if f == "-" or os.access(f, os.R_OK)]
     # Each input is already in time order; heapq.merge keeps the merge lazy
-    # and ties stable (file order, then record order).
-    iters = [
-        ((key, i, seq, rec) for key, seq, rec in _records(f, skip_bad, on_error))
-        for i, f in enumerate(readable)
-    ]
+    # and ties stable (file order, then record order): (time, index, seq) is
+    # unique, so the tuples never compare the records themselves.
+    iters = [_records(f, i, skip_bad, on_error) for i, f in enumerate(readable)]
+    merged = iters[0] if len(iters) == 1 else heapq.merge(*iters)
     buf: list[bytes] = []
     size = 0
     match = sel.match
-    for _key, _i, _seq, rec in heapq.merge(*iters, key=lambda x: (x[0], x[1], x[2])):
+    for _key, _i, _seq, rec in merged:
         if match(rec):
             buf.append(rec.raw)
             size += len(rec.raw)

@@ -81,31 +81,37 @@ class Record:
     def header(self) -> Token:
         return self.tokens[0]
 
+    def _header_field(self, name: str) -> int:
+        h = self.tokens[0]
+        return int(h.values[h.spec.index[name]])
+
     @property
     def event(self) -> int:
-        return int(self.tokens[0].event)
+        return self._header_field("event")
 
     @property
     def modifier(self) -> int:
-        return int(self.tokens[0].modifier)
+        return self._header_field("modifier")
 
     @property
     def version(self) -> int:
-        return int(self.tokens[0].version)
+        return self._header_field("version")
 
     @property
     def size(self) -> int:
-        return int(self.tokens[0].size)
+        return self._header_field("size")
 
     @property
     def time(self) -> BSMTime:
-        h = self.tokens[0]
-        return BSMTime(int(h.sec), int(h.msec))
+        return BSMTime(*self.sort_key)
 
     @property
     def sort_key(self) -> tuple[int, int]:
+        """``(sec, msec)`` of the header."""
         h = self.tokens[0]
-        return (int(h.sec), int(h.msec))
+        index = h.spec.index
+        v = h.values
+        return (int(v[index["sec"]]), int(v[index["msec"]]))
 
     def first(self, *names: str) -> Token | None:
         """The first token with one of ``names`` (e.g. ``"subject32"``), or None."""
@@ -173,6 +179,41 @@ def _token_name(tid: int) -> str:
     return spec.name if spec is not None else "unknown"
 
 
+# Tokens allowed after the header: the table minus the headers (a header
+# inside a record is an unknown token, as in OpenBSM).
+_BODY_BY_ID = {tid: spec for tid, spec in TOKEN_BY_ID.items() if tid not in HEADER_IDS}
+
+
+def _token_error(source: str, offset: int, spec: Any, tid: int, e: Exception) -> BSMDecodeError:
+    if isinstance(e, _Malformed):
+        what = "truncated" if e.reason == "truncated" else f"invalid ({e.reason})"
+        return BSMDecodeError(source, offset, spec.name, f"{what} {spec.name} token (0x{tid:02x})")
+    reason = f"invalid {spec.name} token (0x{tid:02x}): {e}"
+    return BSMDecodeError(source, offset, spec.name, reason)
+
+
+def _check_trailer(
+    values: tuple[Any, ...], npos: int, end: int, size: int, source: str, offset: int
+) -> None:
+    magic, count = values
+    if magic != TRAILER_MAGIC:
+        raise BSMDecodeError(source, offset, "trailer", f"bad trailer magic 0x{magic:04x}")
+    if npos != end:
+        raise BSMDecodeError(
+            source,
+            offset,
+            "trailer",
+            f"trailer at {npos - end} bytes before the end of the record",
+        )
+    if count != size:
+        raise BSMDecodeError(
+            source,
+            offset,
+            "trailer",
+            f"trailer count {count} does not match header size {size}",
+        )
+
+
 def _decode_record(buf: Any, start: int, n: int, eof: bool, base: int, source: str) -> Record:
     """Decode the record whose header starts at ``buf[start]``.
 
@@ -180,13 +221,15 @@ def _decode_record(buf: Any, start: int, n: int, eof: bool, base: int, source: s
     when the record runs past ``n`` and more input may follow.
     """
     tid = buf[start]
-    hname = TOKEN_BY_ID[tid].name
+    hspec = TOKEN_BY_ID[tid]
     if start + 5 > n:
         if not eof:
             raise _NeedMore
+        hname = hspec.name
         raise BSMDecodeError(source, base + start, hname, f"truncated {hname} token (0x{tid:02x})")
     (size,) = _U32.unpack_from(buf, start + 1)
     if size < _HEADER_MIN[tid] or size > MAX_RECORD_SIZE:
+        hname = hspec.name
         raise BSMDecodeError(
             source,
             base + start,
@@ -197,22 +240,24 @@ def _decode_record(buf: Any, start: int, n: int, eof: bool, base: int, source: s
     if end > n:
         if not eof:
             raise _NeedMore
+        hname = hspec.name
         raise BSMDecodeError(
             source,
             base + start,
             hname,
             f"truncated record: {hname} token says {size} bytes, {n - start} left",
         )
-    tokens: list[Token] = []
+    try:
+        values, pos = hspec.decode(buf, start + 1, end)
+    except (_Malformed, struct.error, ValueError, OSError, IndexError) as e:
+        raise _token_error(source, base + start, hspec, tid, e) from None
+    tokens = [Token(hspec, values, base + start)]
     append = tokens.append
-    pos = start
-    by_id = TOKEN_BY_ID
+    by_id = _BODY_BY_ID
     while pos < end:
         tid = buf[pos]
         spec = by_id.get(tid)
-        if spec is None or (pos != start and tid in HEADER_IDS):
-            if pos == start:  # pragma: no cover - start is always a header
-                raise AssertionError
+        if spec is None:
             # OpenBSM's rule: an unknown token swallows the rest of the record
             # except the 7 bytes of a trailer.
             stop = end - AUDIT_TRAILER_SIZE
@@ -228,36 +273,11 @@ def _decode_record(buf: Any, start: int, n: int, eof: bool, base: int, source: s
             continue
         try:
             values, npos = spec.decode(buf, pos + 1, end)
-        except _Malformed as e:
-            what = "truncated" if e.reason == "truncated" else f"invalid ({e.reason})"
-            raise BSMDecodeError(
-                source, base + pos, spec.name, f"{what} {spec.name} token (0x{tid:02x})"
-            ) from None
-        except (struct.error, ValueError, OSError, IndexError) as e:
-            raise BSMDecodeError(
-                source, base + pos, spec.name, f"invalid {spec.name} token (0x{tid:02x}): {e}"
-            ) from None
+        except (_Malformed, struct.error, ValueError, OSError, IndexError) as e:
+            raise _token_error(source, base + pos, spec, tid, e) from None
         append(Token(spec, values, base + pos))
         if tid == TRAILER_ID:
-            magic, count = values
-            if magic != TRAILER_MAGIC:
-                raise BSMDecodeError(
-                    source, base + pos, "trailer", f"bad trailer magic 0x{magic:04x}"
-                )
-            if npos != end:
-                raise BSMDecodeError(
-                    source,
-                    base + pos,
-                    "trailer",
-                    f"trailer at {npos - end} bytes before the end of the record",
-                )
-            if count != size:
-                raise BSMDecodeError(
-                    source,
-                    base + pos,
-                    "trailer",
-                    f"trailer count {count} does not match header size {size}",
-                )
+            _check_trailer(values, npos, end, size, source, base + pos)
         pos = npos
     return Record(tokens, bytes(buf[start:end]), base + start, source)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from .bsmerrno import bsm_to_errno
 from .record import Record
 from .tables import EventTable
-from .tokens import UNKNOWN, Token
+from .tokens import TOKEN_TABLE, UNKNOWN, Token, TokenSpec, _UnknownSpec
 
 __all__ = ["PrauditFormatter", "record_json"]
 
@@ -196,6 +196,10 @@ _UNCACHED = frozenset(
 )
 
 
+#: Texts kept per token type (the cache is emptied when it reaches this).
+_TEXT_CACHE_SIZE = 16384
+
+
 class PrauditFormatter:
     """praudit's text for records, in one of its modes.
 
@@ -225,11 +229,19 @@ class PrauditFormatter:
         self._groups: dict[int, str] = {}
         self._event_cache: dict[int, str] = {}
         self._time_cache: dict[int, str] = {}
-        self._text_cache: dict[tuple[str, tuple[object, ...]], str] = {}
+        self._header_cache: dict[tuple[object, ...], str] = {}
         name = "_x_" if xml else "_p_"
         self._fmt: dict[str, Callable[[Token], str]] = {}
         for tok_name in PLAIN_NAME:
             self._fmt[tok_name] = getattr(self, name + tok_name)
+        # Per token spec: its formatter, and the cache of its texts by values
+        # (None for the tokens in _UNCACHED).
+        self._spec_fmt: dict[object, Callable[[Token], str]] = {}
+        self._spec_cache: dict[object, dict[tuple[object, ...], str] | None] = {}
+        specs: tuple[TokenSpec | _UnknownSpec, ...] = (*TOKEN_TABLE, UNKNOWN)
+        for spec in specs:
+            self._spec_fmt[spec] = self._fmt[spec.name]
+            self._spec_cache[spec] = None if spec.name in _UNCACHED else {}
         self._after = "" if (oneline and xml) else (delim if oneline else "\n")
 
     # -- field helpers ----------------------------------------------------
@@ -317,29 +329,30 @@ class PrauditFormatter:
 
     def record(self, rec: Record) -> str:
         """One record: tokens separated as praudit does, newline-terminated."""
-        fmt = self._fmt
-        after = self._after
-        cache = self._text_cache
-        parts = []
+        fmts = self._spec_fmt
+        caches = self._spec_cache
+        parts: list[str] = []
+        append = parts.append
         for t in rec.tokens:
-            name = t.spec.name
-            if name in _UNCACHED:
-                parts.append(fmt[name](t))
+            spec = t.spec
+            cache = caches[spec]
+            if cache is None:
+                append(fmts[spec](t))
                 continue
-            # The same token bytes always print the same text (names and
+            # The same token values always print the same text (names and
             # events are looked up once per formatter), so identical tokens
             # (a session's subject, common paths) are formatted once.
-            key = (name, t.values)
-            s = cache.get(key)
+            v = t.values
+            s = cache.get(v)
             if s is None:
-                if len(cache) >= 65536:
+                if len(cache) >= _TEXT_CACHE_SIZE:
                     cache.clear()
-                s = cache[key] = fmt[name](t)
-            parts.append(s)
-        text = after.join(parts) + after
+                s = cache[v] = fmts[spec](t)
+            append(s)
+        after = self._after
         if self.oneline:
-            text += "\n"
-        return text
+            return after.join(parts) + after + "\n"
+        return after.join(parts) + after
 
     def file_token(self, tok: Token) -> str:
         """A stand-alone file token between records (printed like a record)."""
@@ -355,9 +368,16 @@ class PrauditFormatter:
 
     def _p_header32(self, t: Token) -> str:
         v = t.values
-        return self._plain(
-            t, [str(v[0]), str(v[1]), self.event(v[2]), str(v[3]), self.sec(v[4]), self.msec(v[5])]
-        )
+        # Everything before the time repeats from record to record.
+        key = (t.spec, v[0], v[1], v[2], v[3])
+        head = self._header_cache.get(key)
+        if head is None:
+            if len(self._header_cache) >= _TEXT_CACHE_SIZE:
+                self._header_cache.clear()
+            head = self._header_cache[key] = self._plain(
+                t, [str(v[0]), str(v[1]), self.event(v[2]), str(v[3]), ""]
+            )
+        return head + self.sec(v[4]) + self.delim + self.msec(v[5])
 
     _p_header64 = _p_header32
 
@@ -579,19 +599,15 @@ class PrauditFormatter:
 
     def _x_header32(self, t: Token) -> str:
         v = t.values
-        return (
-            "<record "
-            + self._attrs(
-                [
-                    ("version", str(v[1])),
-                    ("event", self.event(v[2])),
-                    ("modifier", str(v[3])),
-                    ("time", self.sec(v[4])),
-                    ("msec", self.msec(v[5])),
-                ]
+        key = (t.spec, v[1], v[2], v[3])
+        head = self._header_cache.get(key)
+        if head is None:
+            if len(self._header_cache) >= _TEXT_CACHE_SIZE:
+                self._header_cache.clear()
+            head = self._header_cache[key] = "<record " + self._attrs(
+                [("version", str(v[1])), ("event", self.event(v[2])), ("modifier", str(v[3]))]
             )
-            + ">"
-        )
+        return head + self._attrs([("time", self.sec(v[4])), ("msec", self.msec(v[5]))]) + ">"
 
     _x_header64 = _x_header32
 

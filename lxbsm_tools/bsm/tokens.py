@@ -594,9 +594,8 @@ _VAR_DECODE = {
         "n = buf[p] << 8 | buf[p + 1]",
         "p += 2",
         "if p + n > end: raise _Malformed('truncated')",
-        "{v} = buf[p:p + n]",
         "p += n",
-        "if {v}[-1:] == b'\\0': {v} = {v}[:-1]",
+        "{v} = buf[p - n:p - 1 if n and buf[p - 1] == 0 else p]",
         "{v} = {v}.decode('utf-8', 'surrogateescape')",
     ],
     "strlist": [
@@ -671,14 +670,25 @@ _VAR_ENCODE = {
 
 Decoder = Callable[[Any, int, int], tuple[tuple[Any, ...], int]]
 
+#: Fixed-size tokens with converted fields (addresses) keep the values of the
+#: last distinct byte strings they decoded: a session's subject or a socket
+#: repeats in record after record, and the bytes fully determine the values.
+VALUE_CACHE_SIZE = 4096
+
 
 def _compile_decoder(name: str, st: Struct) -> Decoder:
-    """Generate ``dec(buf, p, end) -> (values, new_p)`` from a token Struct."""
-    lines = ["def dec(buf, p, end):"]
+    """Generate ``dec(buf, p, end) -> (values, new_p)`` from a token Struct.
+
+    A token made only of fixed-size fields is one ``unpack_from``; when some
+    of them need converting (addresses, UUIDs) the converted values are
+    cached by the token's bytes (values are immutable tuples).
+    """
     env = dict(_HELPERS)
+    body: list[str] = []
     names: list[str] = []
     pending: list[tuple[str, str, Any]] = []  # (var, fmt, post)
     nstruct = 0
+    fixed_only = True
 
     def flush() -> None:
         nonlocal nstruct
@@ -690,14 +700,14 @@ def _compile_decoder(name: str, st: Struct) -> Decoder:
         nstruct += 1
         env[sname] = s
         targets = ", ".join(v for v, _, _ in pending)
-        lines.append(f"    if p + {s.size} > end: raise _Malformed('truncated')")
-        lines.append(f"    {targets}, = {sname}.unpack_from(buf, p)")
-        lines.append(f"    p += {s.size}")
+        body.append(f"if p + {s.size} > end: raise _Malformed('truncated')")
+        body.append(f"{targets}, = {sname}.unpack_from(buf, p)")
+        body.append(f"p += {s.size}")
         for v, _, post in pending:
             if post == "bytes":
-                lines.append(f"    {v} = bytes({v})")
+                body.append(f"{v} = bytes({v})")
             elif post is not None:
-                lines.append(f"    {v} = {post}({v})")
+                body.append(f"{v} = {post}({v})")
         pending.clear()
 
     for fname, sub in _fields(st):
@@ -707,6 +717,7 @@ def _compile_decoder(name: str, st: Struct) -> Decoder:
         if kind[0] == "fixed":
             pending.append((var, kind[1], kind[2]))
             continue
+        fixed_only = False
         flush()
         vkind, arg = kind[1], kind[2]
         strict = "raise _Malformed('bad address type %d' % {a})"
@@ -718,10 +729,39 @@ def _compile_decoder(name: str, st: Struct) -> Decoder:
         elif vkind == "arb":
             fmtargs["arg"] = f"f_{arg}"
         for ln in _VAR_DECODE[vkind]:
-            lines.append("    " + ln.format(**fmtargs))
-    flush()
+            body.append(ln.format(**fmtargs))
     tup = ", ".join(names) + ("," if len(names) == 1 else "")
-    lines.append(f"    return ({tup}), p")
+    lines = ["def dec(buf, p, end):"]
+    if fixed_only:
+        fmt = ">" + "".join(f for _, f, _ in pending)
+        s = struct.Struct(fmt)
+        env["_S"] = s
+        if all(post is None for _, _, post in pending):
+            # Nothing to convert: the unpacked tuple is the values.
+            lines.append(f"    if p + {s.size} > end: raise _Malformed('truncated')")
+            lines.append(f"    return _S.unpack_from(buf, p), p + {s.size}")
+        else:
+            env["_cache"] = {}
+            env["_CACHE_SIZE"] = VALUE_CACHE_SIZE
+            flush()
+            lines += [
+                f"    q = p + {s.size}",
+                "    if q > end: raise _Malformed('truncated')",
+                "    key = bytes(buf[p:q])",
+                "    v = _cache.get(key)",
+                "    if v is not None: return v, q",
+            ]
+            lines += ["    " + ln for ln in body]
+            lines += [
+                f"    v = ({tup})",
+                "    if len(_cache) >= _CACHE_SIZE: _cache.clear()",
+                "    _cache[key] = v",
+                "    return v, p",
+            ]
+    else:
+        flush()
+        lines += ["    " + ln for ln in body]
+        lines.append(f"    return ({tup}), p")
     src = "\n".join(lines)
     code = compile(src, f"<bsm decoder {name}>", "exec")
     exec(code, env)

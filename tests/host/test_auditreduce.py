@@ -106,6 +106,23 @@ def test_identity_bytes(trails: tuple[Path, Path]) -> None:
     assert out.getvalue() == a.read_bytes()
 
 
+def test_merge_of_equal_times_keeps_file_then_record_order(tmp_path: Path) -> None:
+    recs = [encode_record(ev, 0, [_subj(ev)], time=(T0, 5)) for ev in (1, 2, 3, 4)]
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.write_bytes(recs[0] + recs[1])
+    b.write_bytes(recs[2] + recs[3])
+    assert [e for e, _ in _reduce(str(b), str(a))] == [3, 4, 1, 2]
+    assert [e for e, _ in _reduce(str(a), str(b))] == [1, 2, 3, 4]
+
+
+def test_only_unreadable_inputs(tmp_path: Path) -> None:
+    sel, files, _ = auditreduce.parse_args([str(tmp_path / "missing")])
+    out, err = io.BytesIO(), io.StringIO()
+    assert auditreduce.reduce(files, sel, out, err=err) == 1
+    assert out.getvalue() == b""
+    assert "cannot open" in err.getvalue()
+
+
 def test_user_and_id_options(trails: tuple[Path, Path]) -> None:
     a, b = trails
     assert [e for e, _ in _reduce("-u", "1000", str(a), str(b))] == [23, 6152, 112]

@@ -22,6 +22,7 @@ from lxbsm_tools.bsm import (
     errno_to_bsm,
     make_token,
 )
+from lxbsm_tools.bsm.errors import _Malformed
 from lxbsm_tools.bsm.tokens import _classify, _fields
 
 REFERENCE = BSM_SAMPLES / "openbsm-reference"
@@ -290,3 +291,67 @@ def test_decode_error_attributes(tmp_path: Path) -> None:
     e = ei.value
     assert (e.source, e.offset, e.token) == ("t.trail", 0, "header32")
     assert str(e) == "t.trail: offset 0: truncated record: header32 token says 129 bytes, 126 left"
+
+
+# ---------------------------------------------------------------------------
+# The generated decoders' value cache (fixed-size tokens with addresses).
+# ---------------------------------------------------------------------------
+
+CACHED_TOKENS = [s.name for s in TOKEN_TABLE if "_cache" in s.decode.__globals__]
+
+
+def test_cached_tokens_are_the_fixed_ones_with_conversions() -> None:
+    expected = []
+    for spec in TOKEN_TABLE:
+        kinds = [_classify(sub) for _, sub in _fields(spec.struct)]
+        if all(k[0] == "fixed" for k in kinds) and any(k[2] is not None for k in kinds):
+            expected.append(spec.name)
+    assert CACHED_TOKENS == expected
+    assert {"subject32", "process32", "socket", "sock_inet32"} <= set(CACHED_TOKENS)
+
+
+@pytest.mark.parametrize("name", CACHED_TOKENS)
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_value_cache_gives_construct_values(name: str, data: st.DataObject) -> None:
+    spec = TOKEN_BY_NAME[name]
+    values = data.draw(token_values(name))
+    raw = spec.encode(*values)
+    first, end = spec.decode(raw, 1, len(raw))
+    # Again from a bytearray at another offset: a cache hit, same values.
+    buf = bytearray(b"\xaa" * 3) + raw + b"\xbb"
+    again, end2 = spec.decode(buf, 4, len(buf) - 1)
+    assert again is first
+    assert (end, end2) == (len(raw), len(buf) - 1)
+    assert first == values == spec.parse_construct(raw[1:])
+    # The bounds check comes before the cache: a cut token is still refused.
+    with pytest.raises(_Malformed, match="truncated"):
+        spec.decode(raw, 1, len(raw) - 1)
+
+
+def test_value_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = TOKEN_BY_NAME["subject32"]
+    env = spec.decode.__globals__
+    monkeypatch.setitem(env, "_CACHE_SIZE", 2)
+    monkeypatch.setitem(env, "_cache", {})
+    toks = [
+        make_token(
+            "subject32",
+            auid=a,
+            euid=0,
+            egid=0,
+            ruid=a,
+            rgid=a,
+            pid=a,
+            sid=1,
+            port=0,
+            address=f"10.0.0.{a}",
+        )
+        for a in range(5)
+    ]
+    for _ in range(2):
+        for t in toks:
+            raw = t.encode()
+            values, _ = spec.decode(raw, 1, len(raw))
+            assert values == t.values
+            assert len(env["_cache"]) <= 2
