@@ -8,8 +8,9 @@ every lxbsm and auditd configuration are measured in the same boot.
 
 Latency: ``build/progs/lat_sys`` (LMBench-style, the median of its samples)
 once per configuration per round; the configurations are taken in rounds,
-each round in a rotated order, so the emulated CPU's drift over the run hits
-them all alike (bench/execctl_bench.py does the same for two).  Every round
+each round in a rotated order (odd rounds reversed), so the emulated CPU's
+drift over the run hits them all alike (bench/execctl_bench.py does the same
+for two).  Every round
 checks that the configuration was in effect: the records lxbsm-auditd wrote
 or the SYSCALL events auditd logged during the measurement.
 
@@ -114,6 +115,12 @@ def cpu_seconds(pid: int) -> float:
     """utime + stime of a process so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def settle() -> None:
+    """Let what the previous configuration left (log writeback, exiting daemons) pass."""
+    os.sync()
+    time.sleep(1)
 
 
 def loop_storm() -> list[str]:
@@ -453,9 +460,14 @@ class Bench:
     def latency_round(self, r: int, out: dict[str, Any]) -> None:
         k = r % len(self.configs)
         order = self.configs[k:] + self.configs[:k]
+        if r % 2:
+            # Rotation alone keeps every configuration after the same one
+            # (none always after auditd_frfw): odd rounds go backwards.
+            order = order[::-1]
         for config in order:
             self.enter(config)
             try:
+                settle()
                 before = self.records(config)
                 daemon = self.lxbsmd or self.auditd
                 cpu0, w0 = (cpu_seconds(daemon.pid) if daemon else 0.0), time.monotonic()
