@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYSRC := lxbsm_tools tests bench
 
-.PHONY: all deps module modules progs lint checkpatch test-host test-guest check demo bench-tools bench-execctl install clean
+.PHONY: all deps module modules progs lint checkpatch test-host test-guest check demo bench bench-tools bench-execctl install clean
 
 all: module
 
@@ -26,7 +26,8 @@ modules: deps
 	@for k in $$(scripts/kernels.sh); do scripts/build-module.sh "$$k" || exit 1; done
 
 # Helper programs the guest tests run (one of them 32-bit, for the ia32 ABI).
-PROGS := build/progs/sysprobe build/progs/sysprobe32 build/progs/lat_exec
+PROGS := build/progs/sysprobe build/progs/sysprobe32 build/progs/lat_exec build/progs/lat_sys \
+	build/progs/hello
 progs: deps $(PROGS)
 
 build/progs/sysprobe: tests/guest/progs/sysprobe.c
@@ -40,6 +41,15 @@ build/progs/sysprobe32: tests/guest/progs/sysprobe.c
 build/progs/lat_exec: bench/lat_exec.c
 	@mkdir -p $(@D)
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+build/progs/lat_sys: bench/lat_sys.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $<
+
+# Static, as LMBench's hello: what lat_sys exec and sh run.
+build/progs/hello: bench/hello.c
+	@mkdir -p $(@D)
+	$(CC) -static -O2 -Wall -Wextra -Werror -o $@ $<
 
 lint: deps
 	$(VENV)/bin/ruff check $(PYSRC)
@@ -62,6 +72,22 @@ check: lint test-host test-guest
 
 demo: modules
 	@scripts/demo.sh
+
+# The paper's latency tables and a storm, lxbsm beside Linux auditd: one guest
+# boot per kernel (no --load: the bench loads the module itself), then
+# build/bench/results.json, table.md, table.json, overhead.png (docs/bench.md).
+LXBSM_BENCH_ROUNDS ?= 5
+LXBSM_BENCH_SCALE ?= 1.0
+LXBSM_BENCH_STORM ?= 6
+bench: modules progs
+	@rm -rf build/bench/vm-*; mkdir -p build/bench; start=$$(date +%s); \
+	for k in $$(scripts/kernels.sh); do \
+		.venv/bin/lxbsm-vm --kernel "$$k" --no-build --timeout 3000 --rundir build/bench/vm-$$k -- \
+			env LXBSM_BENCH_ROUNDS=$(LXBSM_BENCH_ROUNDS) LXBSM_BENCH_SCALE=$(LXBSM_BENCH_SCALE) \
+			LXBSM_BENCH_STORM=$(LXBSM_BENCH_STORM) python3 bench/lxbsm_bench.py \
+			--ko build/$$k/lxbsm.ko --out build/bench/vm-$$k/raw.json || exit 1; done; \
+	$(PY) bench/report.py build/bench build/bench/vm-*/raw.json && \
+	echo "make bench: $$(( $$(date +%s) - start )) s wall" | tee build/bench/wall.txt
 
 bench-tools: deps
 	$(PY) bench/tools_bench.py

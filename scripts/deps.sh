@@ -89,10 +89,10 @@ venv_steps() {
 	fi
 	if ! "$venv/bin/python" -c 'import lxbsm_tools, pytest, construct, hypothesis, virtme_ng' 2>/dev/null ||
 		[ "$here/pyproject.toml" -nt "$venv/.lxbsm-installed" ]; then
-		say "pip install -e .[dev] into .venv"
+		say "pip install -e .[dev,bench] into .venv"
 		mkdir -p "$here/build"
 		if ! { "$venv/bin/python" -m pip install -q --upgrade pip &&
-			"$venv/bin/python" -m pip install -q -e "$here[dev]"; } >"$here/build/pip.log" 2>&1; then
+			"$venv/bin/python" -m pip install -q -e "$here[dev,bench]"; } >"$here/build/pip.log" 2>&1; then
 			cat "$here/build/pip.log" >&2
 			say "pip install failed (log: build/pip.log)"
 			exit 1

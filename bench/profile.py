@@ -1,0 +1,71 @@
+"""Where the added cost goes: perf profiles of lat_sys in the guest, per configuration.
+
+    lxbsm-vm --kernel 6.12 --no-build --rundir build/bench/profile -- \\
+        python3 bench/profile.py --ko build/<kernel>/lxbsm.ko TEST...
+
+For each of none, ring (records into the ring, no reader) and file (the
+daemon writing a trail), runs ``perf record -a -e cpu-clock -g`` (TCG has no
+PMU) around ``lat_sys TEST...`` and writes ``perf report`` (by command and
+symbol, no children, entries above 0.5%) to $LXBSM_RUNDIR/perf-<config>.txt,
+with the lat_sys result at the top.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import lxbsm_bench as lb
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--ko", type=Path, required=True)
+    p.add_argument("--configs", default="none,ring,file")
+    p.add_argument("tests", nargs="+")
+    args = p.parse_args()
+    rundir = Path(os.environ.get("LXBSM_RUNDIR", "/tmp"))
+    lb.WORK.mkdir(parents=True, exist_ok=True)
+    lb.WORK.chmod(0o755)
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "audit"],
+        capture_output=True,
+        check=False,
+    )
+    bench = lb.Bench(args.ko.resolve(), tuple(args.configs.split(",")))
+    for config in bench.configs:
+        bench.enter(config)
+        data = rundir / f"perf-{config}.data"
+        try:
+            perf = ["perf", "record", "-q", "-a", "-g", "-e", "cpu-clock", "-o", str(data)]
+            lat = [str(lb.LAT_SYS), "-s", "0.5", "-f", str(lb.WORK / "lat_file")]
+            rec = subprocess.run(
+                [*perf, "--", *lat, "-p", str(lb.HELLO), *args.tests],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+        finally:
+            bench.leave(config)
+        rep = subprocess.run(
+            [
+                *("perf", "report", "-i", str(data), "--stdio", "--no-children", "-g", "none"),
+                *("--sort", "comm,sym", "--percent-limit", "0.5"),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        text = f"# {config}: lat_sys {' '.join(args.tests)} -> {rec.stdout.strip()}\n"
+        (rundir / f"perf-{config}.txt").write_text(text + rep.stdout + rep.stderr[-2000:])
+        lb.log(text.strip())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

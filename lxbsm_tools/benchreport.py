@@ -1,0 +1,210 @@
+"""Tables from the guest benchmark's raw rounds (bench/lxbsm_bench.py, make bench).
+
+The raw file of one kernel holds, per configuration and test, the median of
+each round (lat_sys's own median of its samples).  Here they become:
+
+* the median over the rounds, in microseconds (``results.json``);
+* the overhead over "no module", as the median over the rounds of the
+  per-round ratio config/none (each round measures every configuration
+  back to back, so the ratio does not move with the emulated CPU's drift);
+* the paper's table (rows = configurations, columns = tests) in markdown;
+* the targets of issue 8, each met or missed and by how much.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+TESTS = ("null", "open_close", "stat", "fork", "exec", "sh", "tcp_connect", "pipe")
+CONFIGS = (
+    "none",
+    "idle",
+    "file",
+    "fifo",
+    "file_frfw",
+    "ring",
+    "auditd_norules",
+    "auditd",
+    "auditd_frfw",
+)
+BASE = "none"
+CONFIG_TITLES = {
+    "none": "no module",
+    "idle": "module, nothing pre-selected",
+    "file": "lxbsm lo,ex,pc,nt, trail",
+    "fifo": "lxbsm lo,ex,pc,nt, trail + FIFO reader",
+    "file_frfw": "lxbsm lo,ex,pc,nt,fr,fw, trail",
+    "ring": "lxbsm lo,ex,pc,nt into the ring, no reader (diagnostic)",
+    "auditd_norules": "auditd, -a never,task",
+    "auditd": "auditd, rules for the same syscalls",
+    "auditd_frfw": "auditd, same + open/openat/openat2/creat",
+}
+
+Rounds = Mapping[str, Mapping[str, Sequence[float]]]  # config -> test -> per-round us
+
+
+def medians(rounds: Rounds) -> dict[str, dict[str, float]]:
+    """config -> test -> median over the rounds (us)."""
+    return {
+        c: {t: round(statistics.median(v), 3) for t, v in tests.items() if v}
+        for c, tests in rounds.items()
+    }
+
+
+def paired_ratios(rounds: Rounds, base: str = BASE) -> dict[str, dict[str, float]]:
+    """config -> test -> median over rounds of config/base in the same round."""
+    out: dict[str, dict[str, float]] = {}
+    ref = rounds[base]
+    for c, tests in rounds.items():
+        out[c] = {}
+        for t, v in tests.items():
+            b = ref.get(t, [])
+            pairs = [x / y for x, y in zip(v, b, strict=False) if y > 0]
+            if pairs:
+                out[c][t] = statistics.median(pairs)
+    return out
+
+
+def overhead_pct(rounds: Rounds, base: str = BASE) -> dict[str, dict[str, float]]:
+    """config -> test -> % over the base configuration (paired rounds)."""
+    return {
+        c: {t: round(100 * (r - 1), 2) for t, r in tests.items()}
+        for c, tests in paired_ratios(rounds, base).items()
+    }
+
+
+def results(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """results.json: kernel -> config -> test -> us, and kernel -> "storm" -> config -> ..."""
+    out: dict[str, dict[str, Any]] = {}
+    for kernel, run in raw.items():
+        k: dict[str, Any] = dict(medians(run["rounds"]))
+        k["storm"] = {
+            c: {
+                "records_per_s": s["records_per_s"],
+                "lost": s["lost"],
+                "missed": s["missed"],
+                "daemon_cpu_pct": s["daemon_cpu_pct"],
+            }
+            for c, s in run.get("storm", {}).items()
+        }
+        out[kernel] = k
+    return out
+
+
+def table(rounds: Rounds) -> dict[str, dict[str, dict[str, float]]]:
+    """config -> test -> {"us": median, "pct": % over none} (table.json, per kernel)."""
+    med, pct = medians(rounds), overhead_pct(rounds)
+    return {
+        c: {t: {"us": med[c][t], "pct": pct[c][t]} for t in TESTS if t in med.get(c, {})}
+        for c in CONFIGS
+        if c in rounds
+    }
+
+
+def fmt_cell(us: float, pct: float, base: bool) -> str:
+    if base:
+        return f"{us:.2f}" if us < 100 else f"{us:.0f}"
+    num = f"{us:.2f}" if us < 100 else f"{us:.0f}"
+    return f"{num} ({pct:+.1f}%)"
+
+
+def markdown(kernel: str, rounds: Rounds, n_rounds: int | None = None) -> str:
+    """The paper's layout: rows = configurations, columns = tests, us and % over none."""
+    tab = table(rounds)
+    tests = [t for t in TESTS if t in tab.get(BASE, {})]
+    head = f"**{kernel}**" + (f" (median of {n_rounds} rounds)" if n_rounds else "")
+    lines = [
+        head,
+        "",
+        "| configuration | " + " | ".join(tests) + " |",
+        "|---|" + "---:|" * len(tests),
+    ]
+    for c, row in tab.items():
+        cells = [
+            fmt_cell(row[t]["us"], row[t]["pct"], c == BASE) if t in row else "" for t in tests
+        ]
+        lines.append(f"| `{c}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def storm_markdown(kernel: str, storm: Mapping[str, Mapping[str, Any]]) -> str:
+    lines = [
+        f"**{kernel}**, storm",
+        "",
+        "| configuration | records/s | records | lost | kretprobe missed | daemon CPU |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for c, s in storm.items():
+        missed = "n/a" if s.get("missed") is None else str(s["missed"])
+        lines.append(
+            f"| `{c}` | {s['records_per_s']:.0f} | {s.get('records', '')} | {s['lost']} | "
+            f"{missed} | {s['daemon_cpu_pct']:.1f}% |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Target:
+    what: str
+    value: float  # measured, % over none (or the factor, for "vs auditd")
+    limit: float
+    met: bool
+
+    def line(self) -> str:
+        mark = "met" if self.met else "MISSED"
+        if self.what.endswith("vs auditd"):
+            return f"{self.what}: auditd's added cost / lxbsm's = {self.value:.1f}x " + (
+                f"(target >= {self.limit:g}x): {mark}"
+            )
+        by = "" if self.met else f" by {self.value - self.limit:.2f} points"
+        return f"{self.what}: {self.value:+.2f}% (target <= +{self.limit:g}%): {mark}{by}"
+
+
+# (lxbsm config, test, limit %), and the auditd configuration for the same events.
+LIMITS = (
+    ("file", "exec", 2.0, "auditd"),
+    ("fifo", "exec", 2.0, "auditd"),
+    ("file", "fork", 2.0, "auditd"),
+    ("fifo", "fork", 2.0, "auditd"),
+    ("file_frfw", "open_close", 10.0, "auditd_frfw"),
+    ("file", "tcp_connect", 5.0, "auditd"),
+    ("fifo", "tcp_connect", 5.0, "auditd"),
+)
+IDLE_LIMIT = 1.0
+AUDITD_FACTOR = 5.0
+
+
+def added_ratio(lxbsm_pct: float, auditd_pct: float) -> float:
+    """How many times auditd's added cost is lxbsm's (inf when lxbsm adds nothing)."""
+    if lxbsm_pct <= 0:
+        return float("inf") if auditd_pct > 0 else 1.0
+    return auditd_pct / lxbsm_pct
+
+
+def targets(rounds: Rounds) -> list[Target]:
+    pct = overhead_pct(rounds)
+    out: list[Target] = []
+    for config, test, limit, peer in LIMITS:
+        if test not in pct.get(config, {}):
+            continue
+        v = pct[config][test]
+        out.append(Target(f"{test} ({config})", v, limit, v <= limit))
+        if test in pct.get(peer, {}):
+            f = added_ratio(v, pct[peer][test])
+            out.append(Target(f"{test} ({config}) vs auditd", f, AUDITD_FACTOR, f >= AUDITD_FACTOR))
+    for test, v in pct.get("idle", {}).items():
+        out.append(Target(f"{test} (idle)", v, IDLE_LIMIT, v <= IDLE_LIMIT))
+    return out
+
+
+def storm_lost_targets(storm: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """Zero records lost in the storm at the default ring size (lxbsm configurations)."""
+    return [
+        f"storm ({c}): {s['lost']} records lost, {s['missed']} kretprobe misses: "
+        + ("met" if s["lost"] == 0 else "MISSED")
+        for c, s in storm.items()
+        if not c.startswith("auditd")
+    ]
