@@ -51,22 +51,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from lxbsm_tools import audit, control, uapi  # noqa: E402
+from lxbsm_tools.benchreport import CONFIGS, TESTS  # noqa: E402
 
 PROGS = REPO / "build" / "progs"
 LAT_SYS = PROGS / "lat_sys"
 HELLO = PROGS / "hello"
-TESTS = ("null", "open_close", "stat", "fork", "exec", "sh", "tcp_connect", "pipe")
-CONFIGS = (
-    "none",
-    "idle",
-    "file",
-    "fifo",
-    "file_frfw",
-    "ring",
-    "auditd_norules",
-    "auditd",
-    "auditd_frfw",
-)
 # "ring" (not one of issue 8's configurations): the module with the default
 # classes writing into its ring with no reader at all, so that what the
 # kernel side costs can be told from what the daemon's CPU time costs (under

@@ -221,7 +221,8 @@ struct lxbsm_mask lxbsm_mask_for(const struct lxbsm_cfg *cfg, u32 auid)
 	return m;
 }
 
-bool lxbsm_interested(enum lxbsm_event ev, struct lxbsm_sel *sel)
+/* The classes of @ev that some mask may select. */
+static u32 classes_of(enum lxbsm_event ev)
 {
 	const struct lxbsm_cfg *cfg;
 	u32 classes;
@@ -231,6 +232,13 @@ bool lxbsm_interested(enum lxbsm_event ev, struct lxbsm_sel *sel)
 	/* A process's masks hold only bits of cfg->any: the rest cannot select. */
 	classes = cfg->event_class[ev] & cfg->any;
 	rcu_read_unlock();
+	return classes;
+}
+
+bool lxbsm_interested(enum lxbsm_event ev, struct lxbsm_sel *sel)
+{
+	u32 classes = classes_of(ev);
+
 	sel->ev = ev;
 	sel->classes = classes;
 	if (!classes)
@@ -241,14 +249,7 @@ bool lxbsm_interested(enum lxbsm_event ev, struct lxbsm_sel *sel)
 
 bool lxbsm_selected_for(enum lxbsm_event ev, const struct lxbsm_proc_snap *proc, bool failed)
 {
-	const struct lxbsm_cfg *cfg;
-	u32 classes;
-
-	rcu_read_lock();
-	cfg = rcu_dereference(lxbsm_cfg);
-	classes = cfg->event_class[ev] & cfg->any;
-	rcu_read_unlock();
-	return classes & (failed ? proc->mask.failure : proc->mask.success);
+	return classes_of(ev) & (failed ? proc->mask.failure : proc->mask.success);
 }
 
 bool lxbsm_selected(const struct lxbsm_sel *sel, bool failed)
