@@ -32,6 +32,7 @@ struct sock_ctx {
 	int fd;
 	const void __user *addr;
 	int addrlen;
+	bool want_peer;			/* accept by a login daemon with no audit id */
 };
 
 size_t lxbsm_sock_data_size(void)
@@ -48,8 +49,9 @@ int lxbsm_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 
 	if (current->flags & PF_KTHREAD)
 		return 1;
-	/* Every accept is seen: a daemon's peer becomes its children's terminal. */
-	if (!lxbsm_interested(sock_events[kind], &ctx->sel) && kind != SOCK_ACCEPT)
+	/* A login daemon's accept is seen: its peer becomes its child's terminal. */
+	ctx->want_peer = kind == SOCK_ACCEPT && lxbsm_proc_wants_peer(current);
+	if (!lxbsm_interested(sock_events[kind], &ctx->sel) && !ctx->want_peer)
 		return 1;
 	ctx->fd = (int)regs_get_kernel_argument(regs, 0);
 	ctx->addr = (const void __user *)regs_get_kernel_argument(regs, 1);
@@ -150,7 +152,7 @@ int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct lxbsm_rec *r;
 	int len = 0;
 
-	if (kind == SOCK_ACCEPT && ret >= 0) {
+	if (ctx->want_peer && ret >= 0) {
 		struct lxbsm_tid tid;
 
 		len = peer_of(ret, &ss);
@@ -165,6 +167,8 @@ int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 		return 0;
 	lxbsm_tok_arg32(r, 1, ctx->fd, "fd");
 	if (kind == SOCK_ACCEPT) {
+		if (ret >= 0 && !len)
+			len = peer_of(ret, &ss);
 		if (len)
 			lxbsm_tok_sockaddr(r, &ss, len);
 	} else if (ctx->addr && ctx->addrlen > 0) {

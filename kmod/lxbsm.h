@@ -101,6 +101,7 @@ void lxbsm_proc_exit(void);
 void lxbsm_proc_fork(struct task_struct *parent, struct task_struct *child);
 bool lxbsm_proc_remove(struct task_struct *task, struct lxbsm_session_ev *end);
 void lxbsm_proc_snapshot(struct task_struct *task, struct lxbsm_proc_snap *snap);
+bool lxbsm_proc_wants_peer(struct task_struct *task);
 void lxbsm_proc_accepted(struct task_struct *task, const struct lxbsm_tid *peer);
 void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, struct lxbsm_session_ev *out);
 void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid,

@@ -335,6 +335,19 @@ static struct lxbsm_proc *entry_of(struct task_struct *task)
 	return lookup_rcu(task_tgid_nr(task));
 }
 
+/* Does an accept by @task matter to the session rules (cheap: no entry made)? */
+bool lxbsm_proc_wants_peer(struct task_struct *task)
+{
+	struct lxbsm_proc *p;
+	bool want;
+
+	rcu_read_lock();
+	p = lookup_rcu(task_tgid_nr(task));
+	want = p && READ_ONCE(p->prog) == LXBSM_PROG_SSHD && READ_ONCE(p->auid) == AUID_UNSET;
+	rcu_read_unlock();
+	return want;
+}
+
 /* An accept by a login daemon with no audit id: its child serves that peer. */
 void lxbsm_proc_accepted(struct task_struct *task, const struct lxbsm_tid *peer)
 {
