@@ -156,6 +156,21 @@ static long lxbsm_ioctl_hook_info(void __user *arg)
 	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
 }
 
+static long lxbsm_ioctl_copy(struct file *f, void __user *arg)
+{
+	struct lxbsm_copy req;
+	int ret;
+
+	if (!is_consumer(f))
+		return -EACCES;
+	if (copy_from_user(&req, arg, sizeof(req)))
+		return -EFAULT;
+	ret = lxbsm_ring_copy(&lxbsm_ring, &req);
+	if (ret)
+		return ret;
+	return copy_to_user(arg, &req, sizeof(req)) ? -EFAULT : 0;
+}
+
 /* Changing what the module does takes CAP_AUDIT_CONTROL in the opener. */
 static long may_control(struct file *f)
 {
@@ -183,6 +198,8 @@ static long lxbsm_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		return lxbsm_xc_get(uarg);
 	case LXBSM_IOC_FILE_ID:
 		return lxbsm_xc_file_id(uarg);
+	case LXBSM_IOC_COPY:
+		return lxbsm_ioctl_copy(f, uarg);
 	default:
 		return -ENOTTY;
 	}

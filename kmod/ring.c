@@ -14,6 +14,7 @@
 #include <linux/log2.h>
 #include <linux/mm.h>
 #include <linux/slab.h>
+#include <linux/uaccess.h>
 #include <linux/vmalloc.h>
 
 #include "compat.h"
@@ -225,6 +226,51 @@ int lxbsm_ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type)
 int lxbsm_ring_try_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type)
 {
 	return ring_write(r, buf, size, type, true);
+}
+
+int lxbsm_ring_copy(struct lxbsm_ring *r, struct lxbsm_copy *req)
+{
+	u8 __user *buf = u64_to_user_ptr(req->buf);
+	u64 pos, prod, max_len = (r->mask + 1) / 4;
+	u32 records = 0;
+	u64 bytes = 0;
+
+	/* Pairs with the reader's store of its position. */
+	pos = smp_load_acquire(&r->cons->consumer_pos);
+	/* Pairs with the release that publishes a reservation. */
+	prod = smp_load_acquire(&r->prod->producer_pos);
+	/* consumer_pos is user memory: check it before walking from it. */
+	if (pos & 7 || prod - pos > r->mask + 1)
+		return -EIO;
+	while (pos < prod) {
+		struct lxbsm_rec_hdr *hdr = rec_at(r, pos);
+		/* Pairs with the xchg() that clears BUSY in lxbsm_ring_finish(). */
+		u32 word = smp_load_acquire(&hdr->len);
+		u32 len = word & LXBSM_REC_LEN_MASK;
+
+		if (word & LXBSM_REC_BUSY)
+			break;
+		/* Not a record the kernel wrote: pos was not a boundary. */
+		if (len > max_len || pos + rec_span(len) > prod)
+			return -EIO;
+		if (!(word & LXBSM_REC_DISCARD) && hdr->type == LXBSM_REC_BSM) {
+			if (bytes + len > req->buf_size) {
+				if (!records)
+					return -EMSGSIZE;
+				break;
+			}
+			/* The data area is mapped twice: a record that wraps is contiguous. */
+			if (copy_to_user(buf + bytes, hdr + 1, len))
+				return -EFAULT;
+			bytes += len;
+			records++;
+		}
+		pos += rec_span(len);
+	}
+	req->records = records;
+	req->bytes = bytes;
+	req->end_pos = pos;
+	return 0;
 }
 
 __poll_t lxbsm_ring_poll(struct lxbsm_ring *r, struct file *f, poll_table *pt)

@@ -55,6 +55,8 @@ int lxbsm_ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type);
 /* The same, but a full ring is not counted as a loss. */
 int lxbsm_ring_try_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type);
 
+/* LXBSM_IOC_COPY, in the consumer's process context (it copies to user space). */
+int lxbsm_ring_copy(struct lxbsm_ring *r, struct lxbsm_copy *req);
 __poll_t lxbsm_ring_poll(struct lxbsm_ring *r, struct file *f, poll_table *pt);
 int lxbsm_ring_mmap(struct lxbsm_ring *r, struct vm_area_struct *vma);
 void lxbsm_ring_status(struct lxbsm_ring *r, struct lxbsm_status *st);

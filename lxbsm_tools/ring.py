@@ -18,6 +18,7 @@ wakeup is lost.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import mmap
 import os
@@ -36,6 +37,7 @@ class Ring:
     """The single consumer of /dev/lxbsm."""
 
     def __init__(self, path: str = uapi.DEVICE) -> None:
+        self._copy_buf: ctypes.Array[ctypes.c_char] | None = None
         try:
             self.fd = os.open(path, os.O_RDWR | os.O_CLOEXEC)
         except FileNotFoundError:
@@ -117,6 +119,26 @@ class Ring:
                 total += length
             cons += (length + uapi.REC_HDR_SIZE + 7) & ~7
         return out, cons
+
+    def copy_batch(self, max_bytes: int) -> tuple[bytes, int, int]:
+        """What :meth:`batch` gives, copied by the kernel (LXBSM_IOC_COPY) into one buffer.
+
+        Returns the records one after the other (as a trail holds them),
+        their number, and the position to hand to :meth:`commit`; the walk
+        over the record headers is the kernel's, not Python's, so a batch
+        costs one system call however many records it holds.  ``max_bytes``
+        is raised to MAX_RECORD so that any record fits.
+        """
+        size = max(max_bytes, uapi.MAX_RECORD)
+        if self._copy_buf is None or len(self._copy_buf) != size:
+            self._copy_buf = ctypes.create_string_buffer(size)
+        try:
+            n, nbytes, end = uapi.copy_records(self.fd, self._copy_buf)
+        except OSError as e:
+            if e.errno == errno.EIO:
+                raise RingError(f"consumer position {self.consumer_pos} is not a record") from None
+            raise
+        return ctypes.string_at(self._copy_buf, nbytes), n, end
 
     def commit(self, pos: int) -> None:
         """Give the space before ``pos`` (from :meth:`batch`) back to the kernel."""

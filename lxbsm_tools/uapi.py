@@ -72,6 +72,16 @@ class Submit(ctypes.Structure):
     _fields_ = [("buf", ctypes.c_uint64), ("len", ctypes.c_uint32), ("flags", ctypes.c_uint32)]
 
 
+class Copy(ctypes.Structure):
+    _fields_ = [
+        ("buf", ctypes.c_uint64),
+        ("buf_size", ctypes.c_uint32),
+        ("records", ctypes.c_uint32),
+        ("bytes", ctypes.c_uint64),
+        ("end_pos", ctypes.c_uint64),
+    ]
+
+
 class Mask(ctypes.Structure):
     _fields_ = [("success", ctypes.c_uint32), ("failure", ctypes.c_uint32)]
 
@@ -177,6 +187,7 @@ IOC_HOOK_INFO = _ioc(_IOC_READ | _IOC_WRITE, 5, ctypes.sizeof(HookInfo))
 IOC_SET_EXEC_RULES = _ioc(_IOC_WRITE, 6, ctypes.sizeof(XcConfig))
 IOC_GET_EXEC_RULES = _ioc(_IOC_READ | _IOC_WRITE, 7, ctypes.sizeof(XcConfig))
 IOC_FILE_ID = _ioc(_IOC_READ | _IOC_WRITE, 8, ctypes.sizeof(FileId))
+IOC_COPY = _ioc(_IOC_READ | _IOC_WRITE, 9, ctypes.sizeof(Copy))
 
 
 @dataclass(frozen=True)
@@ -236,6 +247,13 @@ def submit(fd: int, record: bytes) -> None:
     buf = ctypes.create_string_buffer(record, len(record))
     req = Submit(buf=ctypes.addressof(buf), len=len(record), flags=0)
     fcntl.ioctl(fd, IOC_SUBMIT, bytes(req))
+
+
+def copy_records(fd: int, buf: ctypes.Array[ctypes.c_char]) -> tuple[int, int, int]:
+    """LXBSM_IOC_COPY into @buf (the consumer's fd): (records, bytes, end position)."""
+    req = Copy(buf=ctypes.addressof(buf), buf_size=len(buf))
+    fcntl.ioctl(fd, IOC_COPY, req)
+    return req.records, req.bytes, req.end_pos
 
 
 def open_control(path: str = DEVICE) -> int:

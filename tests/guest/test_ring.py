@@ -140,6 +140,63 @@ def test_wrap_around_keeps_records_whole(reference_records: list[bytes]) -> None
         assert got == sent
 
 
+def test_copy_gives_the_records_the_walk_gives(reference_records: list[bytes]) -> None:
+    """LXBSM_IOC_COPY (the daemon's path) against the mmap walk, around a small ring."""
+    load_module("ring_size_kb=64")
+    with Ring() as ring:
+        sent: list[bytes] = []
+        got = b""
+        batches = 0
+        i = 0
+        while ring.producer_pos < 5 * ring.size:
+            for _ in range(40):
+                rec = reference_records[i % len(reference_records)]
+                submit(rec)
+                sent.append(rec)
+                i += 1
+            start = ring.consumer_pos
+            views, walk_end = ring.batch(8192)
+            walked = b"".join(views)
+            for v in views:
+                v.release()  # else the mapping outlives the ring, and the module stays in use
+            data, n, end = ring.copy_batch(8192)
+            assert (data, n, end) == (walked, len(views), walk_end)
+            assert ring.consumer_pos == start  # copying does not consume
+            ring.commit(end)
+            got += data
+            batches += 1
+            while ring.pending():
+                data, n, end = ring.copy_batch(8192)
+                got += data
+                ring.commit(end)
+        assert got == b"".join(sent)
+        assert batches >= 5
+        # Nothing pending: nothing copied, the position stays.
+        assert ring.copy_batch(8192) == (b"", 0, ring.consumer_pos)
+        # The first record must fit; a record boundary must be where the reader says.
+        submit(reference_records[0])
+        tiny = ctypes.create_string_buffer(8)
+        with pytest.raises(OSError) as e:
+            uapi.copy_records(ring.fd, tiny)
+        assert e.value.errno == errno.EMSGSIZE
+        pos = ring.consumer_pos
+        for bad in (pos + 4, pos + ring.size + 8):
+            ring.commit(bad)
+            with pytest.raises(OSError) as e:
+                uapi.copy_records(ring.fd, tiny)
+            assert e.value.errno == errno.EIO
+        ring.commit(pos)
+        assert ring.copy_batch(0)[:2] == (reference_records[0], 1)
+    # Only the consumer may copy.
+    fd = uapi.open_control()
+    try:
+        with pytest.raises(OSError) as e:
+            uapi.copy_records(fd, ctypes.create_string_buffer(uapi.MAX_RECORD))
+        assert e.value.errno == errno.EACCES
+    finally:
+        os.close(fd)
+
+
 def test_overflow_counts_every_lost_record_exactly(reference_records: list[bytes]) -> None:
     load_module("ring_size_kb=64")
     rec = max(reference_records, key=len)

@@ -23,6 +23,7 @@ STRUCTS = {
     "lxbsm_xc_rule": uapi.XcRule,
     "lxbsm_xc_config": uapi.XcConfig,
     "lxbsm_file_id": uapi.FileId,
+    "lxbsm_copy": uapi.Copy,
 }
 CONSTANTS = {
     "LXBSM_ABI_VERSION": uapi.ABI_VERSION,
@@ -34,6 +35,7 @@ CONSTANTS = {
     "LXBSM_IOC_SET_EXEC_RULES": uapi.IOC_SET_EXEC_RULES,
     "LXBSM_IOC_GET_EXEC_RULES": uapi.IOC_GET_EXEC_RULES,
     "LXBSM_IOC_FILE_ID": uapi.IOC_FILE_ID,
+    "LXBSM_IOC_COPY": uapi.IOC_COPY,
     "LXBSM_XC_PATH_LEN": uapi.XC_PATH_LEN,
     "LXBSM_XC_MAX_RULES": uapi.XC_MAX_RULES,
     "LXBSM_XC_INODE": uapi.XC_INODE,

@@ -243,6 +243,24 @@ struct lxbsm_file_id {
 	__u64 ino;			/* out */
 };
 
+/*
+ * LXBSM_IOC_COPY (the consumer only): copy the committed BSM records that
+ * follow consumer_pos into buf, without their ring headers, one after the
+ * other as a trail holds them, until a record still being written, the
+ * producer position, or buf_size.  consumer_pos does not move: the reader
+ * stores end_pos there once the records are safe elsewhere.  Discarded
+ * records are passed over (end_pos moves past them).  -EMSGSIZE: the first
+ * record does not fit in buf_size (LXBSM_MAX_RECORD always does); -EIO:
+ * consumer_pos is not a record boundary.
+ */
+struct lxbsm_copy {
+	__u64 buf;			/* in: user pointer */
+	__u32 buf_size;			/* in */
+	__u32 records;			/* out: records copied */
+	__u64 bytes;			/* out: bytes copied */
+	__u64 end_pos;			/* out: ring position after them */
+};
+
 #define LXBSM_IOC_MAGIC		0xB5
 #define LXBSM_IOC_STATUS	_IOR(LXBSM_IOC_MAGIC, 1, struct lxbsm_status)
 #define LXBSM_IOC_SUBMIT	_IOW(LXBSM_IOC_MAGIC, 2, struct lxbsm_submit)
@@ -252,5 +270,6 @@ struct lxbsm_file_id {
 #define LXBSM_IOC_SET_EXEC_RULES _IOW(LXBSM_IOC_MAGIC, 6, struct lxbsm_xc_config)
 #define LXBSM_IOC_GET_EXEC_RULES _IOWR(LXBSM_IOC_MAGIC, 7, struct lxbsm_xc_config)
 #define LXBSM_IOC_FILE_ID	_IOWR(LXBSM_IOC_MAGIC, 8, struct lxbsm_file_id)
+#define LXBSM_IOC_COPY		_IOWR(LXBSM_IOC_MAGIC, 9, struct lxbsm_copy)
 
 #endif /* _UAPI_LXBSM_H */
