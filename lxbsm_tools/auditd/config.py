@@ -31,6 +31,7 @@ from lxbsm_tools.bsm import ClassTable, EventTable, parse_flags
 
 SYSTEM_DIR = Path("/etc/security")
 MIN_FILESZ = 512 * 1024  # OpenBSM's MIN_AUDIT_FILE_SIZE
+MAX_BATCH_WAIT = 1000  # ms: records wait at most this long in the ring for the next batch
 FLUSH_MODES = ("none", "incremental", "data", "sync")
 _UNITS = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 _AGES = {"s": 1, "m": 60, "h": 3600, "d": 86400, "y": 365 * 86400}
@@ -96,6 +97,7 @@ class AuditControl:
     feeds: tuple[Feed, ...] = ()
     flush: str = "none"
     freq: int = 100
+    batch_wait: int = 100  # milliseconds
     warn: str | None = None
     exec_control: str | None = None
 
@@ -221,6 +223,13 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
                 if not value.isdigit() or int(value) == 0:
                     raise ValueError(f"freq is a positive number, got '{value}'")
                 kw[key] = int(value)
+            elif key == "batch-wait":
+                ms = value.removesuffix("ms")
+                if not ms.isdigit() or int(ms) > MAX_BATCH_WAIT:
+                    raise ValueError(
+                        f"batch-wait is milliseconds 0-{MAX_BATCH_WAIT}, got '{value}'"
+                    )
+                kw["batch_wait"] = int(ms)
             elif key == "warn":
                 kw[key] = value or None
             elif key == "exec_control":

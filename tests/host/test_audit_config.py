@@ -30,6 +30,7 @@ realtime:{d}/ids.json,json
 realtime:{d}/ids.sock,socket,json
 flush:incremental
 freq:10
+batch-wait:50
 """
 
 
@@ -72,7 +73,7 @@ def test_every_key(tmp_path: Path) -> None:
         config.Feed(f"{tmp_path}/ids.json", json=True),
         config.Feed(f"{tmp_path}/ids.sock", json=True, socket=True),
     )
-    assert (ac.flush, ac.freq) == ("incremental", 10)
+    assert (ac.flush, ac.freq, ac.batch_wait) == ("incremental", 10, 50)
     classes = load_class_table()
     assert cfg.kernel.flags == parse_flags("lo,+ex,-fw", classes)
     assert cfg.kernel.naflags == parse_flags("lo", classes)
@@ -99,6 +100,8 @@ def test_every_key(tmp_path: Path) -> None:
         ("flush:sometimes", "flush"),
         ("dist:maybe", "dist"),
         ("host:a b", "bad host"),
+        ("batch-wait:1001", "batch-wait is milliseconds 0-1000"),
+        ("batch-wait:soon", "batch-wait"),
     ],
 )
 def test_a_bad_line_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:

@@ -33,6 +33,8 @@ STARTUP, SHUTDOWN, RECOVERY = 45000, 45001, 45029
 
 
 class FakeRing:
+    size = 1 << 20  # positions count records here
+
     def __init__(self) -> None:
         self.recs: list[bytes] = []
         self.cons = 0
@@ -59,6 +61,10 @@ class FakeRing:
             total += len(self.recs[pos])
             pos += 1
         return out, pos
+
+    def copy_batch(self, max_bytes: int) -> tuple[bytes, int, int]:
+        views, end = self.batch(max_bytes)
+        return b"".join(views), len(views), end
 
     def commit(self, pos: int) -> None:
         self.cons = pos
@@ -408,6 +414,47 @@ def served(tmp_path: Path) -> Iterator[tuple[daemon.Daemon, str]]:
     os.write(ww, b"\0")
     t.join(10)
     assert not t.is_alive()
+
+
+def _until(cond: Any, what: str) -> None:
+    deadline = time.monotonic() + 20
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("wait_ms", [0, 1000])
+def test_records_that_come_during_batch_wait_come_in_one_batch(
+    tmp_path: Path, wait_ms: int
+) -> None:
+    ring = FakeRing()
+    d = make(tmp_path, ring, f"batch-wait:{wait_ms}ms")
+    assert d.cfg.control.batch_wait == wait_ms
+    d.start([])
+    wr, ww = os.pipe()
+    t = threading.Thread(target=d.run, args=(wr,), daemon=True)
+    t.start()
+    try:
+        _until(lambda: d.counters["records"] == 1, "the startup record")
+        b0 = d.counters["batches"]
+        ring.add(rec(1))  # the first after a quiet spell: taken at once in both cases
+        _until(lambda: d.counters["records"] == 2, "record 1")
+        ring.add(rec(2))
+        if wait_ms == 0:
+            _until(lambda: d.counters["records"] == 3, "record 2")
+        else:
+            time.sleep(0.2)
+            assert d.counters["records"] == 2  # the daemon rests after a batch
+        ring.add(rec(3))
+        _until(lambda: d.counters["records"] == 4, "record 3")
+        # batch-wait 0: a batch per record; 1000 ms: records 2 and 3 together.
+        assert d.counters["batches"] - b0 == (3 if wait_ms == 0 else 2)
+    finally:
+        d.stopping = True
+        os.write(ww, b"\0")
+        t.join(10)
+    assert not t.is_alive()  # run() shut the trail
+    assert marks(trails(tmp_path / "trails")[-1]) == [1, 2, 3]
 
 
 def test_lxbsm_audit_flags_drive_the_daemon(
