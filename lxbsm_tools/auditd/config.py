@@ -97,7 +97,7 @@ class AuditControl:
     feeds: tuple[Feed, ...] = ()
     flush: str = "none"
     freq: int = 100
-    batch_wait: int = 100  # milliseconds
+    batch_wait: int = 50  # milliseconds
     warn: str | None = None
     exec_control: str | None = None
 

@@ -10,6 +10,7 @@ itself with seccomp and copies records from the ring to the trail.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import socket
 import sys
@@ -204,6 +205,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             os.dup2(null, fd)
         if background_log is not None:
             d.log = background_log
+    # Everything loaded so far (the token tables, the event table, the
+    # modules) lives as long as the daemon: out of the cyclic collector's
+    # way, so that its full collections do not walk it again and again.
+    gc.collect()
+    gc.freeze()
     d.run(wakeup)
     _notify(notify, b"STOPPING=1")
     return 0
