@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-ABI_VERSION = 1
+ABI_VERSION = 2  # kmod/include/uapi/lxbsm.h
 DEVICE = "/dev/lxbsm"
 
 REC_BUSY = 1 << 31

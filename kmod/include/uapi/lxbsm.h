@@ -25,7 +25,7 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define LXBSM_ABI_VERSION	1
+#define LXBSM_ABI_VERSION	2	/* 2: LXBSM_IOC_COPY, sha256 exec rules */
 #define LXBSM_DEVICE		"lxbsm"
 
 /* Record header flags, in the top bits of lxbsm_rec_hdr.len. */
