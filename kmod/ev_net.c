@@ -44,7 +44,6 @@ size_t lxbsm_sock_data_size(void)
 int lxbsm_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct sock_ctx *ctx = (struct sock_ctx *)ri->data;
-
 	int kind = lxbsm_kret_hook(ri)->arg;
 
 	if (current->flags & PF_KTHREAD)

@@ -243,7 +243,6 @@ NOKPROBE_SYMBOL(lxbsm_loginuid_entry);
 int lxbsm_loginuid_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct loginuid_ctx *ctx = (struct loginuid_ctx *)ri->data;
-
 	struct lxbsm_session_ev sev;
 	struct lxbsm_tid tty;
 

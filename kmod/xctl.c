@@ -95,9 +95,6 @@ static DEFINE_MUTEX(xc_mutex);
 static atomic64_t xc_denied = ATOMIC64_INIT(0);
 atomic_t lxbsm_consumer_tgid = ATOMIC_INIT(0);
 
-#define XC_DENIED	"exec_control: denied"
-#define XC_KILLED	"exec_control: killed"
-
 static const char *const mode_word[LXBSM_XC_MODE_NR] = {
 	[LXBSM_XC_ENFORCE] = "denied",
 	[LXBSM_XC_MONITOR] = "would be denied",
@@ -250,8 +247,10 @@ static bool who_matches(const struct lxbsm_xc_rule *rule, struct lazy_auid *auid
  * Which rule decides @file for current.  @buf (of @len bytes) holds the
  * file's path once it is needed.  Returns false when no deny rule matched
  * (or exec control is off or current is exempt); otherwise fills @v.
+ * @late: the file already runs (hash_work), so an enforced deny kills.
  */
-bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc_verdict *v)
+static bool xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc_verdict *v,
+		     bool late)
 {
 	const struct lxbsm_xc *x;
 	const char *path = NULL;
@@ -260,6 +259,7 @@ bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc
 	u8 sha[SHA256_DIGEST_SIZE];
 	bool deny = false, have_sha = false;
 	s32 a, b, c, i = S32_MAX;
+	const char *word;
 
 	v->path = NULL;
 	v->need_hash = false;
@@ -319,13 +319,14 @@ bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc
 		v->mode = x->mode;
 		if (x->mode != LXBSM_XC_MONITOR)
 			atomic64_inc(&xc_denied);
+		word = mode_word[late && x->mode == LXBSM_XC_ENFORCE ? LXBSM_XC_KILL : x->mode];
 		if (rule->flags & LXBSM_XC_SHA256)
 			snprintf(v->text, sizeof(v->text),
 				 "exec_control: %s by line %u (deny sha256:%*phN)",
-				 mode_word[x->mode], rule->line, SHA256_DIGEST_SIZE, rule->sha256);
+				 word, rule->line, SHA256_DIGEST_SIZE, rule->sha256);
 		else
 			snprintf(v->text, sizeof(v->text), "exec_control: %s by line %u (deny %s)",
-				 mode_word[x->mode], rule->line,
+				 word, rule->line,
 				 rule->path[0] ? rule->path : path ? path : "(inode)");
 		break;
 	}
@@ -335,6 +336,11 @@ bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc
 out:
 	rcu_read_unlock();
 	return deny;
+}
+
+bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc_verdict *v)
+{
+	return xc_check(file, buf, len, v, false);
 }
 
 static void xc_free_rcu(struct rcu_head *head)
@@ -387,7 +393,6 @@ long lxbsm_xc_set(const struct lxbsm_xc_config __user *ureq)
 	}
 	for (i = 0; i < x->nr; i++) {
 		struct lxbsm_xc_rule *rule = &x->rules[i];
-
 		bool sha = rule->flags & LXBSM_XC_SHA256;
 
 		if (rule->action > LXBSM_XC_DENY || rule->who >= LXBSM_XC_WHO_NR ||
@@ -599,17 +604,11 @@ static void hash_work(struct callback_head *cb)
 		goto out;
 	v = kmalloc(sizeof(*v), GFP_KERNEL);
 	buf = kmalloc(PATH_MAX, GFP_KERNEL);
-	if (!v || !buf || !lxbsm_xc_check(job->file, buf, PATH_MAX, v))
+	/* Refused after it was let through: the record says it was killed. */
+	if (!v || !buf || !xc_check(job->file, buf, PATH_MAX, v, true))
 		goto out;
 	if (!v->path)
 		v->path = d_path(&job->file->f_path, buf, PATH_MAX);
-	/* Refused after it was let through: the record says what happened. */
-	if (v->mode == LXBSM_XC_ENFORCE && str_has_prefix(v->text, XC_DENIED)) {
-		char *rest = v->text + strlen(XC_DENIED);
-
-		memmove(v->text + strlen(XC_KILLED), rest, strlen(rest) + 1);
-		memcpy(v->text, XC_KILLED, strlen(XC_KILLED));
-	}
 	lxbsm_attr_of(file_inode(job->file), &attr);
 	lxbsm_proc_snapshot(current, &snap);
 	r = lxbsm_rec_begin(job->exec ? LXBSM_EV_EXECVE : LXBSM_EV_MMAP);

@@ -28,6 +28,7 @@ from typing import Any
 from lxbsm_tools import uapi
 from lxbsm_tools.bsm import decode_records, encode_record, load_event_table, make_token
 from lxbsm_tools.bsm.text import record_json
+from lxbsm_tools.bsm.tokens import HEADER_IDS
 
 from . import config as cfgmod
 from .feeds import Feed, Listener
@@ -62,7 +63,7 @@ def split_records(data: bytes) -> list[bytes]:
     off, end = 0, len(data)
     while off < end:
         n = int.from_bytes(data[off + 1 : off + 5], "big")
-        if n < 5 or off + n > end:
+        if data[off] not in HEADER_IDS or n < 5 or off + n > end:
             raise ValueError(f"not a BSM record at offset {off} of a batch")
         out.append(data[off : off + n])
         off += n

@@ -630,3 +630,13 @@ def test_a_unix_socket_feed_gives_each_reader_its_own_queue(tmp_path: Path) -> N
         d.stopping = True
         os.write(ww, b"\0")
         t.join(10)
+
+
+def test_split_records_cuts_a_batch_at_the_header_counts() -> None:
+    recs = [rec(1), rec(2, size=300), rec(3)]
+    assert daemon.split_records(b"".join(recs)) == recs
+    assert daemon.split_records(b"") == []
+    with pytest.raises(ValueError, match="offset 0"):
+        daemon.split_records(b"\x28" + recs[0][1:])  # not a header token
+    with pytest.raises(ValueError, match=f"offset {len(recs[0])}"):
+        daemon.split_records(recs[0] + recs[1][:-1])  # the second one cut short
