@@ -25,6 +25,37 @@ module_param(ring_size_kb, uint, 0444);
 MODULE_PARM_DESC(ring_size_kb,
 		 "Ring data area in KiB (rounded up to a power of two, min 64; default 16384)");
 
+#ifdef LXBSM_DEBUG_FAULTS
+/*
+ * Built only by the harness self-test (-DLXBSM_DEBUG_FAULTS): a deliberate
+ * heap overflow, which a guest booted with memory-error detection (lxbsm-vm
+ * --memcheck) must report, failing the run.
+ */
+static bool debug_overflow;
+module_param(debug_overflow, bool, 0444);
+MODULE_PARM_DESC(debug_overflow, "Debug builds only: write one byte past a kmalloc buffer at load");
+
+static void lxbsm_debug_faults(void)
+{
+	size_t n = 64;
+	u8 *p;
+
+	if (!debug_overflow)
+		return;
+	p = kmalloc(n, GFP_KERNEL);
+	if (!p)
+		return;
+	/* Hidden from the compiler, which would otherwise refuse the bug. */
+	OPTIMIZER_HIDE_VAR(n);
+	WRITE_ONCE(p[n], 0x5a);	/* one past the end: into the red zone */
+	kfree(p);
+}
+#else
+static void lxbsm_debug_faults(void)
+{
+}
+#endif
+
 struct lxbsm_ring lxbsm_ring;
 static atomic_t consumer_claimed = ATOMIC_INIT(0);
 static atomic64_t submitted = ATOMIC64_INIT(0);
@@ -251,6 +282,7 @@ static int __init lxbsm_init(void)
 	ret = lxbsm_hooks_init();
 	if (ret)
 		goto err_misc;
+	lxbsm_debug_faults();
 #ifdef LXBSM_FAULT_WARN_AT_LOAD
 	/* Built only by the harness self-test: a module that must fail. */
 	WARN_ON(1);
