@@ -113,8 +113,11 @@ void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
 bool lxbsm_sock_peer_tid(int fd, struct lxbsm_tid *tid);
 /* Write the record of a session event, if pre-selected (ev_session.c). */
 void lxbsm_session_record(const struct lxbsm_session_ev *sev);
-/* The controlling tty as a terminal id: port = its device, address 0. */
-void lxbsm_tty_tid(struct lxbsm_tid *tid);
+/*
+ * The controlling tty as a terminal id: port = its device, address 0.
+ * False (port 0) if it could not be read without waiting.
+ */
+bool lxbsm_tty_tid(struct lxbsm_tid *tid);
 u64 lxbsm_proc_count(void);
 extern atomic64_t lxbsm_proc_alloc_failed;
 
@@ -192,6 +195,9 @@ const char *lxbsm_user_path(struct lxbsm_rec *r, int dfd, const char __user *nam
 /* The same for a name already in kernel memory. */
 const char *lxbsm_abs_path(struct lxbsm_rec *r, int dfd, const char *name);
 const char *lxbsm_file_path(struct lxbsm_rec *r, int which, const struct file *file);
+struct fs_struct;
+/* fs->root or fs->pwd without fs->lock or waiting; under rcu_read_lock(). */
+bool lxbsm_fs_path(struct fs_struct *fs, bool root, struct path *out);
 
 /* ---- hooks (hooks.c) ---- */
 
