@@ -24,11 +24,18 @@
  *   by inetd or socket activation instead, sshd finds its peer on fd 0);
  * - a local login program (login) with no audit id is a candidate itself,
  *   its terminal the controlling tty;
- * - a session starts once per candidate: when pam_loginuid sets the audit
- *   id, or, without PAM, at the first call that sets the real uid in the
- *   login program's process tree outside a chroot (sshd's privilege
- *   separation child is chrooted); the candidate and the process take the
- *   new audit id, session and terminal, and later setuid calls only count;
+ * - only root of the init user namespace makes a login program a
+ *   candidate: a copy run by a user (in a user namespace, a chroot, with
+ *   LD_PRELOAD) is an ordinary program;
+ * - a session starts once per candidate: when pam_loginuid, running as
+ *   root, sets the audit id, or, without PAM, at the first call by root that
+ *   sets the real uid in the login program's process tree outside a chroot
+ *   (sshd's privilege separation child is chrooted); the candidate and the
+ *   process take the new audit id, session and terminal, and later setuid
+ *   calls only count;
+ * - any other write to loginuid is an AUE_SETAUID: taken if the writer may
+ *   set audit ids (root or CAP_AUDIT_CONTROL) and the process had none,
+ *   otherwise not taken;
  * - the candidate's exit ends the session (logout), or, if none started,
  *   is a failed login;
  * - su and sudo are identity changes, not sessions: the audit id stays; the
@@ -36,11 +43,13 @@
  *   a failure.
  */
 #include <linux/audit.h>
+#include <linux/capability.h>
 #include <linux/cred.h>
 #include <linux/hash.h>
 #include <linux/rculist.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
+#include <linux/user_namespace.h>
 
 #include "lxbsm.h"
 
@@ -78,6 +87,31 @@ struct lxbsm_proc {
 #define ASID_INFERRED	0x40000000	/* sessions lxbsm starts: base of their ids */
 
 static atomic_t inferred_asid = ATOMIC_INIT(0);
+
+/*
+ * Root of the init user namespace (real and effective uid 0): what a login
+ * program must run as to count as one.  A user namespace's root, a chroot or
+ * LD_PRELOAD change neither the real uid nor the namespace.  Lock-free: the
+ * caller's own credentials, or a task's under RCU.
+ */
+static bool cred_is_root(const struct cred *cred)
+{
+	return cred->user_ns == &init_user_ns && uid_eq(cred->uid, GLOBAL_ROOT_UID) &&
+	       uid_eq(cred->euid, GLOBAL_ROOT_UID);
+}
+
+bool lxbsm_cred_is_root(const struct cred *cred)
+{
+	return cred_is_root(cred);
+}
+
+/* May set audit ids: root, or CAP_AUDIT_CONTROL, in the init user namespace. */
+bool lxbsm_cred_audit_ctl(const struct cred *cred)
+{
+	return cred->user_ns == &init_user_ns &&
+	       (uid_eq(cred->uid, GLOBAL_ROOT_UID) ||
+		cap_raised(cred->cap_effective, CAP_AUDIT_CONTROL));
+}
 /* Live su/sudo processes: while there are none, an exec looks no further. */
 static atomic_t idcands = ATOMIC_INIT(0);
 
@@ -428,10 +462,12 @@ static bool start_session(struct lxbsm_proc *c, struct lxbsm_proc *p, u32 auid, 
 
 /*
  * A successful call that set @task's real uid (setuid, setreuid or
- * setresuid with a real uid given).  In a login program's tree with no
- * audit id yet, outside a chroot, it is the login; otherwise it is counted.
+ * setresuid with a real uid given), made by root (@root: the caller's
+ * credentials before the call).  In a login program's tree with no audit id
+ * yet, outside a chroot, it is the login; otherwise it is counted.
  */
-void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, struct lxbsm_session_ev *out)
+void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, bool root,
+		       struct lxbsm_session_ev *out)
 {
 	struct lxbsm_proc *p, *c;
 	unsigned long flags;
@@ -445,7 +481,7 @@ void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, struct lxbsm_ses
 		goto out;
 	raw_spin_lock_irqsave(&p->lock, flags);
 	p->setuid_count++;
-	login = p->auid == AUID_UNSET && !chrooted &&
+	login = p->auid == AUID_UNSET && !chrooted && root &&
 		(p->prog == LXBSM_PROG_SSHD || p->prog == LXBSM_PROG_LOGIN);
 	raw_spin_unlock_irqrestore(&p->lock, flags);
 	if (!login)
@@ -461,25 +497,34 @@ out:
 }
 
 /*
- * pam_loginuid set @task's audit id.  The audit id is set once: a process
- * that has one keeps it.  In a candidate's tree this is the login; a
- * process with no network terminal takes its controlling tty (@tty).
+ * A write to /proc/self/loginuid set @task's audit id in the kernel.  The
+ * audit id is set once: a process that has one keeps it.  A process with
+ * none takes it only if the writer may set audit ids (@may: root or
+ * CAP_AUDIT_CONTROL in the init user namespace); the kernel lets anyone
+ * write it while it is unset, so without that a service account could pose
+ * as any user.  In a candidate's tree a write by root is the login (@out); a
+ * process with no network terminal takes its controlling tty (@tty).  Any
+ * other write is told in @sa (AUE_SETAUID), with the writer as it was.
  */
-void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid,
-			  const struct lxbsm_tid *tty, struct lxbsm_session_ev *out)
+void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid, bool may,
+			  const struct lxbsm_tid *tty, struct lxbsm_session_ev *out,
+			  struct lxbsm_setauid *sa)
 {
 	struct lxbsm_proc *p, *c;
 	unsigned long flags;
 	bool fresh;
 
 	out->ev = LXBSM_EV_NR;
+	sa->how = LXBSM_SETAUID_NONE;
 	rcu_read_lock();
 	p = entry_of(task);
 	if (!p)
 		goto out;
+	copy_snap(p, &sa->proc);
 	raw_spin_lock_irqsave(&p->lock, flags);
+	sa->old_auid = p->auid;
 	fresh = p->auid == AUID_UNSET;
-	if (fresh) {
+	if (fresh && may) {
 		p->auid = auid;
 		p->asid = asid;
 		if (!(p->flags & PF_NETTID))
@@ -488,22 +533,29 @@ void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid,
 		p->setuid_count = 0;
 	}
 	raw_spin_unlock_irqrestore(&p->lock, flags);
-	if (!fresh)
+	if (!fresh) {
+		sa->how = LXBSM_SETAUID_KEPT;
 		goto out;
+	}
+	if (!may) {
+		sa->how = LXBSM_SETAUID_REFUSED;
+		goto out;
+	}
 	c = candidate_of(task, PF_CAND);
-	if (c)
-		start_session(c, p, auid, asid, out);
+	if (!c || !start_session(c, p, auid, asid, out))
+		sa->how = LXBSM_SETAUID_SET;
 out:
 	rcu_read_unlock();
 }
 
 /*
- * @task now runs @prog (LXBSM_PROG_NONE for any other program).  A local
- * login program with no audit id becomes a candidate, its terminal @tty.  A
- * network one already is when sshd forked it for a connection; started by
- * inetd or socket activation, it is one if the connection is on its fd 0
- * (@peer, NULL if none).  su and sudo start an identity change; the first
- * other program run in their tree completes it (@out).
+ * @task now runs @prog (LXBSM_PROG_NONE for any other program).  A login
+ * program counts only when root runs it (otherwise it is any program).  A
+ * local login program with no audit id becomes a candidate, its terminal
+ * @tty.  A network one already is when sshd forked it for a connection;
+ * started by inetd or socket activation, it is one if the connection is on
+ * its fd 0 (@peer, NULL if none).  su and sudo start an identity change;
+ * the first other program run in their tree completes it (@out).
  */
 void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
 		     const struct lxbsm_tid *tty, const struct lxbsm_tid *peer,
@@ -514,6 +566,9 @@ void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
 
 	out->ev = LXBSM_EV_NR;
 	rcu_read_lock();
+	if ((prog == LXBSM_PROG_LOGIN || prog == LXBSM_PROG_SSHD) &&
+	    !cred_is_root(__task_cred(task)))
+		prog = LXBSM_PROG_NONE;
 	p = prog == LXBSM_PROG_NONE ? lookup_rcu(task_tgid_nr(task)) : entry_of(task);
 	if (!p)
 		goto out;
