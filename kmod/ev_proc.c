@@ -129,6 +129,7 @@ struct setid_ctx {
 	struct lxbsm_sel sel;
 	u32 ids[3];
 	bool sets_ruid;
+	bool sets_rgid;			/* in an su or sudo tree */
 	bool root;			/* the caller was root (before the call) */
 };
 
@@ -149,8 +150,12 @@ int lxbsm_setid_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	ctx->sets_ruid = d->ev == LXBSM_EV_SETUID ||
 			 ((d->ev == LXBSM_EV_SETREUID || d->ev == LXBSM_EV_SETRESUID) &&
 			  ctx->ids[0] != (u32)-1);
+	/* Becoming another user sets the real gid first: see it while su runs. */
+	ctx->sets_rgid = (d->ev == LXBSM_EV_SETGID ||
+			  ((d->ev == LXBSM_EV_SETREGID || d->ev == LXBSM_EV_SETRESGID) &&
+			   ctx->ids[0] != (u32)-1)) && lxbsm_proc_idchange_live();
 	ctx->root = lxbsm_cred_is_root(current_cred());
-	return !lxbsm_interested(d->ev, &ctx->sel) && !ctx->sets_ruid;
+	return !lxbsm_interested(d->ev, &ctx->sel) && !ctx->sets_ruid && !ctx->sets_rgid;
 }
 NOKPROBE_SYMBOL(lxbsm_setid_entry);
 
@@ -182,6 +187,8 @@ int lxbsm_setid_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 		if (sev.ev != LXBSM_EV_NR)
 			lxbsm_session_record(&sev);
 	}
+	if (ctx->sets_rgid && ret == 0)
+		lxbsm_proc_setgid(current);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_setid_ret);

@@ -10,8 +10,9 @@
  *			process exited without a session)
  *   AUE_login		the same for login(1) on a terminal
  *   AUE_logout		the exit of a session's connection (or login) process
- *   AUE_su, AUE_sudo	an identity change and who made it; failure: the
- *			program exited without running anything
+ *   AUE_su, AUE_sudo	an identity change, who made it and the identity
+ *			assumed; failure: the program exited without any
+ *			process of its tree taking a new identity
  */
 #include <linux/binfmts.h>
 #include <linux/dcache.h>
@@ -164,7 +165,7 @@ void lxbsm_session_record(const struct lxbsm_session_ev *sev)
 	case LXBSM_EV_SU:
 	case LXBSM_EV_SUDO:
 		if (sev->failed)
-			snprintf(text, sizeof(text), "%s: uid %u: nothing run",
+			snprintf(text, sizeof(text), "%s: uid %u: no identity assumed",
 				 sev->ev == LXBSM_EV_SU ? "su" : "sudo", sev->from_uid);
 		else
 			snprintf(text, sizeof(text), "%s: uid %u to uid %u (euid %u)",

@@ -128,6 +128,8 @@ bool lxbsm_proc_wants_peer(struct task_struct *task);
 void lxbsm_proc_accepted(struct task_struct *task, const struct lxbsm_tid *peer);
 void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, bool root,
 		       struct lxbsm_session_ev *out);
+bool lxbsm_proc_idchange_live(void);
+void lxbsm_proc_setgid(struct task_struct *task);
 void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid, bool may,
 			  const struct lxbsm_tid *tty, struct lxbsm_session_ev *out,
 			  struct lxbsm_setauid *sa);

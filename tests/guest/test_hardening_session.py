@@ -1,4 +1,4 @@
-"""Issue 13, defect 7: audit ids cannot be forged.
+"""Issue 13, defects 7 and 15: audit ids and identity changes cannot be forged.
 
 Defect 7: the kernel lets any process whose loginuid is unset write any value
 to /proc/self/loginuid.  lxbsm records such a write by a process that is
@@ -6,6 +6,11 @@ neither root nor a CAP_AUDIT_CONTROL holder as AUE_SETAUID (whatever
 pre-selection says), keeps the writer's audit id unset, and never makes a
 login of it; a login program run by a user (LD_PRELOAD, a user namespace, a
 chroot whose /usr/bin/login is the user's own program) is just a program.
+
+Defect 15: su and sudo succeed when a process of their tree that set its gid
+and then its uid runs a program: a PAM helper run before a refusal (here
+pam_exec with ``seteuid``, which calls setuid(0) first, as pam_unix's helper
+does) does not make a failed su a success.
 """
 
 from __future__ import annotations
@@ -23,7 +28,8 @@ from lxbsm_tools.bsm import Record
 
 from .audit import PROGS, Auditor, auditing, describe, settle
 
-USER_UID = 2201
+USER, USER_UID = "lxhs1", 2201
+OTHER, OTHER_UID = "lxhs2", 2202
 NOBODY = 65534
 UNSET = 0xFFFFFFFF
 # No "ad": the refused AUE_SETAUID must be there all the same.
@@ -59,6 +65,24 @@ __attribute__((constructor)) static void forge(void)
 	_exit(0);
 }
 """
+
+
+def _append(path: str, text: str) -> None:
+    # /etc/shadow is a file mounted on its own: written in place, never renamed.
+    with open(path, "a") as f:
+        f.write(text)
+
+
+@pytest.fixture(scope="module")
+def users() -> None:
+    known = Path("/etc/passwd").read_text()
+    for name, uid in ((USER, USER_UID), (OTHER, OTHER_UID)):
+        if f"\n{name}:" in known:
+            continue
+        _append("/etc/passwd", f"{name}:x:{uid}:{uid}::/tmp:/bin/sh\n")
+        _append("/etc/group", f"{name}:x:{uid}:\n")
+        # "*": no password can match, but not a locked account.
+        _append("/etc/shadow", f"{name}:*:19000:0:99999:7:::\n")
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +236,154 @@ def test_root_writing_loginuid_is_taken_and_recorded() -> None:
         runs = ran_true(a, p.pid)
         assert [r.subject.auid for r in runs if r.subject] == [4711]
         no_login_records(a)
+
+
+# ---- defect 15: su ----
+
+PAM_SU = Path("/etc/pam.d/su")
+# A PAM helper that calls setuid(0) before its exec, as pam_unix's does.
+HELPER = "auth optional pam_exec.so seteuid /usr/bin/true\n"
+
+
+@pytest.fixture
+def pam_su() -> Iterator[Path]:
+    saved = PAM_SU.read_text()
+    yield PAM_SU
+    PAM_SU.write_text(saved)
+
+
+def su_records(a: Auditor) -> list[Record]:
+    return a.records("AUE_su")
+
+
+def helper_ran(a: Auditor) -> None:
+    """pam_exec's helper ran in su's tree, with uid 0 after its setuid(0)."""
+    runs = ran_true(a)
+    assert any(r.subject is not None and r.subject.ruid == 0 for r in runs), [
+        describe(r) for r in runs
+    ]
+
+
+def test_su_refused_after_a_pam_helper_is_a_failure_as_user(users: None, pam_su: Path) -> None:
+    """A user's su with a wrong password: the helper ran, no identity changed."""
+    pam_su.write_text(HELPER + pam_su.read_text())
+    with auditing(flags=FLAGS, naflags=FLAGS) as a:
+        p = subprocess.run(
+            [
+                "setpriv", f"--reuid={USER_UID}", f"--regid={USER_UID}", "--clear-groups",
+                "su", OTHER, "-c", "/usr/bin/true",
+            ],
+            input="wrong-password\n", capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert p.returncode == 1, p.stdout + p.stderr
+        settle()
+        helper_ran(a)
+        found = su_records(a)
+        assert len(found) == 1, [show(r) for r in found]
+        rec = found[0]
+        assert rec.success is False, show(rec)
+        assert text_of(rec) == f"su: uid {USER_UID}: no identity assumed"
+        assert rec.subject is not None and rec.subject.ruid == USER_UID
+
+
+def test_su_refused_after_a_pam_helper_is_a_failure_as_root(users: None, pam_su: Path) -> None:
+    """The issue's case: root's su refused by PAM after a helper ran."""
+    pam_su.write_text(HELPER + "auth requisite pam_deny.so\n" + pam_su.read_text())
+    with auditing(flags=FLAGS, naflags=FLAGS) as a:
+        p = subprocess.run(
+            ["su", OTHER, "-c", "/usr/bin/true"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert p.returncode == 1, p.stdout + p.stderr
+        settle()
+        helper_ran(a)
+        found = su_records(a)
+        assert len(found) == 1, [show(r) for r in found]
+        assert found[0].success is False, show(found[0])
+        assert text_of(found[0]) == "su: uid 0: no identity assumed"
+
+
+def test_su_success_names_the_identity_assumed(users: None, pam_su: Path) -> None:
+    """With the same helper in the stack, a successful su is a success."""
+    pam_su.write_text(HELPER + pam_su.read_text())
+    with auditing(flags=FLAGS, naflags=FLAGS) as a:
+        p = subprocess.run(
+            ["su", OTHER, "-c", "/usr/bin/true"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stdout + p.stderr
+        settle()
+        found = su_records(a)
+        assert len(found) == 1, [show(r) for r in found]
+        rec = found[0]
+        assert rec.success, show(rec)
+        assert text_of(rec) == f"su: uid 0 to uid {OTHER_UID} (euid {OTHER_UID})"
+        assert rec.subject is not None
+        assert (rec.subject.ruid, rec.subject.euid) == (OTHER_UID, OTHER_UID)
+
+
+def test_su_to_root_as_root_is_a_success(users: None) -> None:
+    """No uid changes, yet the identity was assumed: still a success."""
+    with auditing(flags=FLAGS, naflags=FLAGS) as a:
+        p = subprocess.run(
+            ["su", "root", "-c", "/usr/bin/true"],
+            stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert p.returncode == 0, p.stdout + p.stderr
+        settle()
+        found = su_records(a)
+        assert len(found) == 1, [show(r) for r in found]
+        assert found[0].success and text_of(found[0]) == "su: uid 0 to uid 0 (euid 0)"
+
+
+# ---- defect 15: sudo ----
+
+PAM_SUDO = Path("/etc/pam.d/sudo")
+SUDOERS = Path("/etc/sudoers.d/lxbsm-hardening")
+
+
+@pytest.fixture
+def sudo_env(users: None) -> Iterator[None]:
+    saved = PAM_SUDO.read_text()
+    PAM_SUDO.write_text(HELPER + saved)
+    # To lxhs2 without a password; to root only with one (lxhs1 has none that matches).
+    SUDOERS.write_text(f"{USER} ALL=({OTHER}) NOPASSWD: /usr/bin/true\n{USER} ALL=(root) ALL\n")
+    SUDOERS.chmod(0o440)
+    yield
+    PAM_SUDO.write_text(saved)
+    SUDOERS.unlink()
+
+
+def as_user(*cmd: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            "setpriv", f"--reuid={USER_UID}", f"--regid={USER_UID}", "--clear-groups",
+            *cmd,
+        ],
+        input=stdin, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_sudo_refused_after_a_pam_helper_is_a_failure(sudo_env: None) -> None:
+    """A user's sudo to root with a wrong password, a PAM helper having run."""
+    with auditing(flags=FLAGS, naflags=FLAGS) as a:
+        p = as_user("sudo", "-S", "-u", "root", "/usr/bin/true", stdin="wrong-password\n")
+        assert p.returncode == 1, p.stdout + p.stderr
+        settle()
+        helper_ran(a)
+        found = a.records("AUE_sudo")
+        assert len(found) == 1, [show(r) for r in found]
+        assert found[0].success is False, show(found[0])
+        assert text_of(found[0]) == f"sudo: uid {USER_UID}: no identity assumed"
+
+
+def test_sudo_success_names_the_identity_assumed(sudo_env: None) -> None:
+    with auditing(flags=FLAGS, naflags=FLAGS) as a:
+        p = as_user("sudo", "-n", "-u", OTHER, "/usr/bin/true")
+        assert p.returncode == 0, p.stdout + p.stderr
+        settle()
+        found = a.records("AUE_sudo")
+        assert len(found) == 1, [show(r) for r in found]
+        rec = found[0]
+        assert rec.success, show(rec)
+        assert text_of(rec) == f"sudo: uid {USER_UID} to uid {OTHER_UID} (euid {OTHER_UID})"
