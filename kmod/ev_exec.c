@@ -17,24 +17,36 @@
 #include <linux/binfmts.h>
 #include <linux/dcache.h>
 #include <linux/fcntl.h>
+#include <linux/file.h>
 #include <linux/hash.h>
+#include <linux/list.h>
 #include <linux/mm_types.h>
 #include <linux/sched/mm.h>
+#include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <asm/syscall.h>
 
 #include "hooks.h"
 #include "xctl.h"
 
-enum { EXEC_EXECVE, EXEC_EXECVEAT };
+/*
+ * A path too long for the in-flight exec's own data (a kretprobe instance
+ * holds at most KRETPROBE_MAX_DATA_SIZE bytes, a path up to PATH_MAX) lives
+ * in a buffer of its own.  The buffers are on a list, so that an unload,
+ * after which no return handler runs to free them, frees what is left.
+ */
+struct long_path {
+	struct list_head node;
+	char path[PATH_MAX];
+};
 
 struct exec_ctx {
 	struct hlist_node node;
 	struct task_struct *task;
 	struct lxbsm_sel sel;
 	unsigned long args[6];
+	u8 kind;			/* enum lxbsm_exec_kind */
 	bool compat;
-	bool at;			/* execveat */
 	bool fexecve;			/* execveat(fd, "", ..., AT_EMPTY_PATH) */
 	u8 files;			/* security_bprm_check calls seen */
 	bool have_attr;
@@ -42,6 +54,7 @@ struct exec_ctx {
 	u32 xc_mode;
 	char xc_text[sizeof_field(struct lxbsm_xc_verdict, text)];
 	struct lxbsm_attr attr;
+	struct long_path *long_path;	/* the path, when it does not fit below */
 	char path[];			/* the file named, as the kernel resolved it */
 };
 
@@ -49,7 +62,9 @@ struct exec_ctx {
 #define EXEC_PATH_SIZE	(EXEC_DATA_SIZE - sizeof(struct exec_ctx))
 #define INFLIGHT_BITS	6
 
+/* The in-flight execs (their nodes and tasks) and the long paths. */
 static struct hlist_head inflight[1 << INFLIGHT_BITS];
+static LIST_HEAD(long_paths);
 static DEFINE_RAW_SPINLOCK(inflight_lock);
 
 size_t lxbsm_exec_data_size(void)
@@ -71,14 +86,15 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 		if (!ctx->sel.classes)
 			lxbsm_proc_snapshot(current, &ctx->sel.proc);
 	}
+	ctx->kind = lxbsm_kret_hook(ri)->arg;
 	syscall_get_arguments(current, task_pt_regs(current), ctx->args);
 	ctx->compat = in_compat_syscall();
-	ctx->at = lxbsm_kret_hook(ri)->arg == EXEC_EXECVEAT;
 	ctx->fexecve = false;
 	ctx->task = current;
 	ctx->files = 0;
 	ctx->have_attr = false;
 	ctx->xc_hit = false;
+	ctx->long_path = NULL;
 	ctx->path[0] = '\0';
 	raw_spin_lock_irqsave(&inflight_lock, flags);
 	hlist_add_head(&ctx->node, &inflight[hash_ptr(current, INFLIGHT_BITS)]);
@@ -108,38 +124,94 @@ size_t lxbsm_bprm_check_data_size(void)
 	return BPRM_DATA_SIZE;
 }
 
+/*
+ * Current's in-flight exec, if any.  Only current adds and removes its own
+ * exec, and only current writes its fields, so it may use the exec after the
+ * lock is dropped: the lock keeps the hash chains whole for the others.
+ */
 static struct exec_ctx *inflight_find(void)
 {
-	struct exec_ctx *ctx;
+	struct exec_ctx *ctx, *found = NULL;
+	unsigned long flags;
 
-	hlist_for_each_entry(ctx, &inflight[hash_ptr(current, INFLIGHT_BITS)], node)
-		if (ctx->task == current)
-			return ctx;
-	return NULL;
+	raw_spin_lock_irqsave(&inflight_lock, flags);
+	hlist_for_each_entry(ctx, &inflight[hash_ptr(current, INFLIGHT_BITS)], node) {
+		if (ctx->task == current) {
+			found = ctx;
+			break;
+		}
+	}
+	raw_spin_unlock_irqrestore(&inflight_lock, flags);
+	return found;
+}
+
+/*
+ * @file's path for the exec record: in the exec's own data when it fits,
+ * else in a buffer of its own.  @path is the path if already made (in a
+ * buffer of @len bytes), else NULL.  No lock held: d_path() takes seqlocks.
+ * Without memory for a long path, the record gets its end after "...".
+ */
+static void exec_path(struct exec_ctx *ctx, const struct file *file, const char *path,
+		      char *buf, size_t len)
+{
+	struct long_path *lp;
+	unsigned long flags;
+	size_t n;
+
+	if (!path)
+		path = d_path(&file->f_path, buf, len);
+	if (!IS_ERR(path)) {
+		n = strlen(path);
+		if (n < EXEC_PATH_SIZE) {
+			strscpy(ctx->path, path, EXEC_PATH_SIZE);
+			return;
+		}
+	}
+	lp = kmalloc(sizeof(*lp), GFP_ATOMIC | __GFP_NOWARN);
+	if (!lp) {
+		if (IS_ERR(path))
+			strscpy(ctx->path, "...", EXEC_PATH_SIZE);
+		else
+			snprintf(ctx->path, EXEC_PATH_SIZE, "...%s", path + n - (EXEC_PATH_SIZE - 4));
+		return;
+	}
+	path = d_path(&file->f_path, lp->path, sizeof(lp->path));
+	if (IS_ERR(path))
+		lp->path[0] = '\0';
+	else
+		memmove(lp->path, path, strlen(path) + 1);	/* within lp->path */
+	raw_spin_lock_irqsave(&inflight_lock, flags);
+	list_add(&lp->node, &long_paths);
+	raw_spin_unlock_irqrestore(&inflight_lock, flags);
+	ctx->long_path = lp;
 }
 
 /* The first file of an exec: its path and attributes, for the record. */
-static void exec_first_file(struct exec_ctx *ctx, struct linux_binprm *bprm, const char *path)
+static void exec_first_file(struct exec_ctx *ctx, struct linux_binprm *bprm, struct bprm_ctx *bc)
 {
 	/*
 	 * fexecve(3) is execveat(fd, "", ..., AT_EMPTY_PATH), which the kernel
 	 * names "/dev/fd/<fd>".  The caller's own "" may not even be mapped yet
 	 * (fork does not copy file-backed page tables), so ask the kernel.
 	 */
-	if (ctx->at && (ctx->args[4] & AT_EMPTY_PATH)) {
+	if (ctx->kind == LXBSM_EXEC_EXECVEAT && (ctx->args[4] & AT_EMPTY_PATH)) {
 		char want[24];
 
 		snprintf(want, sizeof(want), "/dev/fd/%d", (int)ctx->args[0]);
 		ctx->fexecve = !strcmp(bprm->filename, want);
 	}
-	if (!path)
-		path = d_path(&bprm->file->f_path, ctx->path, EXEC_PATH_SIZE);
-	if (IS_ERR(path))
-		ctx->path[0] = '\0';
-	else
-		memmove(ctx->path, path, strlen(path) + 1);
+	exec_path(ctx, bprm->file, bc->v.path, bc->path, BPRM_PATH_SIZE);
 	lxbsm_attr_of(file_inode(bprm->file), &ctx->attr);
 	ctx->have_attr = true;
+}
+
+/* A deny rule matched a file of the exec: the record says which. */
+static void exec_denied(struct exec_ctx *ctx, const struct lxbsm_xc_verdict *v)
+{
+	/* The exec record is written whatever pre-selection says. */
+	ctx->xc_hit = true;
+	ctx->xc_mode = v->mode;
+	strscpy(ctx->xc_text, v->text, sizeof(ctx->xc_text));
 }
 
 int lxbsm_bprm_check_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
@@ -147,7 +219,6 @@ int lxbsm_bprm_check_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct linux_binprm *bprm = (struct linux_binprm *)regs_get_kernel_argument(regs, 0);
 	struct bprm_ctx *bc = (struct bprm_ctx *)ri->data;
 	struct exec_ctx *ctx;
-	unsigned long flags;
 	bool deny;
 
 	if (!bprm->file)
@@ -155,19 +226,13 @@ int lxbsm_bprm_check_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	deny = lxbsm_xc_check(bprm->file, bc->path, BPRM_PATH_SIZE, &bc->v);
 	if (bc->v.need_hash)
 		lxbsm_xc_hash_later(bprm->file, true);
-	raw_spin_lock_irqsave(&inflight_lock, flags);
 	ctx = inflight_find();
 	if (ctx) {
 		if (ctx->files++ == 0)
-			exec_first_file(ctx, bprm, bc->v.path);
-		if (deny) {
-			/* The exec record is written whatever pre-selection says. */
-			ctx->xc_hit = true;
-			ctx->xc_mode = bc->v.mode;
-			strscpy(ctx->xc_text, bc->v.text, sizeof(ctx->xc_text));
-		}
+			exec_first_file(ctx, bprm, bc);
+		if (deny)
+			exec_denied(ctx, &bc->v);
 	}
-	raw_spin_unlock_irqrestore(&inflight_lock, flags);
 	bc->deny = deny && bc->v.mode == LXBSM_XC_ENFORCE;
 	return !bc->deny;
 }
@@ -209,6 +274,7 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	const char __user *name;
 	const void __user *argv, *envp;
 	struct mm_struct *mm = current->mm;
+	struct long_path *lp = ctx->long_path;
 	struct lxbsm_rec *r;
 	unsigned long flags;
 	u32 policy;
@@ -216,11 +282,13 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 
 	raw_spin_lock_irqsave(&inflight_lock, flags);
 	hlist_del(&ctx->node);
+	if (lp)
+		list_del(&lp->node);
 	raw_spin_unlock_irqrestore(&inflight_lock, flags);
 
 	if (!ctx->xc_hit && !lxbsm_selected(&ctx->sel, ret < 0))
-		return 0;
-	if (ctx->at) {
+		goto out;
+	if (ctx->kind == LXBSM_EXEC_EXECVEAT) {
 		dfd = (int)a[0];
 		name = (const char __user *)a[1];
 		argv = (const void __user *)a[2];
@@ -244,7 +312,7 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	lxbsm_hook_hit(lxbsm_kret_hook(ri));
 	r = lxbsm_rec_begin(ev);
 	if (!r)
-		goto out;
+		goto kill;
 	if (ev == LXBSM_EV_FEXECVE)
 		lxbsm_tok_arg32(r, 1, dfd, "fd");
 	policy = lxbsm_policy();
@@ -264,7 +332,7 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 			lxbsm_tok_strings_argv(r, AUT_EXEC_ENV, envp, ctx->compat, LXBSM_ENV_MAX);
 	}
 	if (ctx->files)
-		lxbsm_tok_path(r, ctx->path);
+		lxbsm_tok_path(r, lp ? lp->path : ctx->path);
 	else
 		lxbsm_tok_path(r, lxbsm_user_path(r, dfd, name));
 	if (ret == 0 && ctx->files > 1)
@@ -274,10 +342,26 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	if (ctx->xc_hit)
 		lxbsm_tok_text(r, ctx->xc_text);
 	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
-out:
+kill:
 	/* Kill mode: the program started; it ends before its first instruction. */
 	if (ctx->xc_hit && ctx->xc_mode == LXBSM_XC_KILL && ret == 0)
 		send_sig(SIGKILL, current, 1);
+out:
+	kfree(lp);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_exec_ret);
+
+/* At unload, once no return handler runs: the long paths nobody freed. */
+void lxbsm_exec_exit(void)
+{
+	struct long_path *lp, *tmp;
+	unsigned long flags;
+	LIST_HEAD(gone);
+
+	raw_spin_lock_irqsave(&inflight_lock, flags);
+	list_splice_init(&long_paths, &gone);
+	raw_spin_unlock_irqrestore(&inflight_lock, flags);
+	list_for_each_entry_safe(lp, tmp, &gone, node)
+		kfree(lp);
+}

@@ -43,12 +43,12 @@ static struct lxbsm_hook hooks[] = {
 	/* the program an exec started: login programs, su and sudo */
 	{ .symbol = "sched_process_exec", .kind = LXBSM_TRACEPOINT, .required = true,
 	  .probe = lxbsm_exec_probe },
-	EXEC("__x64_sys_execve", true, 0),
-	EXEC("__x64_sys_execveat", true, 1),
-	EXEC("__ia32_compat_sys_execve", false, 0),
-	EXEC("__ia32_compat_sys_execveat", false, 1),
-	EXEC("__x64_compat_sys_execve", false, 0),	/* x32 */
-	EXEC("__x64_compat_sys_execveat", false, 1),
+	EXEC("__x64_sys_execve", true, LXBSM_EXEC_EXECVE),
+	EXEC("__x64_sys_execveat", true, LXBSM_EXEC_EXECVEAT),
+	EXEC("__ia32_compat_sys_execve", false, LXBSM_EXEC_EXECVE),
+	EXEC("__ia32_compat_sys_execveat", false, LXBSM_EXEC_EXECVEAT),
+	EXEC("__x64_compat_sys_execve", false, LXBSM_EXEC_EXECVE),	/* x32 */
+	EXEC("__x64_compat_sys_execveat", false, LXBSM_EXEC_EXECVEAT),
 	/* exec control decides here, and the exec record learns the file */
 	KRET("security_bprm_check", true, 0, lxbsm_bprm_check_entry, lxbsm_bprm_check_ret,
 	     lxbsm_bprm_check_data_size, ACTIVE_SLEEPY),
@@ -154,6 +154,8 @@ void lxbsm_hooks_exit(void)
 				h->symbol, h->krp.nmissed);
 		h->state = LXBSM_HOOK_OFF;
 	}
+	/* No return handler runs any more: free what they would have freed. */
+	lxbsm_exec_exit();
 }
 
 int lxbsm_hooks_init(void)
