@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-ABI_VERSION = 2  # kmod/include/uapi/lxbsm.h
+ABI_VERSION = 3  # kmod/include/uapi/lxbsm.h
 DEVICE = "/dev/lxbsm"
 
 REC_BUSY = 1 << 31
@@ -24,7 +24,7 @@ MAX_RECORD = 32767
 
 LOST_NR = 8
 LOST_REASONS = ("ring_full", "too_big", "no_scratch")
-HOOKS_MAX = 32
+HOOKS_MAX = 64
 
 
 class ConsumerPage(ctypes.Structure):

@@ -2,6 +2,8 @@
 
 - defect 1: a program at a path of 3600-3745 bytes (the sizes that overflowed
   the in-flight exec's buffer) while exec control has a path rule;
+- defect 2: a denied program loaded as another program's ELF interpreter, or
+  by uselib(2).
 
 Every attack runs as nobody.  lxbsm-vm fails the run on any splat in dmesg.
 """
@@ -11,13 +13,15 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from lxbsm_tools.bsm import Record
 
-from .audit import assert_return, auditing, failed, paths, run
+from .audit import PROGS, assert_return, auditing, failed, paths, run
 from .test_execctl import exec_rules, texts
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
@@ -92,3 +96,74 @@ def test_exec_at_long_paths_is_recorded_whole_and_still_controlled(tmp_path: Pat
         (rec,) = [d for d in denials if paths(d)[:1] == [str(p)]]
         assert_return(rec, errno=errno.EACCES)
         assert texts(rec)[0].startswith("exec_control: denied by line "), texts(rec)
+
+
+INTERP = Path("/tmp/lxbsm-xc-interp")  # PT_INTERP of build/progs/xc_interp
+RAN = Path("/tmp/lxbsm-xc-ran")  # what xc_marker creates
+
+EXEC_ERRNO = (
+    "import os, sys\n"
+    "try:\n"
+    "    os.execv(sys.argv[1], [sys.argv[1]])\n"
+    "except OSError as e:\n"
+    "    print('errno', e.errno)\n"
+)
+
+
+def as_nobody_py(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run(*NOBODY, sys.executable, "-c", code, *args, check=False)
+
+
+def test_denied_program_as_elf_interpreter_or_uselib_is_refused(tmp_path: Path) -> None:
+    """Defect 2: PT_INTERP and uselib(2) open a file for execution without bprm_check."""
+    with public_dir("lxbsm-interp") as d:
+        prog = d / "xc_interp"
+        shutil.copy2(PROGS / "xc_interp", prog)
+        shutil.copy2(PROGS / "xc_marker", INTERP)
+        other = d / "allowed_marker"
+        shutil.copy2(PROGS / "xc_marker", other)
+        # uselib(2) exists for 32-bit processes only (ia32 system call 86).
+        uselib32 = d / "uselib32"
+        shutil.copy2(PROGS / "uselib32", uselib32)
+        try:
+            RAN.unlink(missing_ok=True)
+            # Without a rule the attack works: the interpreter is what runs.
+            free = run(*NOBODY, str(prog), check=False)
+            assert free.returncode == 0 and RAN.exists(), free
+            RAN.unlink()
+            free_uselib = run(*NOBODY, str(uselib32), str(INTERP), check=False)
+            with auditing(flags="ex", naflags="ex") as a, exec_rules(tmp_path, f"deny {INTERP}\n"):
+                direct = as_nobody_py(EXEC_ERRNO, str(INTERP))
+                via_interp = as_nobody_py(EXEC_ERRNO, str(prog))
+                via_interp_sh = run(*NOBODY, str(prog), check=False)
+                uselib = run(*NOBODY, str(uselib32), str(INTERP), check=False)
+                uselib_other = run(*NOBODY, str(uselib32), str(other), check=False)
+                execs = a.records("AUE_EXECVE", where=lambda r: failed(r) and bool(texts(r)))
+                mmaps = a.records("AUE_MMAP")
+            ran = RAN.exists()
+        finally:
+            INTERP.unlink(missing_ok=True)
+            RAN.unlink(missing_ok=True)
+    text = f"exec_control: denied by line 1 (deny {INTERP})"
+    assert direct.stdout.split() == ["errno", str(errno.EACCES)], direct
+    assert via_interp.stdout.split() == ["errno", str(errno.EACCES)], via_interp
+    assert via_interp_sh.returncode != 0, via_interp_sh
+    assert not ran, "the denied interpreter ran"
+    # The exec of the program names the program, and the rule that refused
+    # its interpreter.
+    by_path: dict[str, list[Record]] = {}
+    for r in execs:
+        by_path.setdefault(paths(r)[0], []).append(r)
+    assert len(by_path.get(str(INTERP), [])) == 1, by_path.keys()
+    assert len(by_path.get(str(prog), [])) == 2, by_path.keys()
+    for r in by_path[str(prog)] + by_path[str(INTERP)]:
+        assert_return(r, errno=errno.EACCES)
+        assert texts(r) == [text]
+    # uselib(2): without a rule the kernel refuses a static-pie file as a
+    # library (ENOEXEC); with the rule, exec control refuses it first.
+    assert free_uselib.stdout.split() == ["-1", str(errno.ENOEXEC)], free_uselib
+    assert uselib.stdout.split() == ["-1", str(errno.EACCES)], uselib
+    assert uselib_other.stdout.split() == ["-1", str(errno.ENOEXEC)], uselib_other
+    (mm,) = [r for r in mmaps if paths(r) == [str(INTERP)]]
+    assert_return(mm, errno=errno.EACCES)
+    assert texts(mm) == [text]
