@@ -77,6 +77,7 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct exec_ctx *ctx = (struct exec_ctx *)ri->data;
 	unsigned long flags;
+	int i;
 
 	if (current->flags & PF_KTHREAD)
 		return 1;
@@ -88,8 +89,15 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 			lxbsm_proc_snapshot(current, &ctx->sel.proc);
 	}
 	ctx->kind = lxbsm_kret_hook(ri)->arg;
-	syscall_get_arguments(current, task_pt_regs(current), ctx->args);
-	ctx->compat = in_compat_syscall();
+	if (ctx->kind == LXBSM_EXEC_KERNEL) {
+		/* kernel_execve(filename, argv, envp): kernel pointers */
+		for (i = 0; i < 3; i++)
+			ctx->args[i] = regs_get_kernel_argument(regs, i);
+		ctx->compat = false;
+	} else {
+		syscall_get_arguments(current, task_pt_regs(current), ctx->args);
+		ctx->compat = in_compat_syscall();
+	}
 	ctx->fexecve = false;
 	ctx->task = current;
 	ctx->files = 0;
@@ -438,8 +446,8 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	long ret = regs_return_value(regs);
 	const unsigned long *a = ctx->args;
 	enum lxbsm_event ev = LXBSM_EV_EXECVE;
-	const char __user *name;
-	const void __user *argv, *envp;
+	const char __user *name = NULL;
+	const void __user *argv = NULL, *envp = NULL;
 	struct mm_struct *mm = current->mm;
 	struct long_path *lp = ctx->long_path;
 	struct lxbsm_rec *r;
@@ -470,11 +478,12 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 			if (!lxbsm_strncpy_user_nofault(&first, name, 1))
 				ev = LXBSM_EV_FEXECVE;
 		}
-	} else {
+	} else if (ctx->kind == LXBSM_EXEC_EXECVE) {
 		name = (const char __user *)a[0];
 		argv = (const void __user *)a[1];
 		envp = (const void __user *)a[2];
 	}
+	/* kernel_execve: kernel strings; the arguments are read on success only. */
 
 	lxbsm_hook_hit(lxbsm_kret_hook(ri));
 	r = lxbsm_rec_begin(ev);
@@ -500,6 +509,8 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	}
 	if (ctx->files)
 		lxbsm_tok_path(r, lp ? lp->path : ctx->path);
+	else if (ctx->kind == LXBSM_EXEC_KERNEL)
+		lxbsm_tok_path(r, lxbsm_abs_path(r, AT_FDCWD, (const char *)a[0]));
 	else
 		lxbsm_tok_path(r, lxbsm_user_path(r, dfd, name));
 	if (ret == 0 && ctx->files > 1)
@@ -508,6 +519,9 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 		lxbsm_tok_attr32(r, &ctx->attr);
 	if (ctx->xc_hit)
 		lxbsm_tok_text(r, ctx->xc_text);
+	/* No process of user space asked for it: the parent is the kernel. */
+	if (ctx->kind == LXBSM_EXEC_KERNEL)
+		lxbsm_tok_text(r, "usermode helper: started by the kernel (kernel_execve)");
 	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
 kill:
 	/* Kill mode: the program started; it ends before its first instruction. */

@@ -50,6 +50,8 @@ static struct lxbsm_hook hooks[] = {
 	EXEC("__ia32_compat_sys_execveat", false, LXBSM_EXEC_EXECVEAT),
 	EXEC("__x64_compat_sys_execve", false, LXBSM_EXEC_EXECVE),	/* x32 */
 	EXEC("__x64_compat_sys_execveat", false, LXBSM_EXEC_EXECVEAT),
+	/* the programs the kernel starts: usermode helpers (modprobe, core pipes) */
+	EXEC("kernel_execve", true, LXBSM_EXEC_KERNEL),
 	/* exec control decides here, and the exec record learns the file */
 	KRET("security_bprm_check", true, 0, lxbsm_bprm_check_entry, lxbsm_bprm_check_ret,
 	     lxbsm_bprm_check_data_size, ACTIVE_SLEEPY),

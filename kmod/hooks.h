@@ -48,6 +48,7 @@ static inline void lxbsm_hook_hit(struct lxbsm_hook *h)
 enum lxbsm_exec_kind {
 	LXBSM_EXEC_EXECVE,
 	LXBSM_EXEC_EXECVEAT,
+	LXBSM_EXEC_KERNEL,		/* kernel_execve: usermode helpers */
 };
 
 int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs);

@@ -3,7 +3,9 @@
 - defect 1: a program at a path of 3600-3745 bytes (the sizes that overflowed
   the in-flight exec's buffer) while exec control has a path rule;
 - defect 2: a denied program loaded as another program's ELF interpreter, or
-  by uselib(2).
+  by uselib(2);
+- defect 14: a program the kernel starts (the modprobe usermode helper that
+  socket() of an unknown family triggers).
 
 Every attack runs as nobody.  lxbsm-vm fails the run on any splat in dmesg.
 """
@@ -167,3 +169,49 @@ def test_denied_program_as_elf_interpreter_or_uselib_is_refused(tmp_path: Path) 
     (mm,) = [r for r in mmaps if paths(r) == [str(INTERP)]]
     assert_return(mm, errno=errno.EACCES)
     assert texts(mm) == [text]
+
+
+MODPROBE = Path("/proc/sys/kernel/modprobe")
+SOCKET = (
+    "import socket\n"
+    "try:\n"
+    "    socket.socket(27, socket.SOCK_STREAM)\n"
+    "except OSError as e:\n"
+    "    print('errno', e.errno)\n"
+)
+
+
+def test_usermode_helper_exec_is_recorded(tmp_path: Path) -> None:
+    """Defect 14: socket() of an unknown family makes the kernel run modprobe_path."""
+    saved = MODPROBE.read_text().strip()
+    with public_dir("lxbsm-umh") as d:
+        helper = d / "fake-modprobe"
+        mark = d / "helper-ran"
+        missing = d / "no-such-modprobe"
+        helper.write_text(f'#!/bin/sh\necho "$@" > {mark}\n')
+        helper.chmod(0o755)
+        try:
+            MODPROBE.write_text(str(helper))
+            with auditing(flags="ex", naflags="ex") as a:
+                r = as_nobody_py(SOCKET)
+                recs = a.records("AUE_EXECVE", where=lambda rec: paths(rec)[:1] == [str(helper)])
+                # A helper that cannot run: its failed exec is recorded too.
+                MODPROBE.write_text(str(missing))
+                r2 = as_nobody_py(SOCKET)
+                gone = a.records("AUE_EXECVE", where=lambda rec: paths(rec)[:1] == [str(missing)])
+        finally:
+            MODPROBE.write_text(saved)
+        helper_args = mark.read_text().split() if mark.exists() else []
+    assert r.stdout.split() == ["errno", str(errno.EAFNOSUPPORT)], r
+    assert helper_args == ["-q", "--", "net-pf-27"], helper_args
+    (rec,) = recs
+    assert_return(rec, value=0)
+    assert rec.first("exec_args").args == ["/bin/sh", str(helper), "-q", "--", "net-pf-27"]
+    assert paths(rec) == [str(helper), "/usr/bin/dash"]
+    assert texts(rec) == ["usermode helper: started by the kernel (kernel_execve)"]
+    subj = rec.subject
+    assert subj is not None and subj.euid == 0 and subj.pid != os.getpid()
+    assert r2.stdout.split() == ["errno", str(errno.EAFNOSUPPORT)], r2
+    (fail,) = gone
+    assert_return(fail, errno=errno.ENOENT)
+    assert texts(fail) == ["usermode helper: started by the kernel (kernel_execve)"]
