@@ -402,7 +402,7 @@ NOKPROBE_SYMBOL(lxbsm_uselib_entry);
 int lxbsm_uselib_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct uselib_ctx *uc = (struct uselib_ctx *)ri->data;
-	long ret = regs_return_value(regs);
+	long ret = (int)regs_return_value(regs);	/* an int function */
 	struct lxbsm_proc_snap snap;
 	struct lxbsm_rec *r;
 
@@ -455,6 +455,9 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	u32 policy;
 	int dfd = AT_FDCWD;
 
+	/* kernel_execve() returns an int: only the low half of the register. */
+	if (ctx->kind == LXBSM_EXEC_KERNEL)
+		ret = (int)ret;
 	raw_spin_lock_irqsave(&inflight_lock, flags);
 	hlist_del(&ctx->node);
 	if (lp)
