@@ -27,7 +27,7 @@ modules: deps
 
 # Helper programs the guest tests run (one of them 32-bit, for the ia32 ABI).
 PROGS := build/progs/sysprobe build/progs/sysprobe32 build/progs/lat_exec build/progs/lat_sys \
-	build/progs/hello
+	build/progs/hello build/progs/xc_marker build/progs/xc_interp build/progs/uselib32
 progs: deps $(PROGS)
 
 build/progs/sysprobe: tests/guest/progs/sysprobe.c
@@ -50,6 +50,20 @@ build/progs/lat_sys: bench/lat_sys.c
 build/progs/hello: bench/hello.c
 	@mkdir -p $(@D)
 	$(CC) -static -O2 -Wall -Wextra -Werror -o $@ $<
+
+# Exec control of ELF interpreters: a static-pie program without libc, and a
+# program whose PT_INTERP names where the test puts a copy of it.
+build/progs/xc_marker: tests/guest/progs/xc_marker.c
+	@mkdir -p $(@D)
+	$(CC) -static-pie -nostdlib -fPIE -O2 -Wall -Wextra -Werror -o $@ $<
+
+build/progs/xc_interp: tests/guest/progs/xc_interp.c
+	@mkdir -p $(@D)
+	$(CC) -O2 -Wall -Wextra -Werror -Wl,--dynamic-linker=/tmp/lxbsm-xc-interp -o $@ $<
+
+build/progs/uselib32: tests/guest/progs/uselib.c
+	@mkdir -p $(@D)
+	$(CC) -m32 -static -O2 -Wall -Wextra -Werror -o $@ $<
 
 lint: deps
 	$(VENV)/bin/ruff check $(PYSRC)

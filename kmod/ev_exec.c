@@ -17,24 +17,37 @@
 #include <linux/binfmts.h>
 #include <linux/dcache.h>
 #include <linux/fcntl.h>
+#include <linux/file.h>
 #include <linux/hash.h>
+#include <linux/list.h>
 #include <linux/mm_types.h>
 #include <linux/sched/mm.h>
+#include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <asm/syscall.h>
+#include <asm/unistd.h>
 
 #include "hooks.h"
 #include "xctl.h"
 
-enum { EXEC_EXECVE, EXEC_EXECVEAT };
+/*
+ * A path too long for the in-flight exec's own data (a kretprobe instance
+ * holds at most KRETPROBE_MAX_DATA_SIZE bytes, a path up to PATH_MAX) lives
+ * in a buffer of its own.  The buffers are on a list, so that an unload,
+ * after which no return handler runs to free them, frees what is left.
+ */
+struct long_path {
+	struct list_head node;
+	char path[PATH_MAX];
+};
 
 struct exec_ctx {
 	struct hlist_node node;
 	struct task_struct *task;
 	struct lxbsm_sel sel;
 	unsigned long args[6];
+	u8 kind;			/* enum lxbsm_exec_kind */
 	bool compat;
-	bool at;			/* execveat */
 	bool fexecve;			/* execveat(fd, "", ..., AT_EMPTY_PATH) */
 	u8 files;			/* security_bprm_check calls seen */
 	bool have_attr;
@@ -42,6 +55,7 @@ struct exec_ctx {
 	u32 xc_mode;
 	char xc_text[sizeof_field(struct lxbsm_xc_verdict, text)];
 	struct lxbsm_attr attr;
+	struct long_path *long_path;	/* the path, when it does not fit below */
 	char path[];			/* the file named, as the kernel resolved it */
 };
 
@@ -49,7 +63,9 @@ struct exec_ctx {
 #define EXEC_PATH_SIZE	(EXEC_DATA_SIZE - sizeof(struct exec_ctx))
 #define INFLIGHT_BITS	6
 
+/* The in-flight execs (their nodes and tasks) and the long paths. */
 static struct hlist_head inflight[1 << INFLIGHT_BITS];
+static LIST_HEAD(long_paths);
 static DEFINE_RAW_SPINLOCK(inflight_lock);
 
 size_t lxbsm_exec_data_size(void)
@@ -61,6 +77,7 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct exec_ctx *ctx = (struct exec_ctx *)ri->data;
 	unsigned long flags;
+	int i;
 
 	if (current->flags & PF_KTHREAD)
 		return 1;
@@ -71,14 +88,22 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 		if (!ctx->sel.classes)
 			lxbsm_proc_snapshot(current, &ctx->sel.proc);
 	}
-	syscall_get_arguments(current, task_pt_regs(current), ctx->args);
-	ctx->compat = in_compat_syscall();
-	ctx->at = lxbsm_kret_hook(ri)->arg == EXEC_EXECVEAT;
+	ctx->kind = lxbsm_kret_hook(ri)->arg;
+	if (ctx->kind == LXBSM_EXEC_KERNEL) {
+		/* kernel_execve(filename, argv, envp): kernel pointers */
+		for (i = 0; i < 3; i++)
+			ctx->args[i] = regs_get_kernel_argument(regs, i);
+		ctx->compat = false;
+	} else {
+		syscall_get_arguments(current, task_pt_regs(current), ctx->args);
+		ctx->compat = in_compat_syscall();
+	}
 	ctx->fexecve = false;
 	ctx->task = current;
 	ctx->files = 0;
 	ctx->have_attr = false;
 	ctx->xc_hit = false;
+	ctx->long_path = NULL;
 	ctx->path[0] = '\0';
 	raw_spin_lock_irqsave(&inflight_lock, flags);
 	hlist_add_head(&ctx->node, &inflight[hash_ptr(current, INFLIGHT_BITS)]);
@@ -108,38 +133,94 @@ size_t lxbsm_bprm_check_data_size(void)
 	return BPRM_DATA_SIZE;
 }
 
+/*
+ * Current's in-flight exec, if any.  Only current adds and removes its own
+ * exec, and only current writes its fields, so it may use the exec after the
+ * lock is dropped: the lock keeps the hash chains whole for the others.
+ */
 static struct exec_ctx *inflight_find(void)
 {
-	struct exec_ctx *ctx;
+	struct exec_ctx *ctx, *found = NULL;
+	unsigned long flags;
 
-	hlist_for_each_entry(ctx, &inflight[hash_ptr(current, INFLIGHT_BITS)], node)
-		if (ctx->task == current)
-			return ctx;
-	return NULL;
+	raw_spin_lock_irqsave(&inflight_lock, flags);
+	hlist_for_each_entry(ctx, &inflight[hash_ptr(current, INFLIGHT_BITS)], node) {
+		if (ctx->task == current) {
+			found = ctx;
+			break;
+		}
+	}
+	raw_spin_unlock_irqrestore(&inflight_lock, flags);
+	return found;
+}
+
+/*
+ * @file's path for the exec record: in the exec's own data when it fits,
+ * else in a buffer of its own.  @path is the path if already made (in a
+ * buffer of @len bytes), else NULL.  No lock held: d_path() takes seqlocks.
+ * Without memory for a long path, the record gets its end after "...".
+ */
+static void exec_path(struct exec_ctx *ctx, const struct file *file, const char *path,
+		      char *buf, size_t len)
+{
+	struct long_path *lp;
+	unsigned long flags;
+	size_t n;
+
+	if (!path)
+		path = d_path(&file->f_path, buf, len);
+	if (!IS_ERR(path)) {
+		n = strlen(path);
+		if (n < EXEC_PATH_SIZE) {
+			strscpy(ctx->path, path, EXEC_PATH_SIZE);
+			return;
+		}
+	}
+	lp = kmalloc(sizeof(*lp), GFP_ATOMIC | __GFP_NOWARN);
+	if (!lp) {
+		if (IS_ERR(path))
+			strscpy(ctx->path, "...", EXEC_PATH_SIZE);
+		else
+			snprintf(ctx->path, EXEC_PATH_SIZE, "...%s", path + n - (EXEC_PATH_SIZE - 4));
+		return;
+	}
+	path = d_path(&file->f_path, lp->path, sizeof(lp->path));
+	if (IS_ERR(path))
+		lp->path[0] = '\0';
+	else
+		memmove(lp->path, path, strlen(path) + 1);	/* within lp->path */
+	raw_spin_lock_irqsave(&inflight_lock, flags);
+	list_add(&lp->node, &long_paths);
+	raw_spin_unlock_irqrestore(&inflight_lock, flags);
+	ctx->long_path = lp;
 }
 
 /* The first file of an exec: its path and attributes, for the record. */
-static void exec_first_file(struct exec_ctx *ctx, struct linux_binprm *bprm, const char *path)
+static void exec_first_file(struct exec_ctx *ctx, struct linux_binprm *bprm, struct bprm_ctx *bc)
 {
 	/*
 	 * fexecve(3) is execveat(fd, "", ..., AT_EMPTY_PATH), which the kernel
 	 * names "/dev/fd/<fd>".  The caller's own "" may not even be mapped yet
 	 * (fork does not copy file-backed page tables), so ask the kernel.
 	 */
-	if (ctx->at && (ctx->args[4] & AT_EMPTY_PATH)) {
+	if (ctx->kind == LXBSM_EXEC_EXECVEAT && (ctx->args[4] & AT_EMPTY_PATH)) {
 		char want[24];
 
 		snprintf(want, sizeof(want), "/dev/fd/%d", (int)ctx->args[0]);
 		ctx->fexecve = !strcmp(bprm->filename, want);
 	}
-	if (!path)
-		path = d_path(&bprm->file->f_path, ctx->path, EXEC_PATH_SIZE);
-	if (IS_ERR(path))
-		ctx->path[0] = '\0';
-	else
-		memmove(ctx->path, path, strlen(path) + 1);
+	exec_path(ctx, bprm->file, bc->v.path, bc->path, BPRM_PATH_SIZE);
 	lxbsm_attr_of(file_inode(bprm->file), &ctx->attr);
 	ctx->have_attr = true;
+}
+
+/* A deny rule matched a file of the exec: the record says which. */
+static void exec_denied(struct exec_ctx *ctx, const struct lxbsm_xc_verdict *v)
+{
+	/* The exec record is written whatever pre-selection says. */
+	ctx->xc_hit = true;
+	ctx->xc_mode = v->mode;
+	strscpy(ctx->xc_text, v->text, sizeof(ctx->xc_text));
 }
 
 int lxbsm_bprm_check_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
@@ -147,7 +228,6 @@ int lxbsm_bprm_check_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct linux_binprm *bprm = (struct linux_binprm *)regs_get_kernel_argument(regs, 0);
 	struct bprm_ctx *bc = (struct bprm_ctx *)ri->data;
 	struct exec_ctx *ctx;
-	unsigned long flags;
 	bool deny;
 
 	if (!bprm->file)
@@ -155,19 +235,13 @@ int lxbsm_bprm_check_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	deny = lxbsm_xc_check(bprm->file, bc->path, BPRM_PATH_SIZE, &bc->v);
 	if (bc->v.need_hash)
 		lxbsm_xc_hash_later(bprm->file, true);
-	raw_spin_lock_irqsave(&inflight_lock, flags);
 	ctx = inflight_find();
 	if (ctx) {
 		if (ctx->files++ == 0)
-			exec_first_file(ctx, bprm, bc->v.path);
-		if (deny) {
-			/* The exec record is written whatever pre-selection says. */
-			ctx->xc_hit = true;
-			ctx->xc_mode = bc->v.mode;
-			strscpy(ctx->xc_text, bc->v.text, sizeof(ctx->xc_text));
-		}
+			exec_first_file(ctx, bprm, bc);
+		if (deny)
+			exec_denied(ctx, &bc->v);
 	}
-	raw_spin_unlock_irqrestore(&inflight_lock, flags);
 	bc->deny = deny && bc->v.mode == LXBSM_XC_ENFORCE;
 	return !bc->deny;
 }
@@ -184,6 +258,172 @@ int lxbsm_bprm_check_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 }
 NOKPROBE_SYMBOL(lxbsm_bprm_check_ret);
 
+/*
+ * A denied file opened for execution other than by exec's own
+ * security_bprm_check (an ELF interpreter, uselib): the record for it when
+ * no exec record will carry the refusal.
+ */
+static void xc_refusal_record(enum lxbsm_event ev, const struct file *file,
+			      const struct lxbsm_xc_verdict *v, const char *path, long ret)
+{
+	struct lxbsm_proc_snap snap;
+	struct lxbsm_attr attr;
+	struct lxbsm_rec *r;
+
+	lxbsm_attr_of(file_inode(file), &attr);
+	lxbsm_proc_snapshot(current, &snap);
+	r = lxbsm_rec_begin(ev);
+	if (!r)
+		return;
+	lxbsm_tok_path(r, path ? path : lxbsm_file_path(r, 0, file));
+	lxbsm_tok_attr32(r, &attr);
+	lxbsm_tok_text(r, v->text);
+	lxbsm_rec_finish(r, &snap, ret);
+}
+
+/*
+ * open_exec(const char *name): every file an exec opens besides the program
+ * itself (an ELF program's PT_INTERP, a script's or binfmt_misc's
+ * interpreter), before the point of no return.  An ELF interpreter never
+ * reaches security_bprm_check, and its executable mappings are the kernel's
+ * own (in_execve), so exec control judges it here: a denied file is closed
+ * and open_exec() fails with EACCES, which fails the exec.
+ */
+struct open_exec_ctx {
+	struct lxbsm_xc_verdict v;
+	char path[];
+};
+
+#define OPEN_EXEC_DATA_SIZE	KRETPROBE_MAX_DATA_SIZE
+#define OPEN_EXEC_PATH_SIZE	(OPEN_EXEC_DATA_SIZE - sizeof(struct open_exec_ctx))
+
+size_t lxbsm_open_exec_data_size(void)
+{
+	return OPEN_EXEC_DATA_SIZE;
+}
+
+int lxbsm_open_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	return !lxbsm_xc_active();
+}
+NOKPROBE_SYMBOL(lxbsm_open_exec_entry);
+
+int lxbsm_open_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct file *file = (struct file *)regs_return_value(regs);
+	struct open_exec_ctx *oc = (struct open_exec_ctx *)ri->data;
+	bool enforce, kill;
+	struct exec_ctx *ctx;
+
+	if (IS_ERR_OR_NULL(file))
+		return 0;
+	if (!lxbsm_xc_check(file, oc->path, OPEN_EXEC_PATH_SIZE, &oc->v)) {
+		if (oc->v.need_hash)
+			lxbsm_xc_hash_later(file, true);
+		return 0;
+	}
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	enforce = oc->v.mode == LXBSM_XC_ENFORCE;
+	kill = oc->v.mode == LXBSM_XC_KILL;
+	ctx = inflight_find();
+	if (ctx) {
+		/* The exec's record names the rule (and kill mode kills there). */
+		exec_denied(ctx, &oc->v);
+	} else {
+		xc_refusal_record(LXBSM_EV_EXECVE, file, &oc->v, oc->v.path,
+				  enforce ? -EACCES : 0);
+		if (kill)
+			send_sig(SIGKILL, current, 1);
+	}
+	if (enforce) {
+		fput(file);
+		regs_set_return_value(regs, (unsigned long)ERR_PTR(-EACCES));
+	}
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_open_exec_ret);
+
+/*
+ * security_file_open(struct file *file) during uselib(2) (32-bit processes
+ * only): the library is opened with do_filp_open(), not open_exec(), and a file that is not an
+ * ET_EXEC library is refused (ENOEXEC) before any mapping that the
+ * security_mmap_file check would see.  Judged here like any exec, so that
+ * a denied file is refused with EACCES however it is built.  Every other
+ * open returns at once from the entry handler.
+ */
+struct uselib_ctx {
+	bool deny;
+	struct lxbsm_attr attr;
+	struct lxbsm_xc_verdict v;
+	char path[];
+};
+
+#define USELIB_DATA_SIZE	KRETPROBE_MAX_DATA_SIZE
+#define USELIB_PATH_SIZE	(USELIB_DATA_SIZE - sizeof(struct uselib_ctx))
+
+size_t lxbsm_uselib_data_size(void)
+{
+	return USELIB_DATA_SIZE;
+}
+
+/* uselib(2) is a 32-bit system call only (x86-64 has no entry for it). */
+static bool in_uselib(void)
+{
+	if (current->flags & PF_KTHREAD || !in_compat_syscall())
+		return false;
+	/* An x32 call's number has __X32_SYSCALL_BIT set: never this one. */
+	return syscall_get_nr(current, task_pt_regs(current)) == __NR_ia32_uselib;
+}
+
+int lxbsm_uselib_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct file *file = (struct file *)regs_get_kernel_argument(regs, 0);
+	struct uselib_ctx *uc = (struct uselib_ctx *)ri->data;
+
+	if (!in_uselib() || !lxbsm_xc_active())
+		return 1;
+	if (!lxbsm_xc_check(file, uc->path, USELIB_PATH_SIZE, &uc->v)) {
+		if (uc->v.need_hash)
+			lxbsm_xc_hash_later(file, false);
+		return 1;
+	}
+	uc->deny = uc->v.mode == LXBSM_XC_ENFORCE;
+	/* What the record says of the file, taken here where it is at hand. */
+	if (!uc->v.path) {
+		const char *p = d_path(&file->f_path, uc->path, USELIB_PATH_SIZE);
+
+		uc->v.path = IS_ERR(p) ? "" : p;
+	}
+	lxbsm_attr_of(file_inode(file), &uc->attr);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_uselib_entry);
+
+int lxbsm_uselib_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct uselib_ctx *uc = (struct uselib_ctx *)ri->data;
+	long ret = (int)regs_return_value(regs);	/* an int function */
+	struct lxbsm_proc_snap snap;
+	struct lxbsm_rec *r;
+
+	if (uc->deny && ret == 0) {
+		ret = -EACCES;
+		regs_set_return_value(regs, ret);
+	}
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	lxbsm_proc_snapshot(current, &snap);
+	r = lxbsm_rec_begin(LXBSM_EV_MMAP);
+	if (r) {
+		lxbsm_tok_path(r, uc->v.path);
+		lxbsm_tok_attr32(r, &uc->attr);
+		lxbsm_tok_text(r, uc->v.text);
+		lxbsm_rec_finish(r, &snap, ret);
+	}
+	if (uc->v.mode == LXBSM_XC_KILL)
+		send_sig(SIGKILL, current, 1);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_uselib_ret);
 /* The interpreter a script started: the new image's own file. */
 static void interpreter_path(struct lxbsm_rec *r)
 {
@@ -206,21 +446,27 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	long ret = regs_return_value(regs);
 	const unsigned long *a = ctx->args;
 	enum lxbsm_event ev = LXBSM_EV_EXECVE;
-	const char __user *name;
-	const void __user *argv, *envp;
+	const char __user *name = NULL;
+	const void __user *argv = NULL, *envp = NULL;
 	struct mm_struct *mm = current->mm;
+	struct long_path *lp = ctx->long_path;
 	struct lxbsm_rec *r;
 	unsigned long flags;
 	u32 policy;
 	int dfd = AT_FDCWD;
 
+	/* kernel_execve() returns an int: only the low half of the register. */
+	if (ctx->kind == LXBSM_EXEC_KERNEL)
+		ret = (int)ret;
 	raw_spin_lock_irqsave(&inflight_lock, flags);
 	hlist_del(&ctx->node);
+	if (lp)
+		list_del(&lp->node);
 	raw_spin_unlock_irqrestore(&inflight_lock, flags);
 
 	if (!ctx->xc_hit && !lxbsm_selected(&ctx->sel, ret < 0))
-		return 0;
-	if (ctx->at) {
+		goto out;
+	if (ctx->kind == LXBSM_EXEC_EXECVEAT) {
 		dfd = (int)a[0];
 		name = (const char __user *)a[1];
 		argv = (const void __user *)a[2];
@@ -235,16 +481,17 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 			if (!lxbsm_strncpy_user_nofault(&first, name, 1))
 				ev = LXBSM_EV_FEXECVE;
 		}
-	} else {
+	} else if (ctx->kind == LXBSM_EXEC_EXECVE) {
 		name = (const char __user *)a[0];
 		argv = (const void __user *)a[1];
 		envp = (const void __user *)a[2];
 	}
+	/* kernel_execve: kernel strings; the arguments are read on success only. */
 
 	lxbsm_hook_hit(lxbsm_kret_hook(ri));
 	r = lxbsm_rec_begin(ev);
 	if (!r)
-		goto out;
+		goto kill;
 	if (ev == LXBSM_EV_FEXECVE)
 		lxbsm_tok_arg32(r, 1, dfd, "fd");
 	policy = lxbsm_policy();
@@ -264,7 +511,9 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 			lxbsm_tok_strings_argv(r, AUT_EXEC_ENV, envp, ctx->compat, LXBSM_ENV_MAX);
 	}
 	if (ctx->files)
-		lxbsm_tok_path(r, ctx->path);
+		lxbsm_tok_path(r, lp ? lp->path : ctx->path);
+	else if (ctx->kind == LXBSM_EXEC_KERNEL)
+		lxbsm_tok_path(r, lxbsm_abs_path(r, AT_FDCWD, (const char *)a[0]));
 	else
 		lxbsm_tok_path(r, lxbsm_user_path(r, dfd, name));
 	if (ret == 0 && ctx->files > 1)
@@ -273,11 +522,30 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 		lxbsm_tok_attr32(r, &ctx->attr);
 	if (ctx->xc_hit)
 		lxbsm_tok_text(r, ctx->xc_text);
+	/* No process of user space asked for it: the parent is the kernel. */
+	if (ctx->kind == LXBSM_EXEC_KERNEL)
+		lxbsm_tok_text(r, "usermode helper: started by the kernel (kernel_execve)");
 	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
-out:
+kill:
 	/* Kill mode: the program started; it ends before its first instruction. */
 	if (ctx->xc_hit && ctx->xc_mode == LXBSM_XC_KILL && ret == 0)
 		send_sig(SIGKILL, current, 1);
+out:
+	kfree(lp);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_exec_ret);
+
+/* At unload, once no return handler runs: the long paths nobody freed. */
+void lxbsm_exec_exit(void)
+{
+	struct long_path *lp, *tmp;
+	unsigned long flags;
+	LIST_HEAD(gone);
+
+	raw_spin_lock_irqsave(&inflight_lock, flags);
+	list_splice_init(&long_paths, &gone);
+	raw_spin_unlock_irqrestore(&inflight_lock, flags);
+	list_for_each_entry_safe(lp, tmp, &gone, node)
+		kfree(lp);
+}

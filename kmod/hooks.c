@@ -5,8 +5,9 @@
  * unload.  A required hook that cannot be attached fails the load; an
  * optional one (an ABI this kernel lacks) is reported as missing.
  *
- * Order matters once: security_bprm_check comes after the exec stubs, so
- * it is detached first and never sees an exec whose return handler is gone.
+ * Order matters once: security_bprm_check and open_exec come after the exec
+ * hooks, so they are detached first and never see an exec whose return
+ * handler is gone.
  * (Kretprobes are detached in one batch, in reverse table order.)
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -43,15 +44,23 @@ static struct lxbsm_hook hooks[] = {
 	/* the program an exec started: login programs, su and sudo */
 	{ .symbol = "sched_process_exec", .kind = LXBSM_TRACEPOINT, .required = true,
 	  .probe = lxbsm_exec_probe },
-	EXEC("__x64_sys_execve", true, 0),
-	EXEC("__x64_sys_execveat", true, 1),
-	EXEC("__ia32_compat_sys_execve", false, 0),
-	EXEC("__ia32_compat_sys_execveat", false, 1),
-	EXEC("__x64_compat_sys_execve", false, 0),	/* x32 */
-	EXEC("__x64_compat_sys_execveat", false, 1),
+	EXEC("__x64_sys_execve", true, LXBSM_EXEC_EXECVE),
+	EXEC("__x64_sys_execveat", true, LXBSM_EXEC_EXECVEAT),
+	EXEC("__ia32_compat_sys_execve", false, LXBSM_EXEC_EXECVE),
+	EXEC("__ia32_compat_sys_execveat", false, LXBSM_EXEC_EXECVEAT),
+	EXEC("__x64_compat_sys_execve", false, LXBSM_EXEC_EXECVE),	/* x32 */
+	EXEC("__x64_compat_sys_execveat", false, LXBSM_EXEC_EXECVEAT),
+	/* the programs the kernel starts: usermode helpers (modprobe, core pipes) */
+	EXEC("kernel_execve", true, LXBSM_EXEC_KERNEL),
 	/* exec control decides here, and the exec record learns the file */
 	KRET("security_bprm_check", true, 0, lxbsm_bprm_check_entry, lxbsm_bprm_check_ret,
 	     lxbsm_bprm_check_data_size, ACTIVE_SLEEPY),
+	/* ... and here for the other files an exec runs (an ELF interpreter) */
+	KRET("open_exec", true, 0, lxbsm_open_exec_entry, lxbsm_open_exec_ret,
+	     lxbsm_open_exec_data_size, ACTIVE_SLEEPY),
+	/* ... and for uselib(2); every other open leaves at once */
+	KRET("security_file_open", true, 0, lxbsm_uselib_entry, lxbsm_uselib_ret,
+	     lxbsm_uselib_data_size, ACTIVE_QUICK),
 	KRET("security_mmap_file", true, 0, lxbsm_mmap_entry, lxbsm_mmap_ret,
 	     lxbsm_mmap_data_size, ACTIVE_SLEEPY),
 	KRET("do_sys_openat2", true, 0, lxbsm_open_entry, lxbsm_open_ret,
@@ -154,6 +163,8 @@ void lxbsm_hooks_exit(void)
 				h->symbol, h->krp.nmissed);
 		h->state = LXBSM_HOOK_OFF;
 	}
+	/* No return handler runs any more: free what they would have freed. */
+	lxbsm_exec_exit();
 }
 
 int lxbsm_hooks_init(void)

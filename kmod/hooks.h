@@ -44,13 +44,26 @@ static inline void lxbsm_hook_hit(struct lxbsm_hook *h)
 	atomic64_inc(&h->hits);
 }
 
-/* ev_exec.c */
+/* ev_exec.c; which exec a hook of lxbsm_exec_entry is (its arg) */
+enum lxbsm_exec_kind {
+	LXBSM_EXEC_EXECVE,
+	LXBSM_EXEC_EXECVEAT,
+	LXBSM_EXEC_KERNEL,		/* kernel_execve: usermode helpers */
+};
+
 int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_bprm_check_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_bprm_check_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 size_t lxbsm_exec_data_size(void);
 size_t lxbsm_bprm_check_data_size(void);
+int lxbsm_open_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_open_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+size_t lxbsm_open_exec_data_size(void);
+int lxbsm_uselib_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_uselib_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+size_t lxbsm_uselib_data_size(void);
+void lxbsm_exec_exit(void);
 /* xctl.c */
 int lxbsm_mmap_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_mmap_ret(struct kretprobe_instance *ri, struct pt_regs *regs);

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-ABI_VERSION = 2  # kmod/include/uapi/lxbsm.h
+ABI_VERSION = 3  # kmod/include/uapi/lxbsm.h
 DEVICE = "/dev/lxbsm"
 
 REC_BUSY = 1 << 31
@@ -28,7 +28,7 @@ MAX_SUBMIT = MAX_RECORD - 3 - SUBMITTED_TEXT_MAX
 
 LOST_NR = 8
 LOST_REASONS = ("ring_full", "too_big", "no_scratch")
-HOOKS_MAX = 32
+HOOKS_MAX = 64
 
 
 class ConsumerPage(ctypes.Structure):

@@ -25,7 +25,7 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define LXBSM_ABI_VERSION	2	/* 2: LXBSM_IOC_COPY, sha256 exec rules */
+#define LXBSM_ABI_VERSION	3	/* 2: LXBSM_IOC_COPY, sha256 exec rules; 3: 64 hooks */
 #define LXBSM_DEVICE		"lxbsm"
 
 /* Record header flags, in the top bits of lxbsm_rec_hdr.len. */
@@ -52,7 +52,7 @@ enum lxbsm_lost_reason {
 };
 
 /* Hooks with kretprobe miss counters (index into missed[]). */
-#define LXBSM_HOOKS_MAX		32
+#define LXBSM_HOOKS_MAX		64
 
 struct lxbsm_consumer_page {
 	__u64 consumer_pos;
