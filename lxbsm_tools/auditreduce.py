@@ -33,10 +33,10 @@ with ``--skip-bad`` reading resumes at the next header.
 
 from __future__ import annotations
 
+import calendar
 import getopt
 import grp
 import heapq
-import os
 import pwd
 import sys
 import time
@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
+from . import cfgread, cli
 from .bsm import (
     BSMDecodeError,
     EventTable,
@@ -69,35 +70,59 @@ class UsageError(Exception):
     pass
 
 
+_DATE_FIELDS = (
+    ("year", 0, 4, 1, 9999),
+    ("month", 4, 6, 1, 12),
+    ("day", 6, 8, 1, 31),
+    ("hour", 8, 10, 0, 23),
+    ("minute", 10, 12, 0, 59),
+    ("second", 12, 14, 0, 59),
+)
+
+
 def _parse_time(s: str) -> float:
     """YYYYMMDD[HH[MM[SS]]] in local time -> epoch seconds."""
-    if not s.isdigit() or len(s) not in (8, 10, 12, 14):
-        raise UsageError(f"bad date {s!r} (want YYYYMMDD[HH[MM[SS]]])")
-    fmt = {8: "%Y%m%d", 10: "%Y%m%d%H", 12: "%Y%m%d%H%M", 14: "%Y%m%d%H%M%S"}[len(s)]
+    if not cfgread.is_decimal(s) or len(s) not in (8, 10, 12, 14):
+        raise UsageError(f"bad date {s!r} (want YYYYMMDD[HH[MM[SS]]], e.g. 20240102 or 2024010215)")
+    values = []
+    for name, a, b, lo, hi in _DATE_FIELDS[: len(s) // 2 - 1]:
+        v = int(s[a:b])
+        if not lo <= v <= hi:
+            raise UsageError(f"bad date {s!r}: {name} {s[a:b]} is not {lo:02d}-{hi:02d}")
+        values.append(v)
+    values += [0] * (6 - len(values))
+    days = calendar.monthrange(values[0], values[1])[1]
+    if values[2] > days:
+        raise UsageError(f"bad date {s!r}: {calendar.month_name[values[1]]} has {days} days")
     try:
-        return time.mktime(time.strptime(s, fmt))
-    except ValueError as e:
-        raise UsageError(f"bad date {s!r}: {e}") from None
+        return time.mktime((*values, 0, 0, -1))  # type: ignore[arg-type]
+    except (OverflowError, ValueError) as e:
+        raise UsageError(f"bad date {s!r}: out of this system's range ({e})") from None
 
 
 def _uid(s: str) -> int:
+    if cfgread.is_decimal(s):
+        return _id(s, "user")
     try:
-        return int(s)
-    except ValueError:
-        try:
-            return pwd.getpwnam(s).pw_uid
-        except KeyError:
-            raise UsageError(f"unknown user {s!r}") from None
+        return pwd.getpwnam(s).pw_uid
+    except (KeyError, ValueError):
+        raise UsageError(f"unknown user {s!r}") from None
 
 
 def _gid(s: str) -> int:
+    if cfgread.is_decimal(s):
+        return _id(s, "group")
     try:
-        return int(s)
-    except ValueError:
-        try:
-            return grp.getgrnam(s).gr_gid
-        except KeyError:
-            raise UsageError(f"unknown group {s!r}") from None
+        return grp.getgrnam(s).gr_gid
+    except (KeyError, ValueError):
+        raise UsageError(f"unknown group {s!r}") from None
+
+
+def _id(s: str, what: str) -> int:
+    try:
+        return cfgread.id_number(s, f"a numeric {what}")
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 @dataclass
@@ -133,7 +158,7 @@ class Selection:
         v = s.values
         # auid, euid, egid, ruid, rgid, pid
         for want, got in zip(checks, (v[0], v[1], v[2], v[3], v[4], v[5]), strict=True):
-            if want is not None and want & 0xFFFFFFFF != got:
+            if want is not None and want != got:
                 return False
         return True
 
@@ -258,7 +283,7 @@ def parse_args(argv: list[str]) -> tuple[Selection, list[str], bool]:
         elif k == "-u":
             sel.auid = _uid(v)
         elif k == "-j":
-            sel.subj_pid = _int(v, "-j")
+            sel.subj_pid = _int(v, "-j", 0xFFFFFFFF)
         elif k == "-o":
             _parse_object(sel, v)
         elif k == "-v":
@@ -270,11 +295,14 @@ def parse_args(argv: list[str]) -> tuple[Selection, list[str], bool]:
     return sel, files, skip_bad
 
 
-def _int(v: str, opt: str) -> int:
+def _int(v: str, opt: str, maximum: int = 0xFFFFFFFF) -> int:
     try:
-        return int(v, 0)
+        n = int(v, 0)
     except ValueError:
         raise UsageError(f"{opt} needs a number, not {v!r}") from None
+    if not 0 <= n <= maximum:
+        raise UsageError(f"{opt} {v}: out of range (0-{maximum})")
+    return n
 
 
 _EVENTS: EventTable | None = None
@@ -283,14 +311,18 @@ _EVENTS: EventTable | None = None
 def _event_number(v: str) -> int:
     global _EVENTS
     try:
-        return int(v, 0)
+        n = int(v, 0)
     except ValueError:
         pass
+    else:
+        if not 0 <= n <= 0xFFFF:
+            raise UsageError(f"-m {v}: event numbers are 0-65535 (16 bits in the header)")
+        return n
     if _EVENTS is None:
         try:
             _EVENTS = load_event_table()
         except OSError as e:
-            raise UsageError(f"cannot read audit_event: {e}") from None
+            raise UsageError(f"-m {v}: {e}") from None
     try:
         return _EVENTS.lookup(v)
     except KeyError:
@@ -313,17 +345,35 @@ def _parse_object(sel: Selection, v: str) -> None:
         raise UsageError(f"unknown object type {kind!r} for -o")
 
 
+class OutputError(Exception):
+    """The output refused a write (a full disk, EIO; a closed pipe is BrokenPipeError)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _open_input(name: str, err: IO[str]) -> IO[bytes] | None:
+    """The opened input, or None after saying why it cannot be read."""
+    if name == "-":
+        return cli.binary_stdin(PROG)
+    try:
+        f = open(name, "rb")  # closed by _records
+    except OSError as e:
+        print(f"{PROG}: {name}: cannot open: {e.strerror}", file=err)
+        return None
+    return f
+
+
 def _records(
-    name: str, index: int, skip_bad: bool, on_error: Callable[[BSMDecodeError], None]
+    stream: IO[bytes],
+    source: str,
+    index: int,
+    skip_bad: bool,
+    on_error: Callable[[BSMDecodeError], None],
+    read_error: Callable[[str], None],
 ) -> Iterator[tuple[tuple[int, int], int, int, Record]]:
     """``(time, index, seq, record)``: ordered by time, then file, then position."""
-    stream: IO[bytes]
-    if name == "-":
-        stream = sys.stdin.buffer
-        source = "<stdin>"
-    else:
-        stream = open(name, "rb")
-        source = name
     seq = 0
     try:
         for rec in TrailReader(stream, source, skip_bad=skip_bad, on_error=on_error):
@@ -333,8 +383,12 @@ def _records(
             yield rec.sort_key, index, seq, rec
     except BSMDecodeError as e:
         on_error(e)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        read_error(f"{source}: read error: {e.strerror or e}")
     finally:
-        if name != "-":
+        if stream is not getattr(sys.stdin, "buffer", None):
             stream.close()
 
 
@@ -355,15 +409,35 @@ def reduce(
         status = 1
         print(f"{PROG}: {e}" + (" (skipped)" if skip_bad else ""), file=err)
 
-    for f in files:
-        if f != "-" and not os.access(f, os.R_OK):
-            print(f"{PROG}: {f}: cannot open", file=err)
+    def read_error(msg: str) -> None:
+        nonlocal status
+        status = 1
+        print(f"{PROG}: {msg}", file=err)
+
+    def write(data: bytes) -> None:
+        try:
+            out.write(data)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(e) from None
+
+    opened: list[tuple[IO[bytes], str]] = []
+    for f in files or ["-"]:
+        stream = _open_input(f, err)
+        if stream is None:
             status = 1
-    readable = [f for f in files or ["-"] if f == "-" or os.access(f, os.R_OK)]
+        else:
+            opened.append((stream, "<stdin>" if f == "-" else f))
+    if not opened:
+        return status
     # Each input is already in time order; heapq.merge keeps the merge lazy
     # and ties stable (file order, then record order): (time, index, seq) is
     # unique, so the tuples never compare the records themselves.
-    iters = [_records(f, i, skip_bad, on_error) for i, f in enumerate(readable)]
+    iters = [
+        _records(stream, src, i, skip_bad, on_error, read_error)
+        for i, (stream, src) in enumerate(opened)
+    ]
     merged = iters[0] if len(iters) == 1 else heapq.merge(*iters)
     buf: list[bytes] = []
     size = 0
@@ -373,11 +447,16 @@ def reduce(
             buf.append(rec.raw)
             size += len(rec.raw)
             if size >= 1 << 16:
-                out.write(b"".join(buf))
+                write(b"".join(buf))
                 buf.clear()
                 size = 0
-    out.write(b"".join(buf))
-    out.flush()
+    write(b"".join(buf))
+    try:
+        out.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OutputError(e) from None
     return status
 
 
@@ -387,21 +466,22 @@ def main(argv: list[str] | None = None) -> int:
         sel, files, skip_bad = parse_args(args)
     except UsageError as e:
         if str(e):
-            print(f"{PROG}: {e}", file=sys.stderr)
-        print(USAGE, file=sys.stderr)
+            cli.err(PROG, str(e))
+        print(USAGE, file=cli.stderr())
         return 1
-    if sys.stdout.isatty():
-        print(
-            f"{PROG}: refusing to write a binary trail to a terminal (pipe it to lxbsm-praudit)",
-            file=sys.stderr,
-        )
+    stdout = cli.binary_stdout(PROG)
+    if stdout is None:
+        return 1
+    if stdout.isatty():
+        cli.err(PROG, "refusing to write a binary trail to a terminal (pipe it to lxbsm-praudit)")
         return 1
     try:
-        return reduce(files, sel, sys.stdout.buffer, skip_bad=skip_bad)
+        return reduce(files, sel, stdout, skip_bad=skip_bad, err=cli.stderr())
     except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        cli.silence_stdout()
         return 0
+    except OutputError as e:
+        return cli.write_failed(PROG, e.error)
     except KeyboardInterrupt:
         return 130
 
