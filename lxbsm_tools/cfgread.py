@@ -48,7 +48,7 @@ def check_regular(path: str | os.PathLike[str]) -> None:
     """FileReadError if ``path`` exists but is not a regular file (after symlinks)."""
     try:
         st = os.stat(path)
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the name (read_text says so)
         return
     if not stat.S_ISREG(st.st_mode):
         raise FileReadError(f"{path}: is {_kind(st.st_mode)}, not a configuration file")
@@ -60,6 +60,8 @@ def read_text(path: str | os.PathLike[str], limit: int = MAX_BYTES) -> str:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
     except OSError as e:
         raise FileReadError(f"{path}: cannot read: {e.strerror}") from None
+    except ValueError:
+        raise FileReadError(f"{str(path)!r}: cannot read: a NUL byte in the file name") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -176,6 +176,8 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
         key, value = key.strip(), value.strip()
         if not sep:
             raise ConfigError(f"{where}: expected 'key:value', got '{line}'")
+        if "\0" in line:
+            raise ConfigError(f"{where}: a NUL byte in the line")
         try:
             if key == "dir":
                 if not value.startswith("/"):

@@ -255,6 +255,8 @@ def test_a_huge_control_file_is_refused(tmp_path: Path) -> None:
         ("minfree:101", "minfree (a percentage) 101 is out of range (0-100)"),
         ("freq:0", "freq 0 is out of range (1-4294967295)"),
         ("qsize:1e3", "qsize is a decimal number 0-4294967295, got '1e3'"),
+        ("exec_control:/x\0y", "a NUL byte in the line"),
+        ("dir:/x\0y", "a NUL byte in the line"),
     ],
 )
 def test_numbers_explain_themselves(tmp_path: Path, line: str, message: str) -> None:
