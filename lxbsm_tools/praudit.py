@@ -22,7 +22,7 @@ from typing import IO, TextIO
 
 from . import cli
 from .bsm import BSMDecodeError, EventTable, Record, TrailReader, load_event_table
-from .bsm.text import PrauditFormatter, record_json
+from .bsm.text import JsonFormatter, PrauditFormatter
 
 PROG = "lxbsm-praudit"
 USAGE = f"usage: {PROG} [-lnpx] [-r | -s] [-d del] [--json | --pretty] [--skip-bad] [file ...]"
@@ -127,7 +127,7 @@ def _run(
 ) -> int:
     status = 0
     show = _pretty_printer(fmt) if pretty else None
-    events = fmt.events
+    to_json = JsonFormatter(fmt.events).record
 
     def on_error(e: BSMDecodeError) -> None:
         nonlocal status
@@ -160,7 +160,7 @@ def _run(
             for item in reader:
                 if isinstance(item, Record):
                     if json_out:
-                        out.write(record_json(item, events) + "\n")
+                        out.write(to_json(item) + "\n")
                     elif show is not None:
                         show(item)  # type: ignore[operator]
                     else:

@@ -12,6 +12,7 @@ encoding the output the same way reproduces the trail's bytes exactly.
 
 from __future__ import annotations
 
+import base64
 import grp
 import json
 import os
@@ -835,23 +836,139 @@ class PrauditFormatter:
         return ""
 
 
+def json_text(s: str) -> object:
+    """A decoded BSM string as JSON: itself when its bytes are valid UTF-8, else
+    ``{"base64": <the exact bytes, RFC 4648>}`` (lossless; docs/praudit.md).
+
+    Strings come from the decoder with surrogateescape, so bytes that are not
+    UTF-8 are lone surrogates, which strict JSON readers refuse.
+    """
+    if s.isascii():
+        return s
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return {"base64": base64.b64encode(s.encode("utf-8", "surrogateescape")).decode("ascii")}
+    return s
+
+
+def _json_value(v: object) -> object:
+    if isinstance(v, str):
+        return json_text(v)
+    if isinstance(v, bytes | bytearray):
+        return bytes(v).hex()
+    if isinstance(v, list | tuple):
+        return [_json_value(x) for x in v]
+    if v is None or isinstance(v, int | float):
+        return v
+    return json_text(str(v))
+
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class JsonFormatter:
+    """``lxbsm-praudit --json``: one JSON object per record, on one line.
+
+    The text of a token is kept by its values (a session's subject, common
+    paths and attributes are encoded once); the header's fields are written
+    directly.  Valid JSON for every input: see :func:`json_text`.
+    """
+
+    def __init__(self, events: EventTable | None = None) -> None:
+        self.events = events
+        self._cache: dict[tuple[object, tuple[object, ...]], str] = {}
+        self._event_cache: dict[int, str] = {}
+        self._source_cache: dict[str, str] = {}
+        self._return_cache: dict[int, str] = {}
+        # Headers without an address have only numbers: one %-format each.
+        self._int_tpl: dict[object, str] = {}
+        for spec in TOKEN_TABLE:
+            if spec.name in ("header32", "header64"):
+                fields = ",".join(f'"{f}":%d' for f in spec.fields)
+                self._int_tpl[spec] = f'{{"token":"{spec.name}",{fields}}}'
+
+    def token(self, t: Token) -> str:
+        d: dict[str, object] = {"token": t.spec.name}
+        for k, v in zip(t.spec.fields, t.values, strict=True):
+            d[k] = _json_value(v)
+        if t.spec is UNKNOWN:
+            d["token_id"] = int(t.values[0])
+        return _dumps(d)
+
+    def _event(self, ev: int) -> str:
+        s = self._event_cache.get(ev)
+        if s is None:
+            e = self.events.get(ev) if self.events is not None else None
+            s = (
+                f',"event_name":{_dumps(json_text(e.name))}'
+                f',"event_description":{_dumps(json_text(e.description))}'
+                if e is not None
+                else ""
+            )
+            self._event_cache[ev] = s
+        return s
+
+    def _return(self, status: int) -> str:
+        s = self._return_cache.get(status)
+        if s is None:
+            s = ',"success":' + ("true" if status == 0 else "false")
+            err = bsm_to_errno(status)
+            if status and err:
+                s += f',"errno":{err},"error":{_dumps(os.strerror(err))}'
+            self._return_cache[status] = s
+        return s
+
+    def record(self, rec: Record) -> str:
+        cache = self._cache
+        parts: list[str] = []
+        append = parts.append
+        ret: Token | None = None
+        for t in rec.tokens:
+            spec = t.spec
+            name = spec.name
+            if name in _UNCACHED:
+                tpl = self._int_tpl.get(spec)
+                append(tpl % t.values if tpl is not None else self.token(t))
+                continue
+            if ret is None and (name == "return32" or name == "return64"):
+                ret = t
+            key = (spec, t.values)
+            try:
+                s = cache.get(key)
+            except TypeError:  # a list among the values: not hashable
+                append(self.token(t))
+                continue
+            if s is None:
+                if len(cache) >= _TEXT_CACHE_SIZE:
+                    cache.clear()
+                s = cache[key] = self.token(t)
+            append(s)
+        h = rec.tokens[0]
+        hv = h.values
+        index = h.spec.index
+        ev = int(hv[index["event"]])
+        src = self._source_cache.get(rec.source)
+        if src is None:
+            src = self._source_cache[rec.source] = _dumps(json_text(rec.source))
+        tail = self._event(ev)
+        if ret is not None:
+            tail += self._return(int(ret.values[0]))
+        return (
+            f'{{"offset":{rec.offset},"size":{hv[index["size"]]},"version":{hv[index["version"]]}'
+            f',"event":{ev},"modifier":{hv[index["modifier"]]},"time":{hv[index["sec"]]}'
+            f',"msec":{hv[index["msec"]]},"tokens":[{",".join(parts)}],"source":{src}{tail}}}'
+        )
+
+
+_JSON: dict[int, tuple[EventTable | None, JsonFormatter]] = {}
+
+
 def record_json(rec: Record, events: EventTable | None = None) -> str:
-    """One JSON object for a record (``lxbsm-praudit --json``)."""
-    d = rec.as_dict()
-    d["source"] = rec.source
-    if events is not None:
-        e = events.get(rec.event)
-        if e is not None:
-            d["event_name"] = e.name
-            d["event_description"] = e.description
-    r = rec.return_token
-    if r is not None:
-        d["success"] = int(r.status) == 0
-        err = bsm_to_errno(int(r.status))
-        if r.status and err:
-            d["errno"] = err
-            d["error"] = os.strerror(err)
-    for t in d["tokens"]:
-        if t["token"] == UNKNOWN.name:
-            t["token_id"] = int(t["token_id"])
-    return json.dumps(d, default=str, separators=(",", ":"))
+    """One JSON object for a record (``lxbsm-praudit --json``; see :class:`JsonFormatter`)."""
+    kept = _JSON.get(id(events))
+    if kept is None or kept[0] is not events:
+        if len(_JSON) > 16:
+            _JSON.clear()
+        kept = _JSON[id(events)] = (events, JsonFormatter(events))
+    return kept[1].record(rec)

@@ -498,3 +498,31 @@ def test_file_tokens_between_records(tmp_path: Path, bsm_run_praudit: Run) -> No
     xml = bsm_run_praudit("-x", f)[1].splitlines()
     assert xml[2] == '<file time="Tue Jan  2 03:03:20 2024" msec=" + 5 msec" >prev.trail</file>'
     assert len(list(decode_records(data))) == 1
+
+
+def test_json_is_strict_utf8_and_lossless_for_any_bytes(
+    tmp_path: Path, bsm_run_praudit: Run
+) -> None:
+    """Bytes that are not UTF-8 become {"base64": ...} of the exact bytes; UTF-8 stays text."""
+    import base64
+    import json
+
+    latin1 = "/tmp/caf\udce9"  # b"/tmp/caf\xe9": Latin-1, not UTF-8
+    body = [
+        make_token("exec_args", args=["ls", "\udcff\udcfe", "café"]),
+        make_token("path", text=latin1),
+        make_token("text", text="café ☕"),
+        make_token("return32", status=0, value=0),
+    ]
+    f = _write(tmp_path, "nonutf8.bsm", encode_record(23, 0, body, time=(1704164645, 0)))
+    status, out, _ = bsm_run_praudit("--json", f)
+    assert status == 0
+    raw = out.encode("utf-8", "surrogateescape")
+    raw.decode("utf-8")  # strict: no lone surrogate reached the output
+    assert b"\\ud" not in raw.lower()  # nor as a JSON escape
+    obj = json.loads(raw)
+    toks = obj["tokens"]
+    assert toks[1]["args"] == ["ls", {"base64": base64.b64encode(b"\xff\xfe").decode()}, "café"]
+    assert toks[2]["text"] == {"base64": "L3RtcC9jYWbp"}
+    assert base64.b64decode(toks[2]["text"]["base64"]) == b"/tmp/caf\xe9"
+    assert toks[3]["text"] == "café ☕"
