@@ -38,6 +38,7 @@ import getopt
 import grp
 import heapq
 import pwd
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -140,7 +141,8 @@ class Selection:
     ruid: int | None = None
     auid: int | None = None
     subj_pid: int | None = None
-    files: list[str] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)  # -o file= patterns, ~ to exclude
+    _file_res: list[tuple[re.Pattern[str], bool]] | None = None
     obj_pid: int | None = None
     ipc: dict[str, int] = field(default_factory=dict)
     sock: str | None = None
@@ -186,7 +188,7 @@ class Selection:
     def _objects_ok(self, rec: Record) -> bool:
         if self.files:
             paths = [t.values[-1] for t in rec.tokens if t.spec.name in ("path", "file")]
-            if not paths or not any(self._file_match(p) for p in paths):
+            if not paths or not all(self._file_match(p) for p in paths):
                 return False
         if self.obj_pid is not None and not any(t.values[5] == self.obj_pid for t in rec.processes):
             return False
@@ -210,11 +212,15 @@ class Selection:
         return True
 
     def _file_match(self, path: str) -> bool:
-        included = [p for p in self.files if not p.startswith("~")]
-        excluded = [p[1:] for p in self.files if p.startswith("~")]
-        if any(path.startswith(p) for p in excluded):
-            return False
-        return not included or any(path.startswith(p) for p in included)
+        """OpenBSM's select_filepath: the first entry whose (unanchored) regular
+        expression matches the path decides: selected, or not with ``~``; a
+        path no entry matches is not selected."""
+        if self._file_res is None:
+            self._file_res = file_patterns(self.files)
+        for rx, negate in self._file_res:
+            if rx.search(path):
+                return not negate
+        return False
 
     def _sock_match(self, d: dict[str, object]) -> bool:
         want = self.sock
@@ -295,6 +301,23 @@ def parse_args(argv: list[str]) -> tuple[Selection, list[str], bool]:
     return sel, files, skip_bad
 
 
+def file_patterns(entries: list[str]) -> list[tuple[re.Pattern[str], bool]]:
+    """The -o file= entries compiled, in order, with their ``~``; UsageError for a bad one."""
+    out = []
+    for e in entries:
+        neg = e.startswith("~")
+        try:
+            out.append((re.compile(e[1:] if neg else e), neg))
+        except re.error as err:
+            raise UsageError(f"-o file={e}: not a regular expression: {err}") from None
+    return out
+
+
+def split_file_entries(value: str) -> list[str]:
+    """-o file=a,b: entries split at commas; ``\\,`` is a comma inside one (as OpenBSM)."""
+    return [e.replace("\\,", ",") for e in re.split(r"(?<!\\),", value)]
+
+
 def _int(v: str, opt: str, maximum: int = 0xFFFFFFFF) -> int:
     try:
         n = int(v, 0)
@@ -334,7 +357,8 @@ def _parse_object(sel: Selection, v: str) -> None:
     if not sep or not val:
         raise UsageError(f"-o wants type=value, not {v!r}")
     if kind == "file":
-        sel.files.extend(p for p in val.split(",") if p)
+        sel.files.extend(split_file_entries(val))
+        file_patterns(sel.files)  # a bad expression is a usage error now, not later
     elif kind == "pid":
         sel.obj_pid = _int(val, "-o pid=")
     elif kind in ("msgqid", "semid", "shmid"):

@@ -17,6 +17,7 @@ import grp
 import json
 import os
 import pwd
+import re
 import struct
 import time
 from collections.abc import Callable
@@ -29,7 +30,6 @@ from .tokens import TOKEN_TABLE, UNKNOWN, Token, TokenSpec, _UnknownSpec
 __all__ = ["PrauditFormatter", "record_json"]
 
 AUDIT_MAX_ARGS = 128
-AUDIT_MAX_GROUPS = 16
 
 _XML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
 _CSTYLE = {"\r": "\\r", "\b": "\\b", "\a": "\\a", "\v": "\\v", "\f": "\\f", "\\": "\\\\"}
@@ -53,13 +53,16 @@ def _vis_char(ch: str) -> str:
     low = o & 0x7F
     out = "\\"
     if o & 0x80:
-        if low == 0x20 or 0x21 <= low <= 0x7E:
+        if low == 0x20:  # vis(3) writes a meta space in octal
             return f"\\{o:03o}"
         out += "M"
     if low < 0x20 or low == 0x7F:
         out += "^" + ("?" if low == 0x7F else chr(low + 0x40))
     else:
-        out += "-" + chr(low)
+        # \M-C for 0xC3, as vis(3); the character after "M-" is escaped for
+        # XML (0xBC is \M-&lt;), which praudit does not do.
+        c = chr(low)
+        out += "-" + _XML_ESCAPES.get(c, c)
     return out
 
 
@@ -71,6 +74,33 @@ def xml_string(s: str) -> str:
     if s.isascii() and s.isprintable() and not any(c in s for c in "&<>\"'\\"):
         return s
     return "".join(_vis_char(c) for c in s)
+
+
+# Characters that print as they are in XML text and attribute values; anything
+# else goes through xml_safe.
+_XML_UNSAFE = re.compile("[^\t\n\x20\x21\x23-\x25\x28-\x3b\x3d\x3f-\x7e]")
+
+
+def _xml_safe_char(ch: str) -> str:
+    if ch in _XML_ESCAPES:
+        return _XML_ESCAPES[ch]
+    o = ord(ch)
+    if o == 0x0D or o == 0x7F or (0x80 <= o < 0xD800) or (0xE000 <= o <= 0xFFFD) or o > 0xFFFF:
+        return ch  # allowed in XML 1.0 (valid UTF-8 prints as it is, as in praudit)
+    return _vis_char(ch)  # C0 controls, bytes that are not UTF-8 (surrogates), U+FFFE/FFFF
+
+
+def xml_safe(s: str) -> str:
+    """A trail string as XML text or attribute value: well-formed for any bytes.
+
+    praudit prints paths, texts, names... raw in XML, so ``<``, ``&`` or a
+    control byte make its output invalid; here the XML specials become
+    entities and the characters XML 1.0 cannot carry (C0 controls, bytes that
+    are not UTF-8) vis(3) escapes (``\\^@`` for NUL, ``\\M-)`` for 0xA9).
+    """
+    if _XML_UNSAFE.search(s) is None:
+        return s
+    return "".join(_xml_safe_char(c) for c in s)
 
 
 def _nonul(s: str) -> str:
@@ -456,7 +486,7 @@ class PrauditFormatter:
         return self._plain(t, [self.sec(sec), self.msec(ms), _nonul(name)])
 
     def _p_newgroups(self, t: Token) -> str:
-        return self._plain(t, [self.group(g) for g in t.values[0][:AUDIT_MAX_GROUPS]])
+        return self._plain(t, [self.group(g) for g in t.values[0]])
 
     def _p_in_addr(self, t: Token) -> str:
         return self._plain(t, [t.values[0]])
@@ -596,7 +626,7 @@ class PrauditFormatter:
 
     @staticmethod
     def _attrs(pairs: list[tuple[str, str]]) -> str:
-        return "".join(f'{k}="{v}" ' for k, v in pairs)
+        return "".join(f'{k}="{xml_safe(v)}" ' for k, v in pairs)
 
     def _x_header32(self, t: Token) -> str:
         v = t.values
@@ -651,14 +681,14 @@ class PrauditFormatter:
 
     def _x_data(self, t: Token) -> str:
         how, unit, data = t.values
-        if how not in _ARB_HOW and how != 4:
-            return "<arbitrary "
+        if (how not in _ARB_HOW and how != 4) or unit not in _ARB_UNIT:
+            # praudit prints an unterminated "<arbitrary ": an empty element here.
+            return f'<arbitrary print="{how}" unit="{unit}" />'
         howname = "string" if how == 4 else _ARB_HOW[how][0]
         _, size, _ = _ARB_UNIT[unit]
         attrs = [("print", howname), ("type", str(size)), ("count", str(len(data) // size))]
-        return (
-            "<arbitrary " + self._attrs(attrs) + ">" + _arb_items(how, unit, data) + "</arbitrary>"
-        )
+        items = xml_safe(_arb_items(how, unit, data))
+        return "<arbitrary " + self._attrs(attrs) + ">" + items + "</arbitrary>"
 
     def _x_attr32(self, t: Token) -> str:
         mode, uid, gid, fsid, nodeid, dev = t.values
@@ -691,11 +721,13 @@ class PrauditFormatter:
     def _x_file(self, t: Token) -> str:
         sec, ms, name = t.values
         attrs = self._attrs([("time", self.sec(sec)), ("msec", self.msec(ms))])
-        return f"<file {attrs}>{_nonul(name)}</file>"
+        return f"<file {attrs}>{xml_safe(_nonul(name))}</file>"
 
     def _x_newgroups(self, t: Token) -> str:
-        # praudit prints </group> after every gid (bsm-format.md bug 2).
-        gids = "".join(f"<gid>{self.group(g)}</gid>" for g in t.values[0][:AUDIT_MAX_GROUPS])
+        # praudit prints </group> after every gid (docs/praudit.md); every gid
+        # is printed, as praudit does (it has no limit, and overflows its
+        # 16-entry array beyond 16).
+        gids = "".join(f"<gid>{self.group(g)}</gid>" for g in t.values[0])
         return f"<group>{gids}</group>"
 
     def _x_in_addr(self, t: Token) -> str:
@@ -744,13 +776,13 @@ class PrauditFormatter:
         return f"<opaque>{_mem(t.values[0])}</opaque>"
 
     def _x_path(self, t: Token) -> str:
-        return f"<path>{_nonul(t.values[0])}</path>"
+        return f"<path>{xml_safe(_nonul(t.values[0]))}</path>"
 
     def _x_text(self, t: Token) -> str:
-        return f"<text>{_nonul(t.values[0])}</text>"
+        return f"<text>{xml_safe(_nonul(t.values[0]))}</text>"
 
     def _x_zonename(self, t: Token) -> str:
-        return '<zone name="' + _nonul(t.values[0]) + '" />'
+        return '<zone name="' + xml_safe(_nonul(t.values[0])) + '" />'
 
     def _x_subject32(self, t: Token) -> str:
         f = self._subject_fields(t)

@@ -158,7 +158,9 @@ def test_object_options(trails: tuple[Path, Path]) -> None:
     files = [str(a), str(b)]
     assert [e for e, _ in _reduce("-o", "file=/etc", *files)] == [72]
     assert [e for e, _ in _reduce("-o", "file=/bin,/etc", *files)] == [23, 72]
-    assert [e for e, _ in _reduce("-o", "file=~/etc", *files)] == [23]
+    # OpenBSM: the first matching entry decides; a path no entry matches is not selected.
+    assert [e for e, _ in _reduce("-o", "file=~/etc", *files)] == []
+    assert [e for e, _ in _reduce("-o", "file=~/etc,/", *files)] == [23]
     assert [e for e, _ in _reduce("-o", "pid=4321", *files)] == [2]
     assert [e for e, _ in _reduce("-o", "msgqid=42", *files)] == [34]
     assert [e for e, _ in _reduce("-o", "sock=22", *files)] == [34]
@@ -216,3 +218,40 @@ def test_pipeline_into_praudit(trails: tuple[Path, Path]) -> None:
     assert [ln.split(",")[3] for ln in lines] == ["execve(2)", "login - local", "close(2)"]
     assert all(",subject,1000,0,0,1000,0," in ln for ln in lines)
     assert time.ctime(T0) in lines[0]
+
+
+def test_file_objects_are_unanchored_regular_expressions_as_in_openbsm(tmp_path: Path) -> None:
+    t = tmp_path / "f.trail"
+    t.write_bytes(
+        _rec(23, T0, 1000, make_token("path", text="/bin/ls"))
+        + _rec(72, T0 + 1, 1000, make_token("path", text="/etc/passwd"))
+        + _rec(72, T0 + 2, 1000, make_token("path", text="/usr/local/etc/passwd.d/x"))
+    )
+    f = str(t)
+    assert [s for _, s in _reduce("-o", "file=passwd", f)] == [1, 2]  # not a prefix: anywhere
+    assert [s for _, s in _reduce("-o", "file=^/etc/", f)] == [1]
+    assert [s for _, s in _reduce("-o", "file=/etc", f)] == [1, 2]
+    assert [s for _, s in _reduce("-o", "file=l.$", f)] == [0]
+    assert [s for _, s in _reduce("-o", "file=~passwd", f)] == []  # nothing matched positively
+    assert [s for _, s in _reduce("-o", "file=~passwd,.", f)] == [0]
+    assert [s for _, s in _reduce("-o", "file=~^/usr,ls|passwd", f)] == [0, 1]
+    assert [s for _, s in _reduce("-o", "file=ls|passwd,~^/usr", f)] == [0, 1, 2]  # first wins
+    with pytest.raises(auditreduce.UsageError, match=r"-o file=\[: not a regular expression"):
+        auditreduce.parse_args(["-o", "file=[", f])
+
+
+def test_every_path_of_a_record_must_pass_the_file_selection(tmp_path: Path) -> None:
+    """As OpenBSM's select_records: a record with a path that fails is not selected."""
+    t = tmp_path / "r.trail"
+    t.write_bytes(
+        _rec(
+            42,
+            T0,
+            1000,
+            make_token("path", text="/etc/a"),
+            make_token("path", text="/tmp/b,c"),
+        )
+    )
+    assert _reduce("-o", "file=^/etc/", str(t)) == []
+    assert _reduce("-o", "file=^/etc/,^/tmp/", str(t)) == [(42, 0)]
+    assert _reduce("-o", "file=^/etc/,b\\,c$", str(t)) == [(42, 0)]  # \, is a comma

@@ -526,3 +526,13 @@ def test_json_is_strict_utf8_and_lossless_for_any_bytes(
     assert toks[2]["text"] == {"base64": "L3RtcC9jYWbp"}
     assert base64.b64decode(toks[2]["text"]["base64"]) == b"/tmp/caf\xe9"
     assert toks[3]["text"] == "café ☕"
+
+
+def test_every_group_is_printed(tmp_path: Path, bsm_run_praudit: Run) -> None:
+    """OpenBSM's praudit prints every gid of a newgroups token (no limit of 16)."""
+    gids = list(range(100, 140))
+    f = _write(
+        tmp_path, "g40.bsm", encode_record(26, 0, [make_token("newgroups", gids=gids)], time=(0, 0))
+    )
+    assert "group," + ",".join(map(str, gids)) + "\n" in bsm_run_praudit("-n", f)[1]
+    assert "".join(f"<gid>{g}</gid>" for g in gids) in bsm_run_praudit("-xn", f)[1]
