@@ -33,12 +33,14 @@ with ``--skip-bad`` reading resumes at the next header.
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import getopt
 import grp
-import heapq
+import math
 import pwd
 import re
+import struct
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +57,9 @@ from .bsm import (
     load_event_table,
     parse_flags,
 )
+from .bsm.errors import _NeedMore
+from .bsm.record import _decode_file_token, _decode_record, _file_token_len
+from .bsm.tokens import HEADER_IDS
 
 PROG = "lxbsm-auditreduce"
 USAGE = (
@@ -149,6 +154,19 @@ class Selection:
     zone: str | None = None
     invert: bool = False
     event_table: EventTable | None = None
+
+    def _subject_needed(self) -> bool:
+        checks = (self.auid, self.euid, self.egid, self.ruid, self.rgid, self.subj_pid)
+        return checks != _NO_SUBJECT_CHECKS
+
+    def _objects_needed(self) -> bool:
+        return bool(
+            self.files
+            or self.obj_pid is not None
+            or self.ipc
+            or self.sock is not None
+            or self.zone is not None
+        )
 
     def _subject_ok(self, rec: Record) -> bool:
         checks = (self.auid, self.euid, self.egid, self.ruid, self.rgid, self.subj_pid)
@@ -389,31 +407,322 @@ def _open_input(name: str, err: IO[str]) -> IO[bytes] | None:
     return f
 
 
-def _records(
-    stream: IO[bytes],
-    source: str,
-    index: int,
-    skip_bad: bool,
-    on_error: Callable[[BSMDecodeError], None],
-    read_error: Callable[[str], None],
-) -> Iterator[tuple[tuple[int, int], int, int, Record]]:
-    """``(time, index, seq, record)``: ordered by time, then file, then position."""
-    seq = 0
-    try:
-        for rec in TrailReader(stream, source, skip_bad=skip_bad, on_error=on_error):
-            if not isinstance(rec, Record):
+# -- reading: whole records, selected, in chunks ---------------------------------------
+#
+# A source yields chunks ``(data, keys, starts, ends)``: the selected records
+# of a stretch of one input are ``data[starts[i]:ends[i]]`` with the sort key
+# ``keys[i]`` (``sec << 64 | msec`` of the header, non-decreasing within a
+# well-ordered trail).  When the selection needs only the header (time,
+# event, class without +/-, -v, or none: a plain merge), records are not
+# decoded: the header fields are read with one struct unpack, the trailer is
+# checked, and the next record is found by the byte count; a record that
+# does not pass these checks (no trailer, a corrupt count...) goes through
+# the full decoder, which reports it exactly.  Otherwise each record is
+# decoded and matched by :meth:`Selection.match`.
+
+CHUNK = 1 << 20
+_H32 = struct.Struct(">IBHHII")  # after the id: size, version, event, modifier, sec, msec
+_H64 = struct.Struct(">IBHHQQ")
+_HEX = struct.Struct(">IBHHI")  # ..._ex: size, version, event, modifier, address type
+_TRAILER = struct.Struct(">BHI")
+_RESYNC = re.compile(rb"[\x14\x15\x74\x79]")
+_FILE_TOKEN = 0x11
+
+Chunk = tuple[bytes, list[int], list[int], list[int]]
+
+
+@dataclass
+class HeaderFilter:
+    """A selection that needs only the header: events (-m and -c), times, -v."""
+
+    events: frozenset[int] | None
+    lo: int | None  # smallest key selected
+    hi: int | None  # first key not selected
+    invert: bool
+
+    def ok(self, key: int, event: int) -> bool:
+        ok = (
+            (self.events is None or event in self.events)
+            and (self.lo is None or key >= self.lo)
+            and (self.hi is None or key < self.hi)
+        )
+        return ok != self.invert
+
+
+def header_filter(sel: Selection) -> HeaderFilter | None:
+    """The header-only form of ``sel``, or None when tokens must be decoded."""
+    if sel._subject_needed() or sel._objects_needed():
+        return None
+    events: set[int] | None = set(sel.events) if sel.events else None
+    if sel.class_masks is not None:
+        success, failure = sel.class_masks
+        if success != failure or sel.event_table is None:
+            return None  # +class/-class: success is in the return token
+        by_class = {n for n, e in sel.event_table.by_number.items() if e.mask & success}
+        events = by_class if events is None else events & by_class
+    lo = hi = None
+    if not sel.all_times:
+        if sel.after is not None:
+            lo = math.ceil(sel.after) << 64
+        if sel.before is not None:
+            hi = (math.floor(sel.before) + 1) << 64
+    return HeaderFilter(None if events is None else frozenset(events), lo, hi, sel.invert)
+
+
+def _key(rec: Record) -> int:
+    sec, msec = rec.sort_key
+    return sec << 64 | msec
+
+
+class _Source:
+    """One input, read in chunks; failures go to ``on_error`` / ``read_error``."""
+
+    def __init__(
+        self,
+        stream: IO[bytes],
+        source: str,
+        skip_bad: bool,
+        on_error: Callable[[BSMDecodeError], None],
+        read_error: Callable[[str], None],
+    ) -> None:
+        self.stream = stream
+        self.source = source
+        self.skip_bad = skip_bad
+        self.on_error = on_error
+        self.read_error = read_error
+
+    def close(self) -> None:
+        if self.stream is not getattr(sys.stdin, "buffer", None):
+            self.stream.close()
+
+    def chunks(self, sel: Selection) -> Iterator[Chunk]:
+        try:
+            hf = header_filter(sel)
+            if hf is not None:
+                yield from self._header_chunks(hf)
+            else:
+                yield from self._decoded_chunks(sel)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            self.read_error(f"{self.source}: read error: {e.strerror or e}")
+        finally:
+            self.close()
+
+    def _read(self) -> bytes:
+        read1 = getattr(self.stream, "read1", None)
+        data: bytes = read1(CHUNK) if read1 is not None else self.stream.read(CHUNK)
+        return data
+
+    def _decoded_chunks(self, sel: Selection) -> Iterator[Chunk]:
+        match = sel.match
+        parts: list[bytes] = []
+        keys: list[int] = []
+        starts: list[int] = []
+        ends: list[int] = []
+        size = 0
+        reader = TrailReader(
+            self.stream, self.source, skip_bad=self.skip_bad, on_error=self.on_error
+        )
+        try:
+            for rec in reader:
+                if not isinstance(rec, Record) or not match(rec):
+                    continue
+                raw = rec.raw
+                keys.append(_key(rec))
+                starts.append(size)
+                size += len(raw)
+                ends.append(size)
+                parts.append(raw)
+                if size >= CHUNK:
+                    yield b"".join(parts), keys, starts, ends
+                    parts, keys, starts, ends, size = [], [], [], [], 0
+        except BSMDecodeError as e:
+            self.on_error(e)
+        if parts:
+            yield b"".join(parts), keys, starts, ends
+
+    def _header_chunks(self, hf: HeaderFilter) -> Iterator[Chunk]:
+        source = self.source
+        data = b""
+        base = 0  # offset of data[0] in the input
+        eof = False
+        resync = False
+        h32 = _H32.unpack_from
+        h64 = _H64.unpack_from
+        trailer = _TRAILER.unpack_from
+        events = hf.events
+        lo, hi, invert = hf.lo, hf.hi, hf.invert
+        while not eof:
+            more = self._read()
+            if more:
+                data = data + more if data else more
+            else:
+                eof = True
+            n = len(data)
+            pos = 0
+            keys: list[int] = []
+            starts: list[int] = []
+            ends: list[int] = []
+            while pos < n:
+                if resync:
+                    m = _RESYNC.search(data, pos)
+                    if m is None:
+                        pos = n
+                        break
+                    pos = m.start()
+                tid = data[pos]
+                end = -1
+                if tid == 0x14 and pos + 19 <= n:
+                    size, _v, ev, _mod, sec, msec = h32(data, pos + 1)
+                    end = pos + size
+                    key = sec << 64 | msec
+                elif tid == 0x74 and pos + 27 <= n:
+                    size, _v, ev, _mod, sec, msec = h64(data, pos + 1)
+                    end = pos + size
+                    key = sec << 64 | msec
+                elif (tid == 0x15 or tid == 0x79) and pos + 14 <= n:
+                    size, _v, ev, _mod, atype = _HEX.unpack_from(data, pos + 1)
+                    t = pos + 14 + atype
+                    if atype in (4, 16) and t + (8 if tid == 0x15 else 16) <= n:
+                        if tid == 0x15:
+                            sec, msec = struct.unpack_from(">II", data, t)
+                        else:
+                            sec, msec = struct.unpack_from(">QQ", data, t)
+                        end = pos + size
+                        key = sec << 64 | msec
+                if (
+                    pos + 25 <= end <= n
+                    and not resync
+                    and trailer(data, end - 7) == (0x13, 0xB105, end - pos)
+                ):
+                    # The fast path: header read, trailer checked.
+                    ok = (
+                        (events is None or ev in events)
+                        and (lo is None or key >= lo)
+                        and (hi is None or key < hi)
+                    )
+                    if ok != invert:
+                        keys.append(key)
+                        starts.append(pos)
+                        ends.append(end)
+                    pos = end
+                    continue
+                # Anything else: the full decoder decides (and says what is wrong).
+                try:
+                    if tid == _FILE_TOKEN and not resync:
+                        _decode_file_token(data, pos, n, eof, base, source)
+                        pos += _file_token_len(data, pos)
+                        continue
+                    if tid not in HEADER_IDS:
+                        raise BSMDecodeError(
+                            source,
+                            base + pos,
+                            None,
+                            f"expected a header or file token, found byte 0x{tid:02x}",
+                        )
+                    rec = _decode_record(data, pos, n, eof, base, source)
+                except _NeedMore:
+                    break
+                except BSMDecodeError as e:
+                    if resync:
+                        pos += 1
+                        continue
+                    self.on_error(e)
+                    if not self.skip_bad:
+                        if keys:
+                            yield data, keys, starts, ends
+                        return
+                    resync = True
+                    pos += 1
+                    continue
+                resync = False
+                key = _key(rec)
+                if hf.ok(key, rec.event):
+                    keys.append(key)
+                    starts.append(pos)
+                    ends.append(pos + len(rec.raw))
+                pos += len(rec.raw)
+            if keys:
+                yield data, keys, starts, ends
+            data = data[pos:]
+            base += pos
+        if data and not resync:
+            # eof inside a record: the decoder names it.
+            try:
+                _decode_record(data, 0, len(data), True, base, source)
+            except BSMDecodeError as e:
+                self.on_error(e)
+            except _NeedMore:
+                pass
+
+
+def _runs(data: bytes, starts: list[int], ends: list[int], i: int, j: int) -> list[bytes]:
+    """``data`` of records i..j-1, contiguous records as one slice."""
+    out = []
+    s, e = starts[i], ends[i]
+    for k in range(i + 1, j):
+        if starts[k] != e:
+            out.append(data[s:e])
+            s = starts[k]
+        e = ends[k]
+    out.append(data[s:e])
+    return out
+
+
+def _merge(sources: list[Iterator[Chunk]], emit: Callable[[list[bytes]], None]) -> None:
+    """Merge the sources' chunks by key, ties in source order, stable within one.
+
+    Each step takes the source whose next record is the earliest and writes all
+    its records up to the next record of any other source at once (bisect), so
+    trails that follow each other in time merge at the speed of one.
+    """
+    live: list[tuple[Iterator[Chunk], Chunk, int]] = []  # (iterator, chunk, next index)
+    for it in sources:
+        for chunk in it:
+            if chunk[1]:
+                live.append((it, chunk, 0))
+                break
+    while live:
+        if len(live) == 1:
+            it, (data, keys, starts, ends), i = live[0]
+            emit(_runs(data, starts, ends, i, len(keys)))
+            for data, keys, starts, ends in it:
+                if keys:
+                    emit(_runs(data, starts, ends, 0, len(keys)))
+            return
+        # The earliest head; ties go to the first source (live keeps source order).
+        best = 0
+        best_key = live[0][1][1][live[0][2]]
+        for n in range(1, len(live)):
+            k = live[n][1][1][live[n][2]]
+            if k < best_key:
+                best, best_key = n, k
+        # Up to the earliest head among the others: strictly before it for a
+        # later source, up to and including it for an earlier one.
+        it, (data, keys, starts, ends), i = live[best]
+        j = len(keys)
+        for n in range(len(live)):
+            if n == best:
                 continue
-            seq += 1
-            yield rec.sort_key, index, seq, rec
-    except BSMDecodeError as e:
-        on_error(e)
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        read_error(f"{source}: read error: {e.strerror or e}")
-    finally:
-        if stream is not getattr(sys.stdin, "buffer", None):
-            stream.close()
+            k = live[n][1][1][live[n][2]]
+            cut = (
+                bisect.bisect_right(keys, k, i, j)
+                if n > best
+                else bisect.bisect_left(keys, k, i, j)
+            )
+            j = min(j, cut)
+        j = max(j, i + 1)
+        emit(_runs(data, starts, ends, i, j))
+        if j < len(keys):
+            live[best] = (it, (data, keys, starts, ends), j)
+            continue
+        for chunk in it:
+            if chunk[1]:
+                live[best] = (it, chunk, 0)
+                break
+        else:
+            del live[best]
 
 
 def reduce(
@@ -438,6 +747,9 @@ def reduce(
         status = 1
         print(f"{PROG}: {msg}", file=err)
 
+    pending: list[bytes] = []
+    pending_size = 0
+
     def write(data: bytes) -> None:
         try:
             out.write(data)
@@ -446,35 +758,31 @@ def reduce(
         except OSError as e:
             raise OutputError(e) from None
 
-    opened: list[tuple[IO[bytes], str]] = []
+    def emit(parts: list[bytes]) -> None:
+        nonlocal pending_size
+        pending.extend(parts)
+        pending_size += sum(map(len, parts))
+        if pending_size >= CHUNK:
+            write(b"".join(pending))
+            pending.clear()
+            pending_size = 0
+
+    opened: list[_Source] = []
     for f in files or ["-"]:
         stream = _open_input(f, err)
         if stream is None:
             status = 1
         else:
-            opened.append((stream, "<stdin>" if f == "-" else f))
+            src = "<stdin>" if f == "-" else f
+            opened.append(_Source(stream, src, skip_bad, on_error, read_error))
     if not opened:
         return status
-    # Each input is already in time order; heapq.merge keeps the merge lazy
-    # and ties stable (file order, then record order): (time, index, seq) is
-    # unique, so the tuples never compare the records themselves.
-    iters = [
-        _records(stream, src, i, skip_bad, on_error, read_error)
-        for i, (stream, src) in enumerate(opened)
-    ]
-    merged = iters[0] if len(iters) == 1 else heapq.merge(*iters)
-    buf: list[bytes] = []
-    size = 0
-    match = sel.match
-    for _key, _i, _seq, rec in merged:
-        if match(rec):
-            buf.append(rec.raw)
-            size += len(rec.raw)
-            if size >= 1 << 16:
-                write(b"".join(buf))
-                buf.clear()
-                size = 0
-    write(b"".join(buf))
+    try:
+        _merge([s.chunks(sel) for s in opened], emit)
+    finally:
+        for s in opened:
+            s.close()
+    write(b"".join(pending))
     try:
         out.flush()
     except BrokenPipeError:
