@@ -431,27 +431,66 @@ _FILE_TOKEN = 0x11
 Chunk = tuple[bytes, list[int], list[int], list[int]]
 
 
+_FIXED_LEN = {0x13: 7, 0x27: 6, 0x72: 10, 0x3E: 29, 0x73: 33, 0x2F: 5, 0x2C: 3, 0x22: 6}
+_TEXT_LEN_AT = {0x23: 1, 0x28: 1, 0x60: 1, 0x2D: 6, 0x71: 10}  # where the u16 length is
+_SUBJECT_IDS = frozenset({0x24, 0x7A, 0x75, 0x7C})
+_IDS7 = struct.Struct(">7I")
+_U16 = struct.Struct(">H")
+_U32 = struct.Struct(">I")
+_UNSURE = ()  # _subject_ids: a token the walk does not know: decode the record
+
+
+def _subject_ids(data: bytes, p: int, end: int) -> tuple[int, ...] | None:
+    """auid, euid, egid, ruid, rgid, pid, sid of the record's first subject token
+    (any flavour), walking the tokens by their lengths only; None without one,
+    ``_UNSURE`` when a token is not one of the usual ones (the caller decodes)."""
+    fixed = _FIXED_LEN
+    text_at = _TEXT_LEN_AT
+    while p < end:
+        t = data[p]
+        if t in _SUBJECT_IDS:
+            if p + 29 > end:
+                return _UNSURE
+            ids: tuple[int, ...] = _IDS7.unpack_from(data, p + 1)
+            return ids
+        n = fixed.get(t)
+        if n is None:
+            at = text_at.get(t)
+            if at is not None:
+                n = at + 2 + _U16.unpack_from(data, p + at)[0]
+            elif t == 0x3C or t == 0x3D:  # exec_args, exec_env
+                if p + 5 > end:
+                    return _UNSURE
+                q = p + 5
+                for _ in range(_U32.unpack_from(data, p + 1)[0]):
+                    q = data.find(b"\0", q, end) + 1
+                    if q == 0:
+                        return _UNSURE
+                p = q
+                continue
+            elif t == 0x3B:  # newgroups
+                n = 3 + 4 * _U16.unpack_from(data, p + 1)[0]
+            else:
+                return _UNSURE
+        p += n
+    return None if p == end else _UNSURE
+
+
 @dataclass
 class HeaderFilter:
-    """A selection that needs only the header: events (-m and -c), times, -v."""
+    """A selection decided from the header and, when asked, the subject's ids:
+    events (-m and -c), times, -u -e -f -g -r -j, -v."""
 
     events: frozenset[int] | None
     lo: int | None  # smallest key selected
     hi: int | None  # first key not selected
     invert: bool
-
-    def ok(self, key: int, event: int) -> bool:
-        ok = (
-            (self.events is None or event in self.events)
-            and (self.lo is None or key >= self.lo)
-            and (self.hi is None or key < self.hi)
-        )
-        return ok != self.invert
+    subject: tuple[tuple[int, int], ...] = ()  # (index in _subject_ids, wanted value)
 
 
 def header_filter(sel: Selection) -> HeaderFilter | None:
-    """The header-only form of ``sel``, or None when tokens must be decoded."""
-    if sel._subject_needed() or sel._objects_needed():
+    """The fast form of ``sel``, or None when the records must be decoded."""
+    if sel._objects_needed():
         return None
     events: set[int] | None = set(sel.events) if sel.events else None
     if sel.class_masks is not None:
@@ -466,7 +505,9 @@ def header_filter(sel: Selection) -> HeaderFilter | None:
             lo = math.ceil(sel.after) << 64
         if sel.before is not None:
             hi = (math.floor(sel.before) + 1) << 64
-    return HeaderFilter(None if events is None else frozenset(events), lo, hi, sel.invert)
+    wanted = (sel.auid, sel.euid, sel.egid, sel.ruid, sel.rgid, sel.subj_pid)
+    subject = tuple((i, w) for i, w in enumerate(wanted) if w is not None)
+    return HeaderFilter(None if events is None else frozenset(events), lo, hi, sel.invert, subject)
 
 
 def _key(rec: Record) -> int:
@@ -499,7 +540,7 @@ class _Source:
         try:
             hf = header_filter(sel)
             if hf is not None:
-                yield from self._header_chunks(hf)
+                yield from self._header_chunks(hf, sel)
             else:
                 yield from self._decoded_chunks(sel)
         except BrokenPipeError:
@@ -542,7 +583,7 @@ class _Source:
         if parts:
             yield b"".join(parts), keys, starts, ends
 
-    def _header_chunks(self, hf: HeaderFilter) -> Iterator[Chunk]:
+    def _header_chunks(self, hf: HeaderFilter, sel: Selection) -> Iterator[Chunk]:
         source = self.source
         data = b""
         base = 0  # offset of data[0] in the input
@@ -553,6 +594,8 @@ class _Source:
         trailer = _TRAILER.unpack_from
         events = hf.events
         lo, hi, invert = hf.lo, hf.hi, hf.invert
+        subject = hf.subject
+        hlen = 0
         while not eof:
             more = self._read()
             if more:
@@ -577,10 +620,12 @@ class _Source:
                     size, _v, ev, _mod, sec, msec = h32(data, pos + 1)
                     end = pos + size
                     key = sec << 64 | msec
+                    hlen = 18
                 elif tid == 0x74 and pos + 27 <= n:
                     size, _v, ev, _mod, sec, msec = h64(data, pos + 1)
                     end = pos + size
                     key = sec << 64 | msec
+                    hlen = 26
                 elif (tid == 0x15 or tid == 0x79) and pos + 14 <= n:
                     size, _v, ev, _mod, atype = _HEX.unpack_from(data, pos + 1)
                     t = pos + 14 + atype
@@ -591,6 +636,7 @@ class _Source:
                             sec, msec = struct.unpack_from(">QQ", data, t)
                         end = pos + size
                         key = sec << 64 | msec
+                        hlen = 14 + atype + (8 if tid == 0x15 else 16)
                 if (
                     pos + 25 <= end <= n
                     and not resync
@@ -602,12 +648,24 @@ class _Source:
                         and (lo is None or key >= lo)
                         and (hi is None or key < hi)
                     )
-                    if ok != invert:
-                        keys.append(key)
-                        starts.append(pos)
-                        ends.append(end)
-                    pos = end
-                    continue
+                    ids: tuple[int, ...] | None = None
+                    if ok and subject:
+                        ids = _subject_ids(data, pos + hlen, end - 7)
+                        if ids is None:
+                            ok = False
+                        elif ids is not _UNSURE:
+                            for i, w in subject:
+                                if ids[i] != w:
+                                    ok = False
+                                    break
+                    if ids is not _UNSURE:
+                        if ok != invert:
+                            keys.append(key)
+                            starts.append(pos)
+                            ends.append(end)
+                        pos = end
+                        continue
+                    # A token the walk does not know: decode the record below.
                 # Anything else: the full decoder decides (and says what is wrong).
                 try:
                     if tid == _FILE_TOKEN and not resync:
@@ -638,7 +696,7 @@ class _Source:
                     continue
                 resync = False
                 key = _key(rec)
-                if hf.ok(key, rec.event):
+                if sel.match(rec):
                     keys.append(key)
                     starts.append(pos)
                     ends.append(pos + len(rec.raw))

@@ -291,6 +291,20 @@ def test_every_path_of_a_record_must_pass_the_file_selection(tmp_path: Path) -> 
     assert _reduce("-o", "file=^/etc/,b\\,c$", str(t)) == [(42, 0)]  # \, is a comma
 
 
+EXTRA: list[tuple[object, ...] | None] = [
+    (),
+    (make_token("exec_args", args=["/bin/ls", "-l", ""]), make_token("path", text="/bin/ls")),
+    (
+        make_token("arg32", num=1, value=3, text="fd"),
+        make_token("attr32", mode=0o644, uid=0, gid=0, fsid=1, nodeid=2, dev=3),
+        make_token("text", text="t"),
+    ),
+    (make_token("in_addr", address="10.0.0.9"),),  # not walked: the record is decoded
+    (make_token("newgroups", gids=[1, 2, 3]), make_token("return64", status=0, value=1)),
+    None,
+]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     spec=st.lists(
@@ -302,6 +316,11 @@ def test_every_path_of_a_record_must_pass_the_file_selection(tmp_path: Path) -> 
     ),
     args=st.sampled_from(
         [
+            ["-u", "1001"],
+            ["-v", "-u", "1000"],
+            ["-e", "0", "-m", "23"],
+            ["-j", "101"],
+            ["-u", "1002", "-a", "20240102030407"],
             [],
             ["-m", "23"],
             ["-m", "72", "-m", "112"],
@@ -327,9 +346,15 @@ def test_header_path_and_merge_equal_the_decoding_path(
         for n, recs in enumerate(spec):
             data = encode_file_token("prev", time=(T0, 0))
             sec = T0
-            for step, ev, ok in sorted(recs, key=lambda r: r[0]):
+            for k, (step, ev, ok) in enumerate(sorted(recs, key=lambda r: r[0])):
                 sec = T0 + step
-                data += _rec(ev, sec, 1000 + n, ok=ok)
+                extra = EXTRA[(k + n) % len(EXTRA)]
+                if extra is None:  # no subject at all
+                    data += encode_record(
+                        ev, 0, [make_token("return32", status=0, value=0)], time=(sec, 0)
+                    )
+                else:
+                    data += _rec(ev, sec, 1000 + n, *extra, ok=ok, pid=100 + k % 3)
             p = Path(d) / f"t{n}"
             p.write_bytes(data)
             files.append(str(p))
