@@ -130,7 +130,7 @@ def _run_tool(label: str, n: int, tree: Path, argv: list[str]) -> dict[str, floa
     env = {**os.environ, "PYTHONPATH": str(tree), "TZ": "UTC"}
     with tempfile.NamedTemporaryFile("r") as rep, open(os.devnull, "wb") as null:
         cmd = ["/usr/bin/time", "-o", rep.name, "-f", "%e %U %S %M", sys.executable, "-m"]
-        rc = subprocess.run([*cmd, *argv], stdout=null, env=env, check=False).returncode
+        rc = subprocess.run([*cmd, *argv], stdout=null, env=env, cwd=tree, check=False).returncode
         wall, user, system, kb = rep.read().split()[-4:]
     dt, cpu, rss = float(wall), float(user) + float(system), int(kb) / 1024
     print(

@@ -424,3 +424,24 @@ def test_a_device_that_is_not_lxbsm(tmp_path: Path) -> None:
     )
     rc, err = sh(f"{PY} -m lxbsm_tools.audit --device /dev/null rules")
     assert (rc, err) == (1, "lxbsm-audit: /dev/null is not an lxbsm device\n")
+
+
+def test_a_start_up_error_names_the_step_and_the_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """lxbsm-auditd's main() over a fake device: a trail directory that cannot be made."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cf = tmp_path / "audit_control"
+    cf.write_text(f"dir:{blocker}/trails\nflags:lo\n")
+    monkeypatch.setattr(main, "find_device", lambda path, wait: "/dev/fake-lxbsm")
+    monkeypatch.setattr(main, "BatchRing", lambda device: _Ring())
+    monkeypatch.setattr(main.privs, "audit_ids", lambda user: (os.getuid(), os.getgid()))
+    rc = main.main(
+        ["--foreground", "--no-seccomp", "--control", str(cf), "--socket", str(tmp_path / "s")]
+    )
+    assert rc == 1
+    assert capsys.readouterr().err == (
+        f"lxbsm-auditd: cannot start: preparing the trail directories: {blocker}/trails: "
+        "Not a directory\n"
+    )
