@@ -103,8 +103,11 @@ bench: modules progs
 	$(PY) bench/report.py build/bench build/bench/vm-*/raw.json && \
 	echo "make bench: $$(( $$(date +%s) - start )) s wall" | tee build/bench/wall.txt
 
+# Throughput and peak memory of lxbsm-praudit and lxbsm-auditreduce on a generated
+# 10^6-record trail (docs/praudit.md); e.g. LXBSM_BENCH_TOOLS_ARGS="--tree ../main"
+# times another checkout's tools on the same trail, "--records 100000" a smaller one.
 bench-tools: deps
-	$(PY) bench/tools_bench.py
+	$(PY) bench/tools_bench.py $(LXBSM_BENCH_TOOLS_ARGS)
 
 # Exec latency without and with 1000 exec control rules, one guest boot per kernel.
 bench-execctl: modules progs

@@ -205,6 +205,10 @@ def cmd_rules(args: argparse.Namespace) -> int:
     fd = _open(args.device)
     try:
         xc = uapi.get_exec_rules(fd)
+    except OSError as e:
+        if e.errno in (errno.ENOTTY, errno.EINVAL):
+            raise SystemExit(f"lxbsm-audit: {args.device} is not an lxbsm device") from None
+        raise
     finally:
         os.close(fd)
     if args.json:

@@ -9,6 +9,14 @@ One rule a line, first match wins, no match allows::
     deny /usr/bin/gdb user=alice  # alice: her real or effective uid, or her audit id
     deny /opt/x/tool auid=1000    # the person who logged in as 1000, whatever uid now
     deny sha256:<64 hex digits>   # any file with that content, copies and memfds too
+    deny /opt/my\040tool/run#2    # a space written \040; '#' inside a word is the path's
+
+Comments: ``#`` starts a comment at the start of a line or after white space,
+never inside a word (``/opt/run#2`` is a path).  Words are separated by white
+space; a space, tab, ``#`` at the start of a word or backslash inside a path
+is written as a three-digit octal escape, as in /etc/fstab: ``\040`` (space),
+``\011`` (tab), ``\043`` (``#``), ``\134`` (backslash).  Any other backslash
+is an error.
 
 A rule names a file; lxbsm resolves it when the rules load to the file's
 canonical path and its device and inode, and the kernel matches either
@@ -36,10 +44,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from lxbsm_tools import uapi
+from lxbsm_tools import cfgread, uapi
 
 MODES = ("enforce", "monitor", "kill")
 _COND = re.compile(r"(user|group|auid)=(\S+)")
+_COMMENT = re.compile(r"(?:^|(?<=\s))#")
+_ESCAPE = re.compile(rb"\\([0-7]{3})?")
 _WHO = {"user": "uid", "group": "gid", "auid": "auid"}
 
 
@@ -63,23 +73,55 @@ def daemon_files() -> list[str]:
 
 
 def _ident(kind: str, value: str) -> int:
-    if value.isdigit():
-        return int(value)
+    if cfgread.is_decimal(value):
+        return cfgread.id_number(value, f"{kind}=")
+    what = "group" if kind == "group" else "user"
     try:
         if kind == "group":
             return grp.getgrnam(value).gr_gid
         return pwd.getpwnam(value).pw_uid
     except KeyError:
-        what = "group" if kind == "group" else "user"
         raise ValueError(f"no {what} '{value}' on this system") from None
+    except ValueError as e:  # NUL or unencodable bytes in the name
+        raise ValueError(f"bad {what} name {value!r}: {e}") from None
 
 
 def _identity(path: str) -> tuple[int, int] | None:
+    """(dev, ino) of the file, None if it does not exist; ValueError if it cannot be checked."""
     try:
         st = os.stat(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as e:
+        shown = path if len(path) <= 80 else f"{path[:60]}... ({len(path.encode())} bytes)"
+        raise ValueError(f"{shown}: cannot check the file: {e.strerror}") from None
     return st.st_dev, st.st_ino
+
+
+def unescape(word: str) -> str:
+    """A word of the rules file with its octal escapes (``\\040``...) decoded."""
+    raw = word.encode("utf-8", "surrogateescape")
+
+    def one(m: re.Match[bytes]) -> bytes:
+        if m.group(1) is None or int(m.group(1), 8) > 0xFF:
+            raise ValueError(
+                f"bad escape in '{word}': a backslash starts a three-digit octal escape "
+                "(\\040 space, \\011 tab, \\043 #, \\134 backslash)"
+            )
+        return bytes([int(m.group(1), 8)])
+
+    return _ESCAPE.sub(one, raw).decode("utf-8", "surrogateescape")
+
+
+def escape(path: str) -> str:
+    """How to write ``path`` in the rules file (the inverse of :func:`unescape`)."""
+    out = []
+    for i, ch in enumerate(path):
+        if ch in " \t\n\\" or (ch == "#" and i == 0):
+            out.append(f"\\{ord(ch):03o}")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 def _can_hit_root(who: str, ident: int) -> bool:
@@ -122,16 +164,17 @@ def parse(path: str | Path, protect: Iterable[str] | None = None) -> ExecControl
     """Read an exec_control file; ExecControlError (file:line) on any fault."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError as e:
-        raise ExecControlError(f"{path}: cannot read: {e.strerror}") from None
+        text = cfgread.read_text(path)
+    except cfgread.FileReadError as e:
+        raise ExecControlError(str(e)) from None
     guarded = {p: _identity(p) for p in (daemon_files() if protect is None else protect)}
     mode = "enforce"
     seen_mode = 0
     rules: list[uapi.ExecRule] = []
     warnings: list[str] = []
     for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
+        m = _COMMENT.search(raw)
+        line = (raw[: m.start()] if m else raw).strip()
         if not line:
             continue
         where = f"{path}:{n}"
@@ -147,7 +190,7 @@ def parse(path: str | Path, protect: Iterable[str] | None = None) -> ExecControl
             words = line.split()
             if words[0] not in ("allow", "deny") or len(words) < 2:
                 raise ValueError(f"expected 'allow|deny FILE [user=|group=|auid=]', got '{line}'")
-            action, target, conds = words[0], words[1], words[2:]
+            action, target, conds = words[0], unescape(words[1]), words[2:]
             if len(conds) > 1:
                 raise ValueError("at most one of user=, group=, auid= per rule")
             who, ident = "anyone", 0

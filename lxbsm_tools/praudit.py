@@ -16,13 +16,13 @@ malformed or unreadable (usage errors also exit 1, as praudit's do).
 from __future__ import annotations
 
 import getopt
-import os
 import sys
 from collections.abc import Iterable
 from typing import IO, TextIO
 
+from . import cli
 from .bsm import BSMDecodeError, EventTable, Record, TrailReader, load_event_table
-from .bsm.text import PrauditFormatter, record_json
+from .bsm.text import JsonFormatter, PrauditFormatter
 
 PROG = "lxbsm-praudit"
 USAGE = f"usage: {PROG} [-lnpx] [-r | -s] [-d del] [--json | --pretty] [--skip-bad] [file ...]"
@@ -33,10 +33,16 @@ def _events() -> EventTable:
     try:
         return load_event_table()
     except OSError as e:
-        print(
-            f"{PROG}: warning: no audit_event table ({e}); events print as numbers", file=sys.stderr
-        )
+        print(f"{PROG}: warning: {e}; events print as numbers", file=sys.stderr)
         return EventTable({}, {})
+
+
+class OutputError(Exception):
+    """Standard output refused a write (not a closed pipe: a full disk, EIO...)."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 class _Out:
@@ -58,8 +64,18 @@ class _Out:
             data = "".join(self.parts).encode("utf-8", "surrogateescape")
             self.parts.clear()
             self.size = 0
-            self.stream.write(data)
-        self.stream.flush()
+            try:
+                self.stream.write(data)
+            except BrokenPipeError:
+                raise
+            except OSError as e:
+                raise OutputError(e) from None
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise OutputError(e) from None
 
 
 def _pretty_printer(fmt: PrauditFormatter) -> object:
@@ -111,7 +127,7 @@ def _run(
 ) -> int:
     status = 0
     show = _pretty_printer(fmt) if pretty else None
-    events = fmt.events
+    to_json = JsonFormatter(fmt.events).record
 
     def on_error(e: BSMDecodeError) -> None:
         nonlocal status
@@ -121,10 +137,14 @@ def _run(
 
     inputs: Iterable[str] = files or ["-"]
     for name in inputs:
+        stream: IO[bytes] | None
         try:
-            stream: IO[bytes] = sys.stdin.buffer if name == "-" else open(name, "rb")
+            stream = cli.binary_stdin(PROG) if name == "-" else open(name, "rb")
         except OSError as e:
             print(f"{PROG}: {name}: {e.strerror}", file=err)
+            status = 1
+            continue
+        if stream is None:
             status = 1
             continue
         source = "<stdin>" if name == "-" else name
@@ -140,7 +160,7 @@ def _run(
             for item in reader:
                 if isinstance(item, Record):
                     if json_out:
-                        out.write(record_json(item, events) + "\n")
+                        out.write(to_json(item) + "\n")
                     elif show is not None:
                         show(item)  # type: ignore[operator]
                     else:
@@ -150,6 +170,12 @@ def _run(
         except BSMDecodeError as e:
             out.flush()
             print(f"{PROG}: {e}", file=err)
+            status = 1
+        except BrokenPipeError:
+            raise
+        except OSError as e:  # reading the input (writes raise OutputError)
+            out.flush()
+            print(f"{PROG}: {source}: read error: {e.strerror or e}", file=err)
             status = 1
         finally:
             if name != "-":
@@ -171,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     if "-r" in o and "-s" in o:
         print(USAGE, file=sys.stderr)
         return 1
+    stdout = cli.binary_stdout(PROG)
+    if stdout is None:
+        return 1
     json_out = "--json" in o
-    pretty = "--pretty" in o and sys.stdout.isatty() and not json_out
+    pretty = "--pretty" in o and stdout.isatty() and not json_out
     if pretty and ("-l" in o or "-x" in o or "-r" in o):
         pretty = False
     xml = "-x" in o and not json_out
@@ -185,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         delim=o.get("-d", ","),
         resolve="-n" not in o,
     )
-    out = _Out(sys.stdout.buffer)
+    out = _Out(stdout)
     try:
         if xml:
             out.write(fmt.xml_header())
@@ -197,16 +226,17 @@ def main(argv: list[str] | None = None) -> int:
             partial="-p" in o,
             skip_bad="--skip-bad" in o,
             out=out,
-            err=sys.stderr,
+            err=cli.stderr(),
         )
         if xml:
             out.write(fmt.xml_footer())
         out.flush()
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        cli.silence_stdout()
         return 0
+    except OutputError as e:
+        return cli.write_failed(PROG, e.error)
     except KeyboardInterrupt:
         return 130
     return status

@@ -50,7 +50,16 @@ class Ring:
                 raise OSError(e.errno, msg) from None
             raise
         try:
-            st = uapi.get_status(self.fd)
+            try:
+                st = uapi.get_status(self.fd)
+            except OSError as e:
+                if e.errno not in (errno.ENOTTY, errno.EINVAL):
+                    raise
+                msg = (
+                    f"{path} is not the lxbsm device (it does not answer lxbsm's status "
+                    "request): name the lxbsm node (--device /dev/lxbsm)"
+                )
+                raise OSError(e.errno, msg) from None
             if st.abi_version != uapi.ABI_VERSION:
                 raise RingError(f"module ABI {st.abi_version}, tools ABI {uapi.ABI_VERSION}")
             self.page = st.page_size

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from lxbsm_tools import control, execctl, uapi
+from lxbsm_tools import cfgread, control, execctl, uapi
 from lxbsm_tools.bsm import ClassTable, EventTable, parse_flags
 
 SYSTEM_DIR = Path("/etc/security")
@@ -45,15 +45,28 @@ def packaged(name: str) -> Path:
     return Path(str(resources.files("lxbsm_tools") / "data" / name))
 
 
+def _usable(p: Path) -> bool:
+    """True for a regular file; ConfigError for anything else that exists there.
+
+    A directory (or FIFO, device...) where a configuration file belongs is a
+    mistake to report, never a reason to fall back silently on a default.
+    """
+    try:
+        cfgread.check_regular(p)
+    except cfgread.FileReadError as e:
+        raise ConfigError(str(e)) from None
+    return p.is_file()
+
+
 def default_control() -> Path:
     p = SYSTEM_DIR / "audit_control"
-    return p if p.is_file() else packaged("audit_control")
+    return p if _usable(p) else packaged("audit_control")
 
 
 def companion(control_file: Path, name: str) -> Path | None:
     """Where ``name`` (audit_user, audit_event...) comes from for this control file."""
     for p in (control_file.parent / name, SYSTEM_DIR / name, packaged(name)):
-        if p.is_file():
+        if _usable(p):
             return p
     return None
 
@@ -147,15 +160,9 @@ def parse_expiry(value: str) -> Expiry:
 
 def _lines(path: Path) -> list[tuple[int, str]]:
     try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    out = []
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if line and not line.startswith("#"):
-            out.append((n, line))
-    return out
+        return cfgread.lines(path)
+    except cfgread.FileReadError as e:
+        raise ConfigError(str(e)) from None
 
 
 def parse_control(path: Path, classes: ClassTable) -> AuditControl:
@@ -169,6 +176,8 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
         key, value = key.strip(), value.strip()
         if not sep:
             raise ConfigError(f"{where}: expected 'key:value', got '{line}'")
+        if "\0" in line:
+            raise ConfigError(f"{where}: a NUL byte in the line")
         try:
             if key == "dir":
                 if not value.startswith("/"):
@@ -193,9 +202,7 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
                 control.policy_bits(value)
                 kw[key] = value
             elif key == "minfree":
-                if not value.isdigit() or int(value) > 100:
-                    raise ValueError(f"minfree is a percentage 0-100, got '{value}'")
-                kw[key] = int(value)
+                kw[key] = cfgread.decimal(value, "minfree (a percentage)", 100)
             elif key == "filesz":
                 size = parse_size(value)
                 if 0 < size < MIN_FILESZ:
@@ -208,9 +215,7 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
                     raise ValueError(f"bad host '{value}'")
                 kw[key] = value
             elif key == "qsize":
-                if not value.isdigit():
-                    raise ValueError(f"qsize is a number, got '{value}'")
-                kw[key] = int(value)
+                kw[key] = cfgread.decimal(value, "qsize", 0xFFFFFFFF)
             elif key == "dist":
                 if value not in ("on", "off", "yes", "no"):
                     raise ValueError(f"dist is on/off/yes/no, got '{value}'")
@@ -220,16 +225,10 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
                     raise ValueError(f"flush is one of {', '.join(FLUSH_MODES)}, got '{value}'")
                 kw[key] = value
             elif key == "freq":
-                if not value.isdigit() or int(value) == 0:
-                    raise ValueError(f"freq is a positive number, got '{value}'")
-                kw[key] = int(value)
+                kw[key] = cfgread.decimal(value, "freq", 0xFFFFFFFF, minimum=1)
             elif key == "batch-wait":
                 ms = value.removesuffix("ms")
-                if not ms.isdigit() or int(ms) > MAX_BATCH_WAIT:
-                    raise ValueError(
-                        f"batch-wait is milliseconds 0-{MAX_BATCH_WAIT}, got '{value}'"
-                    )
-                kw["batch_wait"] = int(ms)
+                kw["batch_wait"] = cfgread.decimal(ms, "batch-wait (milliseconds)", MAX_BATCH_WAIT)
             elif key == "warn":
                 kw[key] = value or None
             elif key == "exec_control":
@@ -290,10 +289,15 @@ def parse_users(path: Path, classes: ClassTable) -> tuple[dict[int, tuple[str, s
         except ValueError as e:
             raise ConfigError(f"{path}:{n}: {e}") from None
         try:
-            uid = int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid
+            if cfgread.is_decimal(name):
+                uid = cfgread.id_number(name, "a numeric user (audit id)")
+            else:
+                uid = pwd.getpwnam(name).pw_uid
         except KeyError:
             warnings.append(f"{path}:{n}: no user '{name}' on this system: line ignored")
             continue
+        except ValueError as e:  # a NUL or an unencodable byte in the name; id out of range
+            raise ConfigError(f"{path}:{n}: bad user {name!r}: {e}") from None
         users.setdefault(uid, (always, never))
     return users, warnings
 
@@ -320,7 +324,10 @@ def load(control_file: str | Path | None = None) -> Config:
         kcfg = control.kernel_config(ac.flags, ac.naflags, ac.policy, users, events, classes)
     except control.ConfigError as e:
         raise ConfigError(f"{cf}: {e}") from None
-    xpath = Path(ac.exec_control) if ac.exec_control else companion(cf, "exec_control")
+    if ac.exec_control:
+        xpath: Path | None = Path(ac.exec_control)
+    else:
+        xpath = companion(cf, "exec_control")
     xrules = uapi.ExecRules("off", ())
     if xpath is not None:
         try:

@@ -282,6 +282,7 @@ class Daemon:
         return removed
 
     def reload(self) -> dict[str, Any]:
+        pushing = False
         try:
             new = cfgmod.load(self.control_file)
             for d in new.control.dirs:
@@ -290,11 +291,16 @@ class Daemon:
                         f"{new.control.source}: dir:{d} does not exist or is not writable "
                         "by the daemon (new directories need a restart to be set up)"
                     )
+            pushing = True
             self.ring.push(new.kernel, new.exec_rules)
-        except (cfgmod.ConfigError, OSError) as e:
-            self.last_error = str(e)
-            self.log(f"reload refused, keeping the configuration in force: {e}")
-            return {"ok": False, "error": str(e)}
+        except (ValueError, OSError) as e:
+            # ConfigError (file:line), a rule the module refused, an unreadable file.
+            return self._reload_refused(str(e), pushing)
+        except Exception as e:
+            # A fault of ours must never stop auditing: keep going as before.
+            return self._reload_refused(
+                f"reload failed ({type(e).__name__}: {e}), a bug: please report it", pushing
+            )
         for w in new.warnings:
             self.log(w)
         self.cfg = new
@@ -315,6 +321,17 @@ class Daemon:
         self.last_error = ""
         self.rotate("reload")
         return {"ok": True, "files": list(new.files)}
+
+    def _reload_refused(self, why: str, pushed: bool) -> dict[str, Any]:
+        if pushed:
+            # The module may hold half of the new configuration: give it the old one back.
+            try:
+                self.ring.push(self.cfg.kernel, self.cfg.exec_rules)
+            except (ValueError, OSError) as e:
+                self.log(f"cannot give the module the configuration in force back: {e}")
+        self.last_error = why
+        self.log(f"reload refused, keeping the configuration in force: {why}")
+        return {"ok": False, "error": why}
 
     def status(self) -> dict[str, Any]:
         t = self.trail

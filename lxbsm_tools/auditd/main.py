@@ -10,6 +10,7 @@ itself with seccomp and copies records from the ring to the trail.
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import os
 import socket
@@ -94,6 +95,24 @@ def _notify(sock: socket.socket | None, msg: bytes) -> None:
         pass
 
 
+def _explain(e: OSError, who: str) -> str:
+    """An OSError as the path, the reason, and what to do about it."""
+    what = e.strerror or str(e)
+    path = f"{e.filename}: " if e.filename else ""
+    hint = ""
+    if e.errno in (errno.EPERM, errno.EACCES):
+        hint = (
+            f" (check the owner and mode of the path and of every directory above it for {who}; "
+            "network and 9p file systems may refuse chmod, chown or root: "
+            "use a local file system for trails, FIFOs and the socket)"
+        )
+    elif e.errno == errno.EROFS:
+        hint = " (the file system is read-only: choose another dir: in audit_control)"
+    elif e.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = " (free some space or choose another dir: in audit_control)"
+    return f"{path}{what}{hint}"
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description="The lxbsm audit daemon.")
     p.add_argument("--foreground", "-f", action="store_true", help="do not detach")
@@ -164,31 +183,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             syslog.syslog(syslog.LOG_NOTICE, msg)
 
         null = os.open(os.devnull, os.O_RDWR)
+    step = f"pushing the configuration to the module ({device})"
+    who = args.user if root else f"uid {os.geteuid()}"
     try:
         ring.push(cfg.kernel, cfg.exec_rules)
+        step = "preparing the trail directories"
         _prepare_dirs(cfg.control.dirs, gid)
+        step = f"binding the control socket {args.socket}"
         sock = _bind(args.socket)
         if root:
             os.chown(args.socket, 0, gid)
             os.chmod(args.socket, 0o660)
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        step = "setting up the daemon"
         d = Daemon(cfg, ring, control_file=args.control, sock=sock, log=log, selftest=args.selftest)
         for f in d.feeds:
+            step = f"creating the realtime FIFO {f.path}"
             f.create(uid, gid)
         for x in d.listeners:
+            step = f"creating the realtime socket {x.path}"
             x.create(uid, gid)
+        step = "recovering trails a stopped daemon left open"
         recovered = d.recover()
         wakeup = set_signals()
         if root:
+            step = f"dropping privileges to user {args.user}"
             privs.drop_privileges(uid, gid)
+            step = f"checking that user {args.user} can write the trail directories"
             _check_access(cfg.control.dirs, args.user)
         if cfg.control.warn:
+            step = f"starting the warn hook {cfg.control.warn}"
             d.warn_pipe = warn_helper(cfg.control.warn, log)[1]
         if not args.no_seccomp:
+            step = "installing the seccomp filter"
             privs.install_seccomp()
+        step = f"opening the first trail as {who}"
         d.start(recovered)
-    except (OSError, privs.PrivError, cfgmod.ConfigError) as e:
-        log(f"cannot start: {e}")
+    except OSError as e:
+        log(f"cannot start: {step}: {_explain(e, who)}")
+        return 1
+    except (privs.PrivError, cfgmod.ConfigError) as e:
+        log(f"cannot start: {step}: {e}")
         return 1
     except control.ConfigError as e:
         log(f"the module refused the configuration: {e}")

@@ -186,7 +186,11 @@ class TrailWriter:
         start = max(int(time.time()), self.start + 1)
         path = Path(d) / self._name(start, "not_terminated")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o640)
-        os.fchmod(fd, 0o640)
+        try:
+            os.fchmod(fd, 0o640)
+        except OSError as e:
+            os.close(fd)
+            raise OSError(e.errno, f"fchmod 0640: {e.strerror}", str(path)) from None
         self.fd, self.path, self.start, self.size = fd, path, start, 0
         if self.jfd >= 0:
             os.close(self.jfd)

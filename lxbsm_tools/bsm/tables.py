@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from lxbsm_tools.cfgread import check_regular, read_text
+
 __all__ = [
     "ClassTable",
     "EventEntry",
@@ -57,19 +59,25 @@ def default_class_paths() -> list[Path]:
     return [SYSTEM_DIR / "audit_class", _packaged("audit_class")]
 
 
-def _first_existing(paths: Sequence[str | os.PathLike[str]]) -> Path:
+def _first_existing(paths: Sequence[str | os.PathLike[str]], name: str) -> Path:
+    """The first of ``paths`` that exists; FileNotFoundError naming the table and where
+    it was looked for (and the environment variable that chose it, if one did)."""
     for p in paths:
+        check_regular(p)  # a directory where the table belongs is an error, not a skip
         if Path(p).is_file():
             return Path(p)
-    raise FileNotFoundError(f"none of {[str(p) for p in paths]} exists")
+    var = f"LXBSM_{name.upper()}"
+    env = os.environ.get(var)
+    if env and [str(p) for p in paths] == [env]:
+        raise FileNotFoundError(f"{name} table {env} (from {var}): No such file")
+    raise FileNotFoundError(f"no {name} table (looked for {', '.join(str(p) for p in paths)})")
 
 
 def _lines(path: Path) -> Iterable[str]:
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            line = line.strip()
-            if line and not line.startswith("#"):
-                yield line
+    for line in read_text(path).splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            yield line
 
 
 @dataclass(frozen=True)
@@ -165,7 +173,7 @@ class EventTable:
 
 def load_class_table(paths: Sequence[str | os.PathLike[str]] | None = None) -> ClassTable:
     """Read the first existing ``audit_class`` among ``paths`` (default: system, packaged)."""
-    p = _first_existing(paths if paths is not None else default_class_paths())
+    p = _first_existing(paths if paths is not None else default_class_paths(), "audit_class")
     return ClassTable.parse(_lines(p))
 
 
@@ -178,7 +186,7 @@ def load_event_table(
     Class names are resolved with ``classes`` (default: :func:`load_class_table`);
     class names the class table does not define contribute no bits.
     """
-    p = _first_existing(paths if paths is not None else default_event_paths())
+    p = _first_existing(paths if paths is not None else default_event_paths(), "audit_event")
     if classes is None:
         classes = load_class_table()
     return EventTable.parse(_lines(p), classes)

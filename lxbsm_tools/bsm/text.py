@@ -12,10 +12,12 @@ encoding the output the same way reproduces the trail's bytes exactly.
 
 from __future__ import annotations
 
+import base64
 import grp
 import json
 import os
 import pwd
+import re
 import struct
 import time
 from collections.abc import Callable
@@ -28,7 +30,6 @@ from .tokens import TOKEN_TABLE, UNKNOWN, Token, TokenSpec, _UnknownSpec
 __all__ = ["PrauditFormatter", "record_json"]
 
 AUDIT_MAX_ARGS = 128
-AUDIT_MAX_GROUPS = 16
 
 _XML_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&apos;"}
 _CSTYLE = {"\r": "\\r", "\b": "\\b", "\a": "\\a", "\v": "\\v", "\f": "\\f", "\\": "\\\\"}
@@ -52,13 +53,16 @@ def _vis_char(ch: str) -> str:
     low = o & 0x7F
     out = "\\"
     if o & 0x80:
-        if low == 0x20 or 0x21 <= low <= 0x7E:
+        if low == 0x20:  # vis(3) writes a meta space in octal
             return f"\\{o:03o}"
         out += "M"
     if low < 0x20 or low == 0x7F:
         out += "^" + ("?" if low == 0x7F else chr(low + 0x40))
     else:
-        out += "-" + chr(low)
+        # \M-C for 0xC3, as vis(3); the character after "M-" is escaped for
+        # XML (0xBC is \M-&lt;), which praudit does not do.
+        c = chr(low)
+        out += "-" + _XML_ESCAPES.get(c, c)
     return out
 
 
@@ -70,6 +74,33 @@ def xml_string(s: str) -> str:
     if s.isascii() and s.isprintable() and not any(c in s for c in "&<>\"'\\"):
         return s
     return "".join(_vis_char(c) for c in s)
+
+
+# Characters that print as they are in XML text and attribute values; anything
+# else goes through xml_safe.
+_XML_UNSAFE = re.compile("[^\t\n\x20\x21\x23-\x25\x28-\x3b\x3d\x3f-\x7e]")
+
+
+def _xml_safe_char(ch: str) -> str:
+    if ch in _XML_ESCAPES:
+        return _XML_ESCAPES[ch]
+    o = ord(ch)
+    if o == 0x0D or o == 0x7F or (0x80 <= o < 0xD800) or (0xE000 <= o <= 0xFFFD) or o > 0xFFFF:
+        return ch  # allowed in XML 1.0 (valid UTF-8 prints as it is, as in praudit)
+    return _vis_char(ch)  # C0 controls, bytes that are not UTF-8 (surrogates), U+FFFE/FFFF
+
+
+def xml_safe(s: str) -> str:
+    """A trail string as XML text or attribute value: well-formed for any bytes.
+
+    praudit prints paths, texts, names... raw in XML, so ``<``, ``&`` or a
+    control byte make its output invalid; here the XML specials become
+    entities and the characters XML 1.0 cannot carry (C0 controls, bytes that
+    are not UTF-8) vis(3) escapes (``\\^@`` for NUL, ``\\M-)`` for 0xA9).
+    """
+    if _XML_UNSAFE.search(s) is None:
+        return s
+    return "".join(_xml_safe_char(c) for c in s)
 
 
 def _nonul(s: str) -> str:
@@ -455,7 +486,7 @@ class PrauditFormatter:
         return self._plain(t, [self.sec(sec), self.msec(ms), _nonul(name)])
 
     def _p_newgroups(self, t: Token) -> str:
-        return self._plain(t, [self.group(g) for g in t.values[0][:AUDIT_MAX_GROUPS]])
+        return self._plain(t, [self.group(g) for g in t.values[0]])
 
     def _p_in_addr(self, t: Token) -> str:
         return self._plain(t, [t.values[0]])
@@ -595,7 +626,7 @@ class PrauditFormatter:
 
     @staticmethod
     def _attrs(pairs: list[tuple[str, str]]) -> str:
-        return "".join(f'{k}="{v}" ' for k, v in pairs)
+        return "".join(f'{k}="{xml_safe(v)}" ' for k, v in pairs)
 
     def _x_header32(self, t: Token) -> str:
         v = t.values
@@ -650,14 +681,14 @@ class PrauditFormatter:
 
     def _x_data(self, t: Token) -> str:
         how, unit, data = t.values
-        if how not in _ARB_HOW and how != 4:
-            return "<arbitrary "
+        if (how not in _ARB_HOW and how != 4) or unit not in _ARB_UNIT:
+            # praudit prints an unterminated "<arbitrary ": an empty element here.
+            return f'<arbitrary print="{how}" unit="{unit}" />'
         howname = "string" if how == 4 else _ARB_HOW[how][0]
         _, size, _ = _ARB_UNIT[unit]
         attrs = [("print", howname), ("type", str(size)), ("count", str(len(data) // size))]
-        return (
-            "<arbitrary " + self._attrs(attrs) + ">" + _arb_items(how, unit, data) + "</arbitrary>"
-        )
+        items = xml_safe(_arb_items(how, unit, data))
+        return "<arbitrary " + self._attrs(attrs) + ">" + items + "</arbitrary>"
 
     def _x_attr32(self, t: Token) -> str:
         mode, uid, gid, fsid, nodeid, dev = t.values
@@ -690,11 +721,13 @@ class PrauditFormatter:
     def _x_file(self, t: Token) -> str:
         sec, ms, name = t.values
         attrs = self._attrs([("time", self.sec(sec)), ("msec", self.msec(ms))])
-        return f"<file {attrs}>{_nonul(name)}</file>"
+        return f"<file {attrs}>{xml_safe(_nonul(name))}</file>"
 
     def _x_newgroups(self, t: Token) -> str:
-        # praudit prints </group> after every gid (bsm-format.md bug 2).
-        gids = "".join(f"<gid>{self.group(g)}</gid>" for g in t.values[0][:AUDIT_MAX_GROUPS])
+        # praudit prints </group> after every gid (docs/praudit.md); every gid
+        # is printed, as praudit does (it has no limit, and overflows its
+        # 16-entry array beyond 16).
+        gids = "".join(f"<gid>{self.group(g)}</gid>" for g in t.values[0])
         return f"<group>{gids}</group>"
 
     def _x_in_addr(self, t: Token) -> str:
@@ -743,13 +776,13 @@ class PrauditFormatter:
         return f"<opaque>{_mem(t.values[0])}</opaque>"
 
     def _x_path(self, t: Token) -> str:
-        return f"<path>{_nonul(t.values[0])}</path>"
+        return f"<path>{xml_safe(_nonul(t.values[0]))}</path>"
 
     def _x_text(self, t: Token) -> str:
-        return f"<text>{_nonul(t.values[0])}</text>"
+        return f"<text>{xml_safe(_nonul(t.values[0]))}</text>"
 
     def _x_zonename(self, t: Token) -> str:
-        return '<zone name="' + _nonul(t.values[0]) + '" />'
+        return '<zone name="' + xml_safe(_nonul(t.values[0])) + '" />'
 
     def _x_subject32(self, t: Token) -> str:
         f = self._subject_fields(t)
@@ -835,23 +868,139 @@ class PrauditFormatter:
         return ""
 
 
+def json_text(s: str) -> object:
+    """A decoded BSM string as JSON: itself when its bytes are valid UTF-8, else
+    ``{"base64": <the exact bytes, RFC 4648>}`` (lossless; docs/praudit.md).
+
+    Strings come from the decoder with surrogateescape, so bytes that are not
+    UTF-8 are lone surrogates, which strict JSON readers refuse.
+    """
+    if s.isascii():
+        return s
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return {"base64": base64.b64encode(s.encode("utf-8", "surrogateescape")).decode("ascii")}
+    return s
+
+
+def _json_value(v: object) -> object:
+    if isinstance(v, str):
+        return json_text(v)
+    if isinstance(v, bytes | bytearray):
+        return bytes(v).hex()
+    if isinstance(v, list | tuple):
+        return [_json_value(x) for x in v]
+    if v is None or isinstance(v, int | float):
+        return v
+    return json_text(str(v))
+
+
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+class JsonFormatter:
+    """``lxbsm-praudit --json``: one JSON object per record, on one line.
+
+    The text of a token is kept by its values (a session's subject, common
+    paths and attributes are encoded once); the header's fields are written
+    directly.  Valid JSON for every input: see :func:`json_text`.
+    """
+
+    def __init__(self, events: EventTable | None = None) -> None:
+        self.events = events
+        self._cache: dict[tuple[object, tuple[object, ...]], str] = {}
+        self._event_cache: dict[int, str] = {}
+        self._source_cache: dict[str, str] = {}
+        self._return_cache: dict[int, str] = {}
+        # Headers without an address have only numbers: one %-format each.
+        self._int_tpl: dict[object, str] = {}
+        for spec in TOKEN_TABLE:
+            if spec.name in ("header32", "header64"):
+                fields = ",".join(f'"{f}":%d' for f in spec.fields)
+                self._int_tpl[spec] = f'{{"token":"{spec.name}",{fields}}}'
+
+    def token(self, t: Token) -> str:
+        d: dict[str, object] = {"token": t.spec.name}
+        for k, v in zip(t.spec.fields, t.values, strict=True):
+            d[k] = _json_value(v)
+        if t.spec is UNKNOWN:
+            d["token_id"] = int(t.values[0])
+        return _dumps(d)
+
+    def _event(self, ev: int) -> str:
+        s = self._event_cache.get(ev)
+        if s is None:
+            e = self.events.get(ev) if self.events is not None else None
+            s = (
+                f',"event_name":{_dumps(json_text(e.name))}'
+                f',"event_description":{_dumps(json_text(e.description))}'
+                if e is not None
+                else ""
+            )
+            self._event_cache[ev] = s
+        return s
+
+    def _return(self, status: int) -> str:
+        s = self._return_cache.get(status)
+        if s is None:
+            s = ',"success":' + ("true" if status == 0 else "false")
+            err = bsm_to_errno(status)
+            if status and err:
+                s += f',"errno":{err},"error":{_dumps(os.strerror(err))}'
+            self._return_cache[status] = s
+        return s
+
+    def record(self, rec: Record) -> str:
+        cache = self._cache
+        parts: list[str] = []
+        append = parts.append
+        ret: Token | None = None
+        for t in rec.tokens:
+            spec = t.spec
+            name = spec.name
+            if name in _UNCACHED:
+                tpl = self._int_tpl.get(spec)
+                append(tpl % t.values if tpl is not None else self.token(t))
+                continue
+            if ret is None and (name == "return32" or name == "return64"):
+                ret = t
+            key = (spec, t.values)
+            try:
+                s = cache.get(key)
+            except TypeError:  # a list among the values: not hashable
+                append(self.token(t))
+                continue
+            if s is None:
+                if len(cache) >= _TEXT_CACHE_SIZE:
+                    cache.clear()
+                s = cache[key] = self.token(t)
+            append(s)
+        h = rec.tokens[0]
+        hv = h.values
+        index = h.spec.index
+        ev = int(hv[index["event"]])
+        src = self._source_cache.get(rec.source)
+        if src is None:
+            src = self._source_cache[rec.source] = _dumps(json_text(rec.source))
+        tail = self._event(ev)
+        if ret is not None:
+            tail += self._return(int(ret.values[0]))
+        return (
+            f'{{"offset":{rec.offset},"size":{hv[index["size"]]},"version":{hv[index["version"]]}'
+            f',"event":{ev},"modifier":{hv[index["modifier"]]},"time":{hv[index["sec"]]}'
+            f',"msec":{hv[index["msec"]]},"tokens":[{",".join(parts)}],"source":{src}{tail}}}'
+        )
+
+
+_JSON: dict[int, tuple[EventTable | None, JsonFormatter]] = {}
+
+
 def record_json(rec: Record, events: EventTable | None = None) -> str:
-    """One JSON object for a record (``lxbsm-praudit --json``)."""
-    d = rec.as_dict()
-    d["source"] = rec.source
-    if events is not None:
-        e = events.get(rec.event)
-        if e is not None:
-            d["event_name"] = e.name
-            d["event_description"] = e.description
-    r = rec.return_token
-    if r is not None:
-        d["success"] = int(r.status) == 0
-        err = bsm_to_errno(int(r.status))
-        if r.status and err:
-            d["errno"] = err
-            d["error"] = os.strerror(err)
-    for t in d["tokens"]:
-        if t["token"] == UNKNOWN.name:
-            t["token_id"] = int(t["token_id"])
-    return json.dumps(d, default=str, separators=(",", ":"))
+    """One JSON object for a record (``lxbsm-praudit --json``; see :class:`JsonFormatter`)."""
+    kept = _JSON.get(id(events))
+    if kept is None or kept[0] is not events:
+        if len(_JSON) > 16:
+            _JSON.clear()
+        kept = _JSON[id(events)] = (events, JsonFormatter(events))
+    return kept[1].record(rec)

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = Path(os.environ.get("LXBSM_SHARED", REPO.parent / "shared"))
 DEVICE = "/dev/lxbsm"
 
 
@@ -58,7 +57,7 @@ def guest_with_module() -> Iterator[None]:
 @pytest.fixture
 def reference_records() -> list[bytes]:
     """OpenBSM's reference records (whole records, header to trailer)."""
-    ref = SHARED / "bsm-samples" / "openbsm-reference"
+    ref = REPO / "tests" / "data" / "bsm-samples" / "openbsm-reference"
     files = sorted(ref.glob("*_record*"))
     assert files, f"no reference records under {ref}"
     return [f.read_bytes() for f in files]

@@ -1,13 +1,13 @@
 """Shared fixtures for the host tests.
 
-BSM fixtures are prefixed ``bsm_``.  Test data comes from ``../shared``
-beside the repository (or ``$LXBSM_SHARED``); it is never copied into the
-repository.
+BSM fixtures are prefixed ``bsm_``.  Test data lives in ``tests/data`` (see
+its README): OpenBSM's BSD-licensed test vectors under ``bsm-samples`` and the
+project's own praudit fixtures under ``praudit``.  No test reads anything
+outside the repository.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -15,63 +15,43 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(os.environ.get("LXBSM_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
-BSM_SAMPLES = SHARED / "bsm-samples"
-BSM_FORMAT_MD = SHARED / "bsm-format.md"
+DATA = Path(__file__).resolve().parents[1] / "data"
+BSM_SAMPLES = DATA / "bsm-samples"
+PRAUDIT_DATA = DATA / "praudit"
 
 
-def bsm_md_text() -> str:
-    return BSM_FORMAT_MD.read_text(encoding="utf-8")
+def bsm_hex_record(name: str) -> bytes:
+    """The bytes of ``tests/data/praudit/<name>.hex`` (``execve``, ``open``).
 
-
-def bsm_md_hex_record(name: str) -> bytes:
-    """The bytes of ``execve.bsm``/``open.bsm`` from bsm-format.md 1a.3.
-
-    Each token line is ``<token> <hex words...> [comment]``; hex words are
-    read until the first word that is not hex.
+    Each line is ``<token> <hex words...> [comment]``; hex words are read
+    until the first word that is not an even-length hex string.
     """
-    md = bsm_md_text()
-    m = re.search(rf"^{re.escape(name)} \((\d+) bytes;.*?$", md, re.M)
-    assert m is not None, f"{name} not found in bsm-format.md"
-    size = int(m.group(1))
     out = bytearray()
-    for line in md[m.end() + 1 :].splitlines():
-        if not line.strip() or line.startswith("```") or re.match(r"^\S+\.bsm \(", line):
-            break
+    for line in (PRAUDIT_DATA / f"{name}.hex").read_text(encoding="utf-8").splitlines():
         for word in line.split()[1:]:
             if not re.fullmatch(r"[0-9a-f]+", word) or len(word) % 2:
                 break
             out += bytes.fromhex(word)
-    assert len(out) == size, f"{name}: parsed {len(out)} bytes, md says {size}"
+    size = int.from_bytes(out[1:5], "big")
+    assert len(out) == size, f"{name}: {len(out)} bytes, header says {size}"
     return bytes(out)
 
 
-def bsm_md_block_after(marker: str) -> str:
-    """The text of the first fenced code block after ``marker`` in the md."""
-    md = bsm_md_text()
-    i = md.index(marker)
-    start = md.index("```", i)
-    start = md.index("\n", start) + 1
-    end = md.index("```", start)
-    return md[start:end]
-
-
-@pytest.fixture
-def bsm_shared() -> Path:
-    assert BSM_SAMPLES.is_dir(), f"shared test data missing: {BSM_SAMPLES}"
-    return SHARED
+def bsm_expected(name: str) -> str:
+    """The text of ``tests/data/praudit/<name>``."""
+    return (PRAUDIT_DATA / name).read_text(encoding="utf-8")
 
 
 @pytest.fixture
 def bsm_openbsm_tables(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Use OpenBSM's audit_event/audit_class (as bsm-format.md's praudit did)."""
+    """Use OpenBSM's audit_event/audit_class (as the recorded praudit output did)."""
     monkeypatch.setenv("LXBSM_AUDIT_EVENT", str(BSM_SAMPLES / "openbsm-etc" / "audit_event"))
     monkeypatch.setenv("LXBSM_AUDIT_CLASS", str(BSM_SAMPLES / "openbsm-etc" / "audit_class"))
 
 
 @pytest.fixture
 def bsm_utc(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """TZ=UTC, as praudit was run for bsm-format.md."""
+    """TZ=UTC, as OpenBSM's praudit was run for the recorded output."""
     monkeypatch.setenv("TZ", "UTC")
     time.tzset()
     yield

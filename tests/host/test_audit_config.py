@@ -100,7 +100,7 @@ def test_every_key(tmp_path: Path) -> None:
         ("flush:sometimes", "flush"),
         ("dist:maybe", "dist"),
         ("host:a b", "bad host"),
-        ("batch-wait:1001", "batch-wait is milliseconds 0-1000"),
+        ("batch-wait:1001", "batch-wait (milliseconds) 1001 is out of range (0-1000)"),
         ("batch-wait:soon", "batch-wait"),
     ],
 )

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BSM_SAMPLES, bsm_md_hex_record
+from conftest import BSM_SAMPLES, bsm_hex_record
 
 from lxbsm_tools.bsm import (
     BSMDecodeError,
@@ -20,8 +20,8 @@ from lxbsm_tools.bsm import (
 from lxbsm_tools.bsm.tables import EventTable
 from lxbsm_tools.bsm.text import PrauditFormatter
 
-EXECVE = bsm_md_hex_record("execve.bsm")
-OPEN = bsm_md_hex_record("open.bsm")
+EXECVE = bsm_hex_record("execve")
+OPEN = bsm_hex_record("open")
 
 
 def _err(data: bytes) -> BSMDecodeError:

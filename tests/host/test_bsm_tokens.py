@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BSM_SAMPLES, bsm_md_hex_record
+from conftest import BSM_SAMPLES, bsm_hex_record
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,7 +55,7 @@ def test_reference_file_round_trip(name: str) -> None:
 
 
 def test_reference_values() -> None:
-    """Spot values against bsm-format.md 1a.2."""
+    """Spot values of the token layouts (OpenBSM sys/bsm/audit_record.h)."""
     (rec,) = decode_records((REFERENCE / "subject32ex_record").read_bytes())
     s = rec.first("subject32_ex")
     assert s is not None and s.address == "fe80::1" and s.addr_type == 16
@@ -70,8 +70,8 @@ def test_reference_values() -> None:
 
 
 def test_md_annotated_records() -> None:
-    """execve.bsm/open.bsm from bsm-format.md 1a.3: API view and re-encoding."""
-    data = bsm_md_hex_record("execve.bsm")
+    """tests/data/praudit/execve.hex and open.hex: API view and re-encoding."""
+    data = bsm_hex_record("execve")
     (rec,) = decode_records(data)
     assert (rec.event, rec.modifier, rec.time) == (23, 0, (1704164645, 123))
     assert rec.first("exec_args").args == ["/bin/ls", "-l", "/tmp"]  # type: ignore[union-attr]
@@ -106,7 +106,7 @@ def test_md_annotated_records() -> None:
         make_token("return32", status=0, value=0),
     ]
     assert encode_record(23, 0, tokens, time=(1704164645, 123)) == data
-    (o,) = decode_records(bsm_md_hex_record("open.bsm"))
+    (o,) = decode_records(bsm_hex_record("open"))
     arg = o.first("arg32")
     assert arg is not None and (arg.num, arg.value, arg.text) == (2, 0, "flags")
 
@@ -236,7 +236,7 @@ def test_record_round_trip(recs: list[Any]) -> None:
 
 
 def test_errno_table_matches_md() -> None:
-    """bsm-format.md 1a.2: BSM numbers that differ from Linux."""
+    """BSM numbers that differ from Linux (OpenBSM sys/bsm/audit_errno.h)."""
     expected = {
         "EDEADLK": 45,
         "ENOLCK": 46,
@@ -285,7 +285,7 @@ def test_reference_errno_records_print_linux_strerror() -> None:
 
 
 def test_decode_error_attributes(tmp_path: Path) -> None:
-    data = bsm_md_hex_record("execve.bsm")[:-3]
+    data = bsm_hex_record("execve")[:-3]
     with pytest.raises(BSMDecodeError) as ei:
         list(decode_records(data, source="t.trail"))
     e = ei.value

@@ -1,7 +1,7 @@
-"""lxbsm-praudit against the praudit output recorded in bsm-format.md.
+"""lxbsm-praudit against the output OpenBSM's praudit printed for the same records.
 
-The expected text is read from bsm-format.md at test time (section 1c) and
-the input records from its annotated bytes (section 1a.3).  Names come from
+The expected text and the input records are the project's fixtures in
+tests/data/praudit (see tests/data/README.md).  Names come from
 a fixed fake password/group database (uid 0 and gid 0 are root, 2001 has no
 entry), TZ=UTC, and OpenBSM's own audit_event, as when the md was made.
 """
@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import BSM_SAMPLES, bsm_md_block_after, bsm_md_hex_record, bsm_md_text
+from conftest import BSM_SAMPLES, bsm_expected, bsm_hex_record
 
 from lxbsm_tools.bsm import decode_records, encode_record, errno_to_bsm, make_token
 
@@ -32,8 +32,8 @@ def _write(tmp_path: Path, name: str, data: bytes) -> str:
 
 
 def _md_praudit_commands() -> list[tuple[list[str], str]]:
-    """(options, expected output) for each ``$ praudit ... execve.bsm`` in 1c.1."""
-    block = bsm_md_block_after("### 1c.1 execve record in every mode")
+    """(options, expected output) for each ``$ praudit ... execve.bsm``."""
+    block = bsm_expected("execve-modes.txt")
     cmds: list[tuple[list[str], str]] = []
     lines = block.splitlines()
     i = 0
@@ -61,14 +61,14 @@ def test_md_has_every_mode() -> None:
 
 @pytest.mark.parametrize(("opts", "expected"), MD_EXECVE_CASES, ids=lambda x: repr(x)[:20])
 def test_execve_every_mode(tmp_path: Path, bsm_run_praudit: Run, opts: list[str], expected: str):
-    f = _write(tmp_path, "execve.bsm", bsm_md_hex_record("execve.bsm"))
+    f = _write(tmp_path, "execve.bsm", bsm_hex_record("execve"))
     status, out, err = bsm_run_praudit(*opts, f)
     assert (status, err) == (0, "")
     assert out == expected
 
 
 def test_execve_noresolve(tmp_path: Path, bsm_run_praudit: Run) -> None:
-    f = _write(tmp_path, "execve.bsm", bsm_md_hex_record("execve.bsm"))
+    f = _write(tmp_path, "execve.bsm", bsm_hex_record("execve"))
     _, default, _ = bsm_run_praudit(f)
     _, numeric, _ = bsm_run_praudit("-n", f)
     assert numeric == default.replace(
@@ -78,7 +78,7 @@ def test_execve_noresolve(tmp_path: Path, bsm_run_praudit: Run) -> None:
 
 
 def test_execve_xml_variants(tmp_path: Path, bsm_run_praudit: Run) -> None:
-    f = _write(tmp_path, "execve.bsm", bsm_md_hex_record("execve.bsm"))
+    f = _write(tmp_path, "execve.bsm", bsm_hex_record("execve"))
     _, xr, _ = bsm_run_praudit("-xr", f)
     assert 'event="23" modifier="0" time="1704164645" msec="123" >' in xr
     assert 'uid="0" gid="0"' in xr and '<return errval="0" retval="0" />' in xr
@@ -91,7 +91,7 @@ def test_partial_skips_garbage_stdin(
 ) -> None:
     import io
 
-    data = b"\1\2\3" + bsm_md_hex_record("execve.bsm")
+    data = b"\1\2\3" + bsm_hex_record("execve")
     expected = dict((" ".join(o), e) for o, e in MD_EXECVE_CASES)[""]
 
     class _Stdin:
@@ -110,9 +110,7 @@ def test_partial_never_spins_without_header(tmp_path: Path, bsm_run_praudit: Run
 
 
 def _open_section() -> str:
-    md = bsm_md_text()
-    i = md.index("### 1c.2 open record in every mode")
-    return md[i : md.index("### 1c.3", i)]
+    return bsm_expected("open-modes.txt")
 
 
 def _labelled(section: str, label: str) -> str:
@@ -129,7 +127,7 @@ def _labelled(section: str, label: str) -> str:
 
 def test_open_every_mode(tmp_path: Path, bsm_run_praudit: Run) -> None:
     sec = _open_section()
-    f = _write(tmp_path, "open.bsm", bsm_md_hex_record("open.bsm"))
+    f = _write(tmp_path, "open.bsm", bsm_hex_record("open"))
     default = _labelled(sec, "default")
     assert bsm_run_praudit(f)[1] == default
     assert bsm_run_praudit("-r", f)[1] == _labelled(sec, "-r")
@@ -161,7 +159,6 @@ def test_open_every_mode(tmp_path: Path, bsm_run_praudit: Run) -> None:
 def test_open_rwtc_failure_text(tmp_path: Path, bsm_run_praudit: Run) -> None:
     import errno
 
-    sec = _open_section()
     body = [
         make_token("arg32", num=3, value=0o644, text="mode"),
         make_token("arg32", num=2, value=0x242, text="flags"),
@@ -182,18 +179,19 @@ def test_open_rwtc_failure_text(tmp_path: Path, bsm_run_praudit: Run) -> None:
     ]
     f = _write(tmp_path, "rwtc.bsm", encode_record(83, 0, body, time=(1704164647, 0)))
     out = bsm_run_praudit(f)[1]
-    m = re.search(r"`(header,110,11,open\(2\) - read,write,creat,trunc),", sec)
-    assert m is not None
-    assert out.splitlines()[0].startswith(m.group(1).replace("110", str(len(Path(f).read_bytes()))))
-    for want in re.findall(r"`((?:argument|return),[^`]*)`", sec):
+    head, *rest = bsm_expected("open-rwtc.txt").splitlines()
+    assert head.startswith("header,110,11,open(2) - read,write,creat,trunc")
+    assert out.splitlines()[0].startswith(head.replace("110", str(len(Path(f).read_bytes()))))
+    assert len(rest) == 3
+    for want in rest:
         assert want + "\n" in out
 
 
 def test_failing_execve_with_env(tmp_path: Path, bsm_run_praudit: Run) -> None:
-    """bsm-format.md's failing execve (138 bytes) rebuilt with encode_record."""
+    """The recorded failing execve (138 bytes) rebuilt with encode_record."""
     import errno
 
-    block = bsm_md_block_after("The failing execve with exec_env")
+    block = bsm_expected("execve-fail.txt")
     expected_lines = [ln for ln in block.splitlines() if not ln.startswith("-x:")]
     body = [
         make_token("exec_args", args=["nosuch", "a b"]),
@@ -308,8 +306,8 @@ def test_freebsd_trail_derived_modes(bsm_run_praudit: Run) -> None:
 
 
 def test_freebsd_trail_matches_md_block(bsm_run_praudit: Run) -> None:
-    """The md's (abridged) default-mode block, with … as a wildcard."""
-    block = bsm_md_block_after("The real 2006 FreeBSD kernel record")
+    """The recorded (abridged) default-mode output, with … as a wildcard."""
+    block = bsm_expected("freebsd-default.txt")
     out = bsm_run_praudit(str(FREEBSD_TRAIL))[1].splitlines()
     want = block.strip().splitlines()
     assert len(out) == len(want)
@@ -318,7 +316,7 @@ def test_freebsd_trail_matches_md_block(bsm_run_praudit: Run) -> None:
         assert re.fullmatch(rx, got), (pattern, got)
 
 
-def test_freebsd_trail_real_names_subprocess(bsm_shared: Path) -> None:
+def test_freebsd_trail_real_names_subprocess() -> None:
     """End to end through the console entry point with the host's databases."""
     import grp
     import pwd
@@ -351,7 +349,7 @@ def test_freebsd_trail_real_names_subprocess(bsm_shared: Path) -> None:
 
 
 def test_header32_ex_documented_bug_printed_as_meant(tmp_path: Path, bsm_run_praudit: Run) -> None:
-    """bsm-format.md bug 1: -r and -x of header32_ex print what was meant."""
+    """OpenBSM bug: -r and -x of header32_ex print what was meant."""
     body = [make_token("return32", status=0, value=0)]
     data = encode_record(112, 0, body, time=(1704164649, 2), header="header32_ex", host="10.0.0.1")
     f = _write(tmp_path, "ex.bsm", data)
@@ -367,7 +365,7 @@ def test_header32_ex_documented_bug_printed_as_meant(tmp_path: Path, bsm_run_pra
 
 
 def test_newgroups_and_tid_xml_printed_as_meant(tmp_path: Path, bsm_run_praudit: Run) -> None:
-    """bsm-format.md bugs 2 and 3."""
+    """OpenBSM bugs: newgroups and the tid in XML print what was meant."""
     body = [
         make_token("newgroups", gids=[0, 5, 2001]),
         make_token(
@@ -435,7 +433,7 @@ def test_reference_records_token_texts(bsm_run_praudit: Run) -> None:
 
 
 def test_malformed_input_error_and_status(tmp_path: Path, bsm_run_praudit: Run) -> None:
-    good = bsm_md_hex_record("execve.bsm")
+    good = bsm_hex_record("execve")
     bad = bytearray(good)
     bad[41] = 0xFF  # the path token (at 39) gets a length running past the record
     f = _write(tmp_path, "bad.trail", good + bytes(bad) + good)
@@ -475,7 +473,7 @@ def test_pretty_falls_back_to_plain_when_piped(bsm_run_praudit: Run) -> None:
     )
 
 
-def test_broken_pipe_no_traceback(bsm_shared: Path, tmp_path: Path) -> None:
+def test_broken_pipe_no_traceback(tmp_path: Path) -> None:
     big = tmp_path / "big.trail"
     big.write_bytes(FREEBSD_TRAIL.read_bytes() * 2000)
     p = subprocess.run(
@@ -491,7 +489,7 @@ def test_broken_pipe_no_traceback(bsm_shared: Path, tmp_path: Path) -> None:
 def test_file_tokens_between_records(tmp_path: Path, bsm_run_praudit: Run) -> None:
     from lxbsm_tools.bsm import encode_file_token
 
-    rec = bsm_md_hex_record("execve.bsm")
+    rec = bsm_hex_record("execve")
     data = encode_file_token("prev.trail", time=(1704164600, 5)) + rec
     f = _write(tmp_path, "f.trail", data)
     out = bsm_run_praudit(f)[1].splitlines()
@@ -500,3 +498,41 @@ def test_file_tokens_between_records(tmp_path: Path, bsm_run_praudit: Run) -> No
     xml = bsm_run_praudit("-x", f)[1].splitlines()
     assert xml[2] == '<file time="Tue Jan  2 03:03:20 2024" msec=" + 5 msec" >prev.trail</file>'
     assert len(list(decode_records(data))) == 1
+
+
+def test_json_is_strict_utf8_and_lossless_for_any_bytes(
+    tmp_path: Path, bsm_run_praudit: Run
+) -> None:
+    """Bytes that are not UTF-8 become {"base64": ...} of the exact bytes; UTF-8 stays text."""
+    import base64
+    import json
+
+    latin1 = "/tmp/caf\udce9"  # b"/tmp/caf\xe9": Latin-1, not UTF-8
+    body = [
+        make_token("exec_args", args=["ls", "\udcff\udcfe", "café"]),
+        make_token("path", text=latin1),
+        make_token("text", text="café ☕"),
+        make_token("return32", status=0, value=0),
+    ]
+    f = _write(tmp_path, "nonutf8.bsm", encode_record(23, 0, body, time=(1704164645, 0)))
+    status, out, _ = bsm_run_praudit("--json", f)
+    assert status == 0
+    raw = out.encode("utf-8", "surrogateescape")
+    raw.decode("utf-8")  # strict: no lone surrogate reached the output
+    assert b"\\ud" not in raw.lower()  # nor as a JSON escape
+    obj = json.loads(raw)
+    toks = obj["tokens"]
+    assert toks[1]["args"] == ["ls", {"base64": base64.b64encode(b"\xff\xfe").decode()}, "café"]
+    assert toks[2]["text"] == {"base64": "L3RtcC9jYWbp"}
+    assert base64.b64decode(toks[2]["text"]["base64"]) == b"/tmp/caf\xe9"
+    assert toks[3]["text"] == "café ☕"
+
+
+def test_every_group_is_printed(tmp_path: Path, bsm_run_praudit: Run) -> None:
+    """OpenBSM's praudit prints every gid of a newgroups token (no limit of 16)."""
+    gids = list(range(100, 140))
+    f = _write(
+        tmp_path, "g40.bsm", encode_record(26, 0, [make_token("newgroups", gids=gids)], time=(0, 0))
+    )
+    assert "group," + ",".join(map(str, gids)) + "\n" in bsm_run_praudit("-n", f)[1]
+    assert "".join(f"<gid>{g}</gid>" for g in gids) in bsm_run_praudit("-xn", f)[1]
