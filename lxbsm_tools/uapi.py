@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-ABI_VERSION = 2  # kmod/include/uapi/lxbsm.h
+ABI_VERSION = 3  # kmod/include/uapi/lxbsm.h
 DEVICE = "/dev/lxbsm"
 
 REC_BUSY = 1 << 31
@@ -23,8 +23,8 @@ REC_BSM = 1
 MAX_RECORD = 32767
 
 LOST_NR = 8
-LOST_REASONS = ("ring_full", "too_big", "no_scratch")
-HOOKS_MAX = 32
+LOST_REASONS = ("ring_full", "too_big", "no_scratch", "no_instance")
+HOOKS_MAX = 64
 
 
 class ConsumerPage(ctypes.Structure):
