@@ -12,7 +12,9 @@
  * socket the call installs (fd_install, after the wait, so a blocked accept
  * holds no kretprobe instance); __sys_accept4 only records failed accepts.
  * The "fd" argument comes from the syscall's registers; where no register
- * holds it (socketcall, io_uring) the record has none.
+ * holds it (socketcall, io_uring) the record has none.  An io_uring accept
+ * into a fixed-file slot (io_fixed_fd_install) returns 0: the slot is
+ * chosen after.
  */
 #include <linux/file.h>
 #include <linux/in.h>
@@ -298,7 +300,7 @@ NOKPROBE_SYMBOL(lxbsm_sock_ret);
  * installs sockets for IORING_OP_SOCKET too: only an accepted one is
  * connected.
  */
-void lxbsm_sock_installed(struct lxbsm_hook *h, unsigned int fd, struct socket *sock)
+void lxbsm_sock_installed(struct lxbsm_hook *h, int fd, struct socket *sock)
 {
 	struct sockaddr_storage ss;
 	struct lxbsm_sel sel;
@@ -336,3 +338,22 @@ void lxbsm_sock_installed(struct lxbsm_hook *h, unsigned int fd, struct socket *
 		lxbsm_tok_text(r, "io_uring");
 	lxbsm_rec_finish(r, &sel.proc, fd);
 }
+
+/*
+ * io_fixed_fd_install(struct io_kiocb *, unsigned int issue_flags,
+ *		       struct file *, unsigned int file_slot): an io_uring accept
+ * into a fixed-file slot, no descriptor.
+ */
+int lxbsm_fixed_install_pre(struct kprobe *p, struct pt_regs *regs)
+{
+	struct file *f = (struct file *)regs_get_kernel_argument(regs, 2);
+	struct socket *sock;
+
+	if (current->flags & PF_KTHREAD || !lxbsm_in_io_uring())
+		return 0;
+	sock = sock_from_file(f);
+	if (sock)
+		lxbsm_sock_installed(lxbsm_kprobe_hook(p), 0, sock);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_fixed_install_pre);

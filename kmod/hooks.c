@@ -100,6 +100,7 @@ static struct lxbsm_hook hooks[] = {
 	SOCK("__sys_bind", true, 2),
 	SOCK("__sys_bind_socket", false, 3),	/* io_uring bind, 6.11 on */
 	KPROBE("security_socket_bind", true, lxbsm_bind_addr_pre),
+	KPROBE("io_fixed_fd_install", false, lxbsm_fixed_install_pre),
 	KRET("audit_set_loginuid", false, 0, lxbsm_loginuid_entry, lxbsm_loginuid_ret,
 	     lxbsm_setid_data_size, ACTIVE_QUICK),
 };

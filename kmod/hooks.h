@@ -105,6 +105,7 @@ int lxbsm_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 size_t lxbsm_sock_data_size(void);
 int lxbsm_bind_addr_pre(struct kprobe *p, struct pt_regs *regs);
-void lxbsm_sock_installed(struct lxbsm_hook *h, unsigned int fd, struct socket *sock);
+void lxbsm_sock_installed(struct lxbsm_hook *h, int fd, struct socket *sock);
+int lxbsm_fixed_install_pre(struct kprobe *p, struct pt_regs *regs);
 
 #endif /* LXBSM_HOOKS_H */

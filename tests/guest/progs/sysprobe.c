@@ -30,8 +30,10 @@
  *                                  "opens swapped" (opens whose descriptor
  *                                  named OTHER by the time open returned)
  *   sysprobe uring-net             io_uring bind (where the kernel has it),
- *                                  connect and accept on 127.0.0.1; prints
- *                                  "bind connect accept srvport cliport"
+ *                                  connect and accept on 127.0.0.1, then an
+ *                                  accept into a fixed-file slot; prints
+ *                                  "bind connect accept srvport cliport
+ *                                  fixed cli2port"
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -254,7 +256,7 @@ static int uring_net(void)
 	socklen_t len = sizeof(sa), plen = sizeof(peer);
 	struct io_uring_sqe *sqe;
 	struct io_uring ring;
-	int srv, cli, bret, cret, aret;
+	int srv, cli, cli2, bret, cret, aret, fret;
 
 	if (io_uring_queue_init(8, &ring, 0) < 0)
 		return report(-1);
@@ -275,7 +277,17 @@ static int uring_net(void)
 	io_uring_prep_accept(sqe, srv, NULL, NULL, 0);
 	aret = uring_one(&ring);
 	getsockname(cli, (struct sockaddr *)&peer, &plen);
-	printf("%d %d %d %d %d\n", bret, cret, aret, ntohs(sa.sin_port), ntohs(peer.sin_port));
+	printf("%d %d %d %d %d ", bret, cret, aret, ntohs(sa.sin_port), ntohs(peer.sin_port));
+	/* an accept into a fixed-file slot: no descriptor is installed */
+	cli2 = socket(AF_INET, SOCK_STREAM, 0);
+	if (io_uring_register_files_sparse(&ring, 4) ||
+	    connect(cli2, (struct sockaddr *)&sa, sizeof(sa)))
+		return report(-1);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_accept_direct(sqe, srv, NULL, NULL, 0, IORING_FILE_INDEX_ALLOC);
+	fret = uring_one(&ring);
+	getsockname(cli2, (struct sockaddr *)&peer, &plen);
+	printf("%d %d\n", fret, ntohs(peer.sin_port));
 	io_uring_queue_exit(&ring);
 	return 0;
 }
