@@ -284,7 +284,8 @@ static int uring_net(void)
 	    connect(cli2, (struct sockaddr *)&sa, sizeof(sa)))
 		return report(-1);
 	sqe = io_uring_get_sqe(&ring);
-	io_uring_prep_accept_direct(sqe, srv, NULL, NULL, 0, IORING_FILE_INDEX_ALLOC);
+	io_uring_prep_accept(sqe, srv, NULL, NULL, 0);
+	sqe->file_index = 1;	/* slot 0 (liburing 2.3's helper mangles ALLOC) */
 	fret = uring_one(&ring);
 	getsockname(cli2, (struct sockaddr *)&peer, &plen);
 	printf("%d %d\n", fret, ntohs(peer.sin_port));
