@@ -2,7 +2,8 @@
 /*
  * Process life: fork/vfork/clone/clone3 (AUE_FORK, AUE_VFORK; threads are
  * not processes and are not recorded), exit (AUE_EXIT), the setuid family
- * and setgroups, and audit id changes through /proc/self/loginuid.
+ * and setgroups, and audit id changes through /proc/self/loginuid
+ * (AUE_SETAUID when they start no session).
  *
  * The process table follows the same events: an entry is inherited at
  * sched_process_fork and removed when the last thread exits.
@@ -128,6 +129,8 @@ struct setid_ctx {
 	struct lxbsm_sel sel;
 	u32 ids[3];
 	bool sets_ruid;
+	bool sets_rgid;			/* in an su or sudo tree */
+	bool root;			/* the caller was root (before the call) */
 };
 
 size_t lxbsm_setid_data_size(void)
@@ -147,7 +150,12 @@ int lxbsm_setid_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	ctx->sets_ruid = d->ev == LXBSM_EV_SETUID ||
 			 ((d->ev == LXBSM_EV_SETREUID || d->ev == LXBSM_EV_SETRESUID) &&
 			  ctx->ids[0] != (u32)-1);
-	return !lxbsm_interested(d->ev, &ctx->sel) && !ctx->sets_ruid;
+	/* Becoming another user sets the real gid first: see it while su runs. */
+	ctx->sets_rgid = (d->ev == LXBSM_EV_SETGID ||
+			  ((d->ev == LXBSM_EV_SETREGID || d->ev == LXBSM_EV_SETRESGID) &&
+			   ctx->ids[0] != (u32)-1)) && lxbsm_proc_idchange_live();
+	ctx->root = lxbsm_cred_is_root(current_cred());
+	return !lxbsm_interested(d->ev, &ctx->sel) && !ctx->sets_ruid && !ctx->sets_rgid;
 }
 NOKPROBE_SYMBOL(lxbsm_setid_entry);
 
@@ -175,10 +183,12 @@ int lxbsm_setid_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	if (ctx->sets_ruid && ret == 0) {
 		struct lxbsm_session_ev sev;
 
-		lxbsm_proc_setuid(current, lxbsm_chrooted(), &sev);
+		lxbsm_proc_setuid(current, lxbsm_chrooted(), ctx->root, &sev);
 		if (sev.ev != LXBSM_EV_NR)
 			lxbsm_session_record(&sev);
 	}
+	if (ctx->sets_rgid && ret == 0)
+		lxbsm_proc_setgid(current);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_setid_ret);
@@ -224,11 +234,17 @@ int lxbsm_setgroups_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 }
 NOKPROBE_SYMBOL(lxbsm_setgroups_ret);
 
-/* ---- audit_set_loginuid(kuid_t): pam_loginuid starts a session ---- */
+/*
+ * ---- audit_set_loginuid(kuid_t): a write to /proc/self/loginuid.  By a
+ * login program running as root, pam_loginuid starts a session; anything
+ * else is an AUE_SETAUID ----
+ */
 
 struct loginuid_ctx {
 	u32 auid;
 };
+
+static_assert(sizeof(struct loginuid_ctx) <= sizeof(struct setid_ctx));
 
 int lxbsm_loginuid_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
@@ -240,19 +256,64 @@ int lxbsm_loginuid_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 }
 NOKPROBE_SYMBOL(lxbsm_loginuid_entry);
 
+/*
+ * arg32 1 "old auid" (lxbsm's), arg32 2 "setauid" (the value written, as
+ * FreeBSD's setauid record has it), text: what lxbsm made of it.  The
+ * subject is the writer before the write; with no terminal of its own, its
+ * controlling tty.  A write lxbsm refuses is recorded whatever
+ * pre-selection says: it is a process trying to pose as another user.
+ */
+static void setauid_record(u32 auid, const struct lxbsm_setauid *sa, const struct lxbsm_tid *tty)
+{
+	static const u8 zero[sizeof(sa->proc.tid.addr)];
+	struct lxbsm_proc_snap subj = sa->proc;
+	const char *text;
+	struct lxbsm_rec *r;
+
+	switch (sa->how) {
+	case LXBSM_SETAUID_SET:
+		text = "setauid: audit id set";
+		break;
+	case LXBSM_SETAUID_KEPT:
+		text = "setauid: not taken: the audit id is set once";
+		break;
+	default:
+		text = "setauid: not taken: writer is not root and lacks CAP_AUDIT_CONTROL";
+		break;
+	}
+	if (sa->how != LXBSM_SETAUID_REFUSED &&
+	    !lxbsm_selected_for(LXBSM_EV_SETAUID, &subj, false))
+		return;
+	if (!subj.tid.port && !memcmp(subj.tid.addr, zero, sizeof(zero)))
+		subj.tid = *tty;
+	r = lxbsm_rec_begin(LXBSM_EV_SETAUID);
+	if (!r)
+		return;
+	lxbsm_tok_arg32(r, 1, sa->old_auid, "old auid");
+	lxbsm_tok_arg32(r, 2, auid, "setauid");
+	lxbsm_tok_text(r, text);
+	lxbsm_rec_finish(r, &subj, 0);
+}
+
 int lxbsm_loginuid_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct loginuid_ctx *ctx = (struct loginuid_ctx *)ri->data;
 	struct lxbsm_session_ev sev;
+	struct lxbsm_setauid sa;
 	struct lxbsm_tid tty;
+	bool may;
 
 	if ((int)regs_return_value(regs) != 0)
 		return 0;
 	lxbsm_hook_hit(lxbsm_kret_hook(ri));
 	lxbsm_tty_tid(&tty);
-	lxbsm_proc_set_login(current, ctx->auid, audit_get_sessionid(current), &tty, &sev);
+	may = lxbsm_cred_audit_ctl(current_cred());
+	lxbsm_proc_set_login(current, ctx->auid, audit_get_sessionid(current), may, &tty,
+			     &sev, &sa);
 	if (sev.ev != LXBSM_EV_NR)
 		lxbsm_session_record(&sev);
+	else if (sa.how != LXBSM_SETAUID_NONE)
+		setauid_record(ctx->auid, &sa, &tty);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_loginuid_ret);

@@ -10,8 +10,9 @@
  *			process exited without a session)
  *   AUE_login		the same for login(1) on a terminal
  *   AUE_logout		the exit of a session's connection (or login) process
- *   AUE_su, AUE_sudo	an identity change and who made it; failure: the
- *			program exited without running anything
+ *   AUE_su, AUE_sudo	an identity change, who made it and the identity
+ *			assumed; failure: the program exited without any
+ *			process of its tree taking a new identity
  */
 #include <linux/binfmts.h>
 #include <linux/dcache.h>
@@ -63,21 +64,41 @@ static enum lxbsm_prog prog_of(const struct file *file)
 	return LXBSM_PROG_NONE;
 }
 
-void lxbsm_tty_tid(struct lxbsm_tid *tid)
+/* Tries of siglock before the tty counts as unknown. */
+#define TTY_TRIES	8
+
+/*
+ * signal->tty is set and cleared under siglock, and the reference it holds
+ * keeps the tty alive only while siglock is held: nothing RCU-frees a tty,
+ * so a lock-free read of its device number could read freed memory.  But
+ * siglock is a spinlock_t (a sleeping lock on PREEMPT_RT) and a handler
+ * must not wait for one, so it is only tried: a trylock never blocks
+ * (rt_spin_trylock() from task context does not sleep) and a few tries
+ * cannot spin for long.  They fail only while another CPU holds this
+ * process's siglock (delivering it a signal); the terminal is then unknown.
+ */
+bool lxbsm_tty_tid(struct lxbsm_tid *tid)
 {
+	struct sighand_struct *sighand = current->sighand;
 	struct tty_struct *tty;
 	unsigned long flags;
 	dev_t dev = 0;
+	int i;
 
 	memset(tid, 0, sizeof(*tid));
 	tid->type = 4;
-	/* signal->tty changes only under siglock, which keeps it alive here. */
-	spin_lock_irqsave(&current->sighand->siglock, flags);
-	tty = current->signal->tty;
-	if (tty)
-		dev = tty_devnum(tty);
-	spin_unlock_irqrestore(&current->sighand->siglock, flags);
-	tid->port = new_encode_dev(dev);
+	for (i = 0; i < TTY_TRIES; i++) {
+		if (spin_trylock_irqsave(&sighand->siglock, flags)) {
+			tty = current->signal->tty;
+			if (tty)
+				dev = tty_devnum(tty);
+			spin_unlock_irqrestore(&sighand->siglock, flags);
+			tid->port = new_encode_dev(dev);
+			return true;
+		}
+		cpu_relax();
+	}
+	return false;
 }
 
 /* sched_process_exec(p, old_pid, bprm): the new image is in place. */
@@ -105,17 +126,23 @@ void lxbsm_exec_probe(void *data, struct task_struct *p, pid_t old_pid,
 }
 NOKPROBE_SYMBOL(lxbsm_exec_probe);
 
-/* Is current chrooted (its root not the root of a mount)? */
+/*
+ * Is current chrooted (its root not the root of a mount)?  Read without
+ * fs->lock (see lxbsm_fs_path()); if a writer kept it from being read, say
+ * yes: that only keeps a setuid from counting as a login.
+ */
 bool lxbsm_chrooted(void)
 {
 	struct fs_struct *fs = current->fs;
-	bool ret;
+	struct path root;
+	bool ret = true;
 
 	if (!fs)
 		return true;
-	spin_lock(&fs->lock);
-	ret = fs->root.dentry != fs->root.mnt->mnt_root;
-	spin_unlock(&fs->lock);
+	rcu_read_lock();
+	if (lxbsm_fs_path(fs, true, &root))
+		ret = root.dentry != root.mnt->mnt_root;
+	rcu_read_unlock();
 	return ret;
 }
 
@@ -138,7 +165,7 @@ void lxbsm_session_record(const struct lxbsm_session_ev *sev)
 	case LXBSM_EV_SU:
 	case LXBSM_EV_SUDO:
 		if (sev->failed)
-			snprintf(text, sizeof(text), "%s: uid %u: nothing run",
+			snprintf(text, sizeof(text), "%s: uid %u: no identity assumed",
 				 sev->ev == LXBSM_EV_SU ? "su" : "sudo", sev->from_uid);
 		else
 			snprintf(text, sizeof(text), "%s: uid %u to uid %u (euid %u)",

@@ -68,6 +68,7 @@
 	X(SETFSUID,	43072,	AU_OT)					\
 	X(SETFSGID,	43073,	AU_OT)					\
 	X(SETGROUPS,	26,	AU_PC)					\
+	X(SETAUID,	131,	AU_AD)					\
 	X(ACCEPT,	33,	AU_NT)					\
 	X(CONNECT,	32,	AU_NT)					\
 	X(BIND,		34,	AU_NT)					\

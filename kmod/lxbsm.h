@@ -96,6 +96,29 @@ struct lxbsm_session_ev {
 	struct lxbsm_proc_snap proc;	/* the record's subject */
 };
 
+/*
+ * A write to /proc/self/loginuid that started no session: an AUE_SETAUID,
+ * and what lxbsm made of it.
+ */
+enum lxbsm_setauid_how {
+	LXBSM_SETAUID_NONE,		/* a login: the session record says it */
+	LXBSM_SETAUID_SET,		/* taken: the process had no audit id */
+	LXBSM_SETAUID_KEPT,		/* not taken: the audit id is set once */
+	LXBSM_SETAUID_REFUSED,		/* not taken: the writer may not set one */
+};
+
+struct lxbsm_setauid {
+	enum lxbsm_setauid_how how;
+	u32 old_auid;			/* lxbsm's audit id of the writer before */
+	struct lxbsm_proc_snap proc;	/* the writer before the write */
+};
+
+struct cred;
+/* Root of the init user namespace (real and effective uid 0). */
+bool lxbsm_cred_is_root(const struct cred *cred);
+/* May set audit ids: root or CAP_AUDIT_CONTROL in the init user namespace. */
+bool lxbsm_cred_audit_ctl(const struct cred *cred);
+
 int lxbsm_proc_init(void);
 void lxbsm_proc_exit(void);
 void lxbsm_proc_fork(struct task_struct *parent, struct task_struct *child);
@@ -103,9 +126,13 @@ bool lxbsm_proc_remove(struct task_struct *task, struct lxbsm_session_ev *end);
 void lxbsm_proc_snapshot(struct task_struct *task, struct lxbsm_proc_snap *snap);
 bool lxbsm_proc_wants_peer(struct task_struct *task);
 void lxbsm_proc_accepted(struct task_struct *task, const struct lxbsm_tid *peer);
-void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, struct lxbsm_session_ev *out);
-void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid,
-			  const struct lxbsm_tid *tty, struct lxbsm_session_ev *out);
+void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, bool root,
+		       struct lxbsm_session_ev *out);
+bool lxbsm_proc_idchange_live(void);
+void lxbsm_proc_setgid(struct task_struct *task);
+void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid, bool may,
+			  const struct lxbsm_tid *tty, struct lxbsm_session_ev *out,
+			  struct lxbsm_setauid *sa);
 void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
 		     const struct lxbsm_tid *tty, const struct lxbsm_tid *peer,
 		     struct lxbsm_session_ev *out);
@@ -113,8 +140,11 @@ void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
 bool lxbsm_sock_peer_tid(int fd, struct lxbsm_tid *tid);
 /* Write the record of a session event, if pre-selected (ev_session.c). */
 void lxbsm_session_record(const struct lxbsm_session_ev *sev);
-/* The controlling tty as a terminal id: port = its device, address 0. */
-void lxbsm_tty_tid(struct lxbsm_tid *tid);
+/*
+ * The controlling tty as a terminal id: port = its device, address 0.
+ * False (port 0) if it could not be read without waiting.
+ */
+bool lxbsm_tty_tid(struct lxbsm_tid *tid);
 u64 lxbsm_proc_count(void);
 extern atomic64_t lxbsm_proc_alloc_failed;
 
@@ -193,6 +223,9 @@ const char *lxbsm_user_path(struct lxbsm_rec *r, int dfd, const char __user *nam
 /* The same for a name already in kernel memory. */
 const char *lxbsm_abs_path(struct lxbsm_rec *r, int dfd, const char *name);
 const char *lxbsm_file_path(struct lxbsm_rec *r, int which, const struct file *file);
+struct fs_struct;
+/* fs->root or fs->pwd without fs->lock or waiting; under rcu_read_lock(). */
+bool lxbsm_fs_path(struct fs_struct *fs, bool root, struct path *out);
 
 /* ---- hooks (hooks.c) ---- */
 

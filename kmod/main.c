@@ -9,6 +9,7 @@
 
 #include <linux/atomic.h>
 #include <linux/capability.h>
+#include <linux/cred.h>
 #include <linux/fs.h>
 #include <linux/miscdevice.h>
 #include <linux/module.h>
@@ -24,6 +25,37 @@ static unsigned int ring_size_kb = 16384;
 module_param(ring_size_kb, uint, 0444);
 MODULE_PARM_DESC(ring_size_kb,
 		 "Ring data area in KiB (rounded up to a power of two, min 64; default 16384)");
+
+#ifdef LXBSM_DEBUG_FAULTS
+/*
+ * Built only by the harness self-test (-DLXBSM_DEBUG_FAULTS): a deliberate
+ * heap overflow, which a guest booted with memory-error detection (lxbsm-vm
+ * --memcheck) must report, failing the run.
+ */
+static bool debug_overflow;
+module_param(debug_overflow, bool, 0444);
+MODULE_PARM_DESC(debug_overflow, "Debug builds only: write one byte past a kmalloc buffer at load");
+
+static void lxbsm_debug_faults(void)
+{
+	size_t n = 64;
+	u8 *p;
+
+	if (!debug_overflow)
+		return;
+	p = kmalloc(n, GFP_KERNEL);
+	if (!p)
+		return;
+	/* Hidden from the compiler, which would otherwise refuse the bug. */
+	OPTIMIZER_HIDE_VAR(n);
+	WRITE_ONCE(p[n], 0x5a);	/* one past the end: into the red zone */
+	kfree(p);
+}
+#else
+static void lxbsm_debug_faults(void)
+{
+}
+#endif
 
 struct lxbsm_ring lxbsm_ring;
 static atomic_t consumer_claimed = ATOMIC_INIT(0);
@@ -44,7 +76,7 @@ static int lxbsm_open(struct inode *inode, struct file *f)
 			return -EBUSY;
 		/* The daemon is never subject to exec control. */
 		atomic_set(&lxbsm_consumer_tgid, task_tgid_nr(current));
-	} else if (!capable(CAP_AUDIT_CONTROL)) {
+	} else if (!capable(CAP_AUDIT_CONTROL) && !capable(CAP_AUDIT_WRITE)) {
 		return -EPERM;
 	}
 	return nonseekable_open(inode, f);
@@ -118,27 +150,62 @@ static bool bsm_record_valid(const u8 *rec, u32 len)
 	       get_unaligned_be32(trl + 3) == len;
 }
 
+/*
+ * The text token the module puts before the trailer of every submitted
+ * record: who submitted it, as the kernel knows it.  A record the module
+ * made itself never carries it, and a submitter cannot remove it.
+ */
+static u32 submitter_text(char *text, size_t size)
+{
+	struct lxbsm_proc_snap snap;
+	const struct cred *cred = current_cred();
+	int n;
+
+	lxbsm_proc_snapshot(current, &snap);
+	n = snprintf(text, size, "%s pid %d auid %u ruid %u euid %u", LXBSM_SUBMITTED_TEXT,
+		     task_tgid_nr(current), snap.auid, from_kuid(&init_user_ns, cred->uid),
+		     from_kuid(&init_user_ns, cred->euid));
+	return min_t(u32, n, size - 1) + 1;	/* with its NUL */
+}
+
 static long lxbsm_ioctl_submit(struct file *f, void __user *arg)
 {
 	struct lxbsm_submit req;
-	void *rec;
+	char text[LXBSM_SUBMITTED_TEXT_MAX];
+	u32 tlen, len;
+	u8 *rec;
 	long ret;
 
 	if (!file_ns_capable(f, &init_user_ns, CAP_AUDIT_WRITE))
 		return -EPERM;
 	if (copy_from_user(&req, arg, sizeof(req)))
 		return -EFAULT;
-	if (req.flags || req.len < 18 + 7 || req.len > LXBSM_MAX_RECORD)
+	if (req.flags || req.len < 18 + 7 || req.len > LXBSM_MAX_SUBMIT)
 		return -EINVAL;
-	rec = memdup_user(u64_to_user_ptr(req.buf), req.len);
-	if (IS_ERR(rec))
-		return PTR_ERR(rec);
+	tlen = submitter_text(text, sizeof(text));
+	len = req.len + 3 + tlen;
+	/* One copy of the caller's bytes, checked and used where they landed. */
+	rec = kmalloc(len, GFP_KERNEL);
+	if (!rec)
+		return -ENOMEM;
+	ret = -EFAULT;
+	if (copy_from_user(rec, u64_to_user_ptr(req.buf), req.len))
+		goto out;
 	ret = -EINVAL;
-	if (bsm_record_valid(rec, req.len)) {
-		ret = lxbsm_ring_write(&lxbsm_ring, rec, req.len, LXBSM_REC_BSM);
-		if (!ret)
-			atomic64_inc(&submitted);
-	}
+	if (!bsm_record_valid(rec, req.len))
+		goto out;
+	/* The trailer moves behind the submitter's text; both counts grow. */
+	rec[req.len - 7] = 0x28;	/* text */
+	put_unaligned_be16(tlen, rec + req.len - 6);
+	memcpy(rec + req.len - 4, text, tlen);
+	rec[len - 7] = 0x13;		/* trailer */
+	put_unaligned_be16(0xb105, rec + len - 6);
+	put_unaligned_be32(len, rec + len - 4);
+	put_unaligned_be32(len, rec + 1);
+	ret = lxbsm_ring_write(&lxbsm_ring, rec, len, LXBSM_REC_BSM);
+	if (!ret)
+		atomic64_inc(&submitted);
+out:
 	kfree(rec);
 	return ret;
 }
@@ -177,27 +244,33 @@ static long may_control(struct file *f)
 	return file_ns_capable(f, &init_user_ns, CAP_AUDIT_CONTROL) ? 0 : -EPERM;
 }
 
+/* Reading its state: the same, or the consumer (CAP_AUDIT_READ at open). */
+static long may_read(struct file *f)
+{
+	return is_consumer(f) ? 0 : may_control(f);
+}
+
 static long lxbsm_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 {
 	void __user *uarg = (void __user *)arg;
 
 	switch (cmd) {
 	case LXBSM_IOC_STATUS:
-		return lxbsm_ioctl_status(uarg);
+		return may_read(f) ?: lxbsm_ioctl_status(uarg);
 	case LXBSM_IOC_SUBMIT:
 		return lxbsm_ioctl_submit(f, uarg);
 	case LXBSM_IOC_SET_CONFIG:
 		return may_control(f) ?: lxbsm_cfg_set(uarg);
 	case LXBSM_IOC_GET_CONFIG:
-		return lxbsm_cfg_get(uarg);
+		return may_read(f) ?: lxbsm_cfg_get(uarg);
 	case LXBSM_IOC_HOOK_INFO:
-		return lxbsm_ioctl_hook_info(uarg);
+		return may_read(f) ?: lxbsm_ioctl_hook_info(uarg);
 	case LXBSM_IOC_SET_EXEC_RULES:
 		return may_control(f) ?: lxbsm_xc_set(uarg);
 	case LXBSM_IOC_GET_EXEC_RULES:
-		return lxbsm_xc_get(uarg);
+		return may_read(f) ?: lxbsm_xc_get(uarg);
 	case LXBSM_IOC_FILE_ID:
-		return lxbsm_xc_file_id(uarg);
+		return may_read(f) ?: lxbsm_xc_file_id(uarg);
 	case LXBSM_IOC_COPY:
 		return lxbsm_ioctl_copy(f, uarg);
 	default:
@@ -251,6 +324,7 @@ static int __init lxbsm_init(void)
 	ret = lxbsm_hooks_init();
 	if (ret)
 		goto err_misc;
+	lxbsm_debug_faults();
 #ifdef LXBSM_FAULT_WARN_AT_LOAD
 	/* Built only by the harness self-test: a module that must fail. */
 	WARN_ON(1);

@@ -24,23 +24,36 @@
  *   by inetd or socket activation instead, sshd finds its peer on fd 0);
  * - a local login program (login) with no audit id is a candidate itself,
  *   its terminal the controlling tty;
- * - a session starts once per candidate: when pam_loginuid sets the audit
- *   id, or, without PAM, at the first call that sets the real uid in the
- *   login program's process tree outside a chroot (sshd's privilege
- *   separation child is chrooted); the candidate and the process take the
- *   new audit id, session and terminal, and later setuid calls only count;
+ * - only root of the init user namespace makes a login program a
+ *   candidate: a copy run by a user (in a user namespace, a chroot, with
+ *   LD_PRELOAD) is an ordinary program;
+ * - a session starts once per candidate: when pam_loginuid, running as
+ *   root, sets the audit id, or, without PAM, at the first call by root that
+ *   sets the real uid in the login program's process tree outside a chroot
+ *   (sshd's privilege separation child is chrooted); the candidate and the
+ *   process take the new audit id, session and terminal, and later setuid
+ *   calls only count;
+ * - any other write to loginuid is an AUE_SETAUID: taken if the writer may
+ *   set audit ids (root or CAP_AUDIT_CONTROL) and the process had none,
+ *   otherwise not taken;
  * - the candidate's exit ends the session (logout), or, if none started,
  *   is a failed login;
  * - su and sudo are identity changes, not sessions: the audit id stays; the
- *   first exec in their process tree is the change, their exit without one
- *   a failure.
+ *   change is made when a process in their tree whose real gid was set (by
+ *   it or, before the fork, its parent) and that then set its real uid runs
+ *   a program: su's child calls setgid and setuid, sudo setgid, then its
+ *   child setresuid; their exit without one is a failure.  A PAM helper run
+ *   before that, even one that calls setuid(0) as pam_unix's does, changes
+ *   nothing.
  */
 #include <linux/audit.h>
+#include <linux/capability.h>
 #include <linux/cred.h>
 #include <linux/hash.h>
 #include <linux/rculist.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
+#include <linux/user_namespace.h>
 
 #include "lxbsm.h"
 
@@ -64,7 +77,7 @@ struct lxbsm_proc {
 	struct lxbsm_tid peer;		/* PF_PEER: the last accepted peer */
 };
 
-/* Entry flags.  Only PF_NETTID is inherited at fork. */
+/* Entry flags.  Only PF_NETTID and PF_GIDSET are inherited at fork. */
 #define PF_PEER		0x01	/* a daemon's accepted peer is in ->peer */
 #define PF_NETTID	0x02	/* ->tid is an accepted connection's peer */
 #define PF_CAND		0x04	/* the process a login attempt runs in */
@@ -73,11 +86,38 @@ struct lxbsm_proc {
 #define PF_IDDONE	0x20	/* ... whose identity change happened */
 #define PF_SUDO		0x40	/* ... and it was sudo */
 #define PF_LOCAL	0x80	/* a candidate of a local login program */
+#define PF_GIDSET	0x100	/* set its real gid in an su or sudo tree */
+#define PF_IDSET	0x200	/* ... and then its real uid: a new identity */
 
 #define AUID_UNSET	((u32)-1)
 #define ASID_INFERRED	0x40000000	/* sessions lxbsm starts: base of their ids */
 
 static atomic_t inferred_asid = ATOMIC_INIT(0);
+
+/*
+ * Root of the init user namespace (real and effective uid 0): what a login
+ * program must run as to count as one.  A user namespace's root, a chroot or
+ * LD_PRELOAD change neither the real uid nor the namespace.  Lock-free: the
+ * caller's own credentials, or a task's under RCU.
+ */
+static bool cred_is_root(const struct cred *cred)
+{
+	return cred->user_ns == &init_user_ns && uid_eq(cred->uid, GLOBAL_ROOT_UID) &&
+	       uid_eq(cred->euid, GLOBAL_ROOT_UID);
+}
+
+bool lxbsm_cred_is_root(const struct cred *cred)
+{
+	return cred_is_root(cred);
+}
+
+/* May set audit ids: root, or CAP_AUDIT_CONTROL, in the init user namespace. */
+bool lxbsm_cred_audit_ctl(const struct cred *cred)
+{
+	return cred->user_ns == &init_user_ns &&
+	       (uid_eq(cred->uid, GLOBAL_ROOT_UID) ||
+		cap_raised(cred->cap_effective, CAP_AUDIT_CONTROL));
+}
 /* Live su/sudo processes: while there are none, an exec looks no further. */
 static atomic_t idcands = ATOMIC_INIT(0);
 
@@ -260,7 +300,7 @@ void lxbsm_proc_fork(struct task_struct *parent, struct task_struct *child)
 		p->tid = pp->tid;
 		p->mask = pp->mask;
 		p->mask_gen = pp->mask_gen;
-		p->flags = pp->flags & PF_NETTID;
+		p->flags = pp->flags & (PF_NETTID | PF_GIDSET);
 		p->setuid_count = pp->setuid_count;
 		p->prog = pp->prog;
 		p->from_uid = 0;
@@ -428,14 +468,19 @@ static bool start_session(struct lxbsm_proc *c, struct lxbsm_proc *p, u32 auid, 
 
 /*
  * A successful call that set @task's real uid (setuid, setreuid or
- * setresuid with a real uid given).  In a login program's tree with no
- * audit id yet, outside a chroot, it is the login; otherwise it is counted.
+ * setresuid with a real uid given), made by root (@root: the caller's
+ * credentials before the call).  In a login program's tree with no audit id
+ * yet, outside a chroot, it is the login; otherwise it is counted.  In an
+ * su or sudo tree, after a setgid call (by it, or inherited), it marks the
+ * process as having changed identity: the next program it runs completes
+ * the change (lxbsm_proc_exec()).
  */
-void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, struct lxbsm_session_ev *out)
+void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, bool root,
+		       struct lxbsm_session_ev *out)
 {
 	struct lxbsm_proc *p, *c;
 	unsigned long flags;
-	bool login;
+	bool login, idset;
 	u32 uid;
 
 	out->ev = LXBSM_EV_NR;
@@ -443,9 +488,12 @@ void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, struct lxbsm_ses
 	p = entry_of(task);
 	if (!p)
 		goto out;
+	idset = atomic_read(&idcands) && candidate_of(task, PF_IDCAND);
 	raw_spin_lock_irqsave(&p->lock, flags);
 	p->setuid_count++;
-	login = p->auid == AUID_UNSET && !chrooted &&
+	if (idset && p->flags & PF_GIDSET)
+		p->flags |= PF_IDSET;
+	login = p->auid == AUID_UNSET && !chrooted && root &&
 		(p->prog == LXBSM_PROG_SSHD || p->prog == LXBSM_PROG_LOGIN);
 	raw_spin_unlock_irqrestore(&p->lock, flags);
 	if (!login)
@@ -460,26 +508,59 @@ out:
 	rcu_read_unlock();
 }
 
+/* Is an su or sudo process alive (cheap: no lookup)? */
+bool lxbsm_proc_idchange_live(void)
+{
+	return atomic_read(&idcands);
+}
+
+/* A successful call that set @task's real gid: in an su or sudo tree, noted. */
+void lxbsm_proc_setgid(struct task_struct *task)
+{
+	struct lxbsm_proc *p;
+	unsigned long flags;
+
+	if (!atomic_read(&idcands))
+		return;
+	rcu_read_lock();
+	p = candidate_of(task, PF_IDCAND) ? entry_of(task) : NULL;
+	if (p) {
+		raw_spin_lock_irqsave(&p->lock, flags);
+		p->flags |= PF_GIDSET;
+		raw_spin_unlock_irqrestore(&p->lock, flags);
+	}
+	rcu_read_unlock();
+}
+
 /*
- * pam_loginuid set @task's audit id.  The audit id is set once: a process
- * that has one keeps it.  In a candidate's tree this is the login; a
- * process with no network terminal takes its controlling tty (@tty).
+ * A write to /proc/self/loginuid set @task's audit id in the kernel.  The
+ * audit id is set once: a process that has one keeps it.  A process with
+ * none takes it only if the writer may set audit ids (@may: root or
+ * CAP_AUDIT_CONTROL in the init user namespace); the kernel lets anyone
+ * write it while it is unset, so without that a service account could pose
+ * as any user.  In a candidate's tree a write by root is the login (@out); a
+ * process with no network terminal takes its controlling tty (@tty).  Any
+ * other write is told in @sa (AUE_SETAUID), with the writer as it was.
  */
-void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid,
-			  const struct lxbsm_tid *tty, struct lxbsm_session_ev *out)
+void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid, bool may,
+			  const struct lxbsm_tid *tty, struct lxbsm_session_ev *out,
+			  struct lxbsm_setauid *sa)
 {
 	struct lxbsm_proc *p, *c;
 	unsigned long flags;
 	bool fresh;
 
 	out->ev = LXBSM_EV_NR;
+	sa->how = LXBSM_SETAUID_NONE;
 	rcu_read_lock();
 	p = entry_of(task);
 	if (!p)
 		goto out;
+	copy_snap(p, &sa->proc);
 	raw_spin_lock_irqsave(&p->lock, flags);
+	sa->old_auid = p->auid;
 	fresh = p->auid == AUID_UNSET;
-	if (fresh) {
+	if (fresh && may) {
 		p->auid = auid;
 		p->asid = asid;
 		if (!(p->flags & PF_NETTID))
@@ -488,35 +569,64 @@ void lxbsm_proc_set_login(struct task_struct *task, u32 auid, u32 asid,
 		p->setuid_count = 0;
 	}
 	raw_spin_unlock_irqrestore(&p->lock, flags);
-	if (!fresh)
+	if (!fresh) {
+		sa->how = LXBSM_SETAUID_KEPT;
 		goto out;
+	}
+	if (!may) {
+		sa->how = LXBSM_SETAUID_REFUSED;
+		goto out;
+	}
 	c = candidate_of(task, PF_CAND);
-	if (c)
-		start_session(c, p, auid, asid, out);
+	if (!c || !start_session(c, p, auid, asid, out))
+		sa->how = LXBSM_SETAUID_SET;
 out:
 	rcu_read_unlock();
 }
 
 /*
- * @task now runs @prog (LXBSM_PROG_NONE for any other program).  A local
- * login program with no audit id becomes a candidate, its terminal @tty.  A
- * network one already is when sshd forked it for a connection; started by
- * inetd or socket activation, it is one if the connection is on its fd 0
- * (@peer, NULL if none).  su and sudo start an identity change; the first
- * other program run in their tree completes it (@out).
+ * @task now runs @prog (LXBSM_PROG_NONE for any other program).  A login
+ * program counts only when root runs it (otherwise it is any program).  A
+ * local login program with no audit id becomes a candidate, its terminal
+ * @tty.  A network one already is when sshd forked it for a connection;
+ * started by inetd or socket activation, it is one if the connection is on
+ * its fd 0 (@peer, NULL if none).  su and sudo start an identity change.
+ * A program run by a process that set its real uid in su's or sudo's tree
+ * completes the change (@out); one run with the identity unchanged (a PAM
+ * helper) does not.
  */
 void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
 		     const struct lxbsm_tid *tty, const struct lxbsm_tid *peer,
 		     struct lxbsm_session_ev *out)
 {
-	struct lxbsm_proc *p, *c;
+	struct lxbsm_proc *p, *c = NULL;
 	unsigned long flags;
+	bool idset;
 
 	out->ev = LXBSM_EV_NR;
 	rcu_read_lock();
+	if ((prog == LXBSM_PROG_LOGIN || prog == LXBSM_PROG_SSHD) &&
+	    !cred_is_root(__task_cred(task)))
+		prog = LXBSM_PROG_NONE;
 	p = prog == LXBSM_PROG_NONE ? lookup_rcu(task_tgid_nr(task)) : entry_of(task);
 	if (!p)
 		goto out;
+	/* First the change this program completes, then what it starts. */
+	idset = READ_ONCE(p->flags) & PF_IDSET;
+	if (idset && atomic_read(&idcands))
+		c = candidate_of(task, PF_IDCAND);
+	if (c) {
+		raw_spin_lock_irqsave(&c->lock, flags);
+		if (!(c->flags & PF_IDDONE)) {
+			c->flags |= PF_IDDONE;
+			out->ev = c->flags & PF_SUDO ? LXBSM_EV_SUDO : LXBSM_EV_SU;
+			out->from_uid = c->from_uid;
+			out->failed = false;
+		}
+		raw_spin_unlock_irqrestore(&c->lock, flags);
+		if (out->ev != LXBSM_EV_NR)
+			copy_snap(p, &out->proc);
+	}
 	raw_spin_lock_irqsave(&p->lock, flags);
 	p->prog = prog;
 	switch (prog) {
@@ -537,7 +647,7 @@ void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
 	case LXBSM_PROG_SUDO:
 		if (!(p->flags & PF_IDCAND))
 			atomic_inc(&idcands);
-		p->flags &= ~(PF_IDDONE | PF_SUDO);
+		p->flags &= ~(PF_IDDONE | PF_SUDO | PF_GIDSET | PF_IDSET);
 		p->flags |= PF_IDCAND | (prog == LXBSM_PROG_SUDO ? PF_SUDO : 0);
 		p->from_uid = from_kuid(&init_user_ns, task_uid(task));
 		break;
@@ -545,21 +655,6 @@ void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
 		break;
 	}
 	raw_spin_unlock_irqrestore(&p->lock, flags);
-	if (prog != LXBSM_PROG_NONE || !atomic_read(&idcands))
-		goto out;
-	c = candidate_of(task, PF_IDCAND);
-	if (!c)
-		goto out;
-	raw_spin_lock_irqsave(&c->lock, flags);
-	if (!(c->flags & PF_IDDONE)) {
-		c->flags |= PF_IDDONE;
-		out->ev = c->flags & PF_SUDO ? LXBSM_EV_SUDO : LXBSM_EV_SU;
-		out->from_uid = c->from_uid;
-		out->failed = false;
-	}
-	raw_spin_unlock_irqrestore(&c->lock, flags);
-	if (out->ev != LXBSM_EV_NR)
-		copy_snap(p, &out->proc);
 out:
 	rcu_read_unlock();
 }

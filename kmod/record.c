@@ -70,6 +70,7 @@
 struct lxbsm_rec {
 	u8 *buf;
 	u32 len;
+	u32 seq_off;			/* where the seq token is, 0 if none */
 	bool overflow;
 	enum lxbsm_event ev;
 };
@@ -84,7 +85,6 @@ struct lxbsm_scratch {
 static DEFINE_PER_CPU(struct lxbsm_scratch *, scratch);
 static atomic64_t waited = ATOMIC64_INIT(0);
 static atomic64_t pending_lost = ATOMIC64_INIT(0);
-static atomic_t seq_no = ATOMIC_INIT(0);
 
 int lxbsm_record_init(void)
 {
@@ -153,19 +153,22 @@ static void put_mem(struct lxbsm_rec *r, const void *p, size_t n)
 	r->len += n;
 }
 
-/* header32 with the byte count left to lxbsm_rec_finish() */
+/*
+ * header32 with the byte count left to lxbsm_rec_finish() and the time to
+ * the moment the record enters the ring (stamp_apply()).
+ */
+#define HEADER32_SEC	10	/* offsets of the time in header32 */
+#define HEADER32_MSEC	14
+
 static void put_header32(struct lxbsm_rec *r, u16 event)
 {
-	struct timespec64 ts;
-
-	ktime_get_real_ts64(&ts);
 	put_u8(r, AUT_HEADER32);
 	put_u32(r, 0);
 	put_u8(r, HEADER_VERSION);
 	put_u16(r, event);
 	put_u16(r, 0);
-	put_u32(r, (u32)ts.tv_sec);
-	put_u32(r, ts.tv_nsec / NSEC_PER_MSEC);
+	put_u32(r, 0);
+	put_u32(r, 0);
 }
 
 struct lxbsm_rec *lxbsm_rec_begin(enum lxbsm_event ev)
@@ -184,6 +187,7 @@ struct lxbsm_rec *lxbsm_rec_begin(enum lxbsm_event ev)
 	r = &s->rec;
 	r->buf = s->buf;
 	r->len = 0;
+	r->seq_off = 0;
 	r->overflow = false;
 	r->ev = ev;
 	put_header32(r, lxbsm_event_aue[ev]);
@@ -441,6 +445,54 @@ static void put_trailer(struct lxbsm_rec *r)
 	put_unaligned_be32(r->len, r->buf + 1);
 }
 
+/*
+ * ---- into the ring: time and sequence number follow the ring's order ----
+ *
+ * Both are taken under the ring's producer lock, once the record's room is
+ * reserved (ring.h, struct lxbsm_ring_stamp), so a reader sees header times
+ * that never go backwards (unless the system clock itself is set back) and
+ * sequence numbers that rise by one from record to record in the ring.
+ */
+struct rec_stamp {
+	struct lxbsm_ring_stamp ops;
+	u32 seq_off;
+	struct timespec64 ts;
+	u32 seq;
+};
+
+static u32 seq_no;		/* under the ring's producer lock */
+
+static void stamp_take(struct lxbsm_ring_stamp *s)
+{
+	struct rec_stamp *st = container_of(s, struct rec_stamp, ops);
+
+	ktime_get_real_ts64(&st->ts);
+	if (st->seq_off)
+		st->seq = ++seq_no;
+}
+
+static void stamp_apply(const struct lxbsm_ring_stamp *s, void *rec, u32 size)
+{
+	const struct rec_stamp *st = container_of(s, struct rec_stamp, ops);
+	u8 *p = rec;
+
+	put_unaligned_be32((u32)st->ts.tv_sec, p + HEADER32_SEC);
+	put_unaligned_be32(st->ts.tv_nsec / NSEC_PER_MSEC, p + HEADER32_MSEC);
+	if (st->seq_off && st->seq_off + 5 <= size)
+		put_unaligned_be32(st->seq, p + st->seq_off + 1);
+}
+
+/* One record of ours into the ring, stamped; -ENOSPC (not counted) if full. */
+static int write_stamped(const u8 *buf, u32 len, u32 seq_off)
+{
+	struct rec_stamp st = {
+		.ops = { .take = stamp_take, .apply = stamp_apply },
+		.seq_off = seq_off,
+	};
+
+	return lxbsm_ring_try_write(&lxbsm_ring, buf, len, LXBSM_REC_BSM, &st.ops);
+}
+
 void lxbsm_lost(enum lxbsm_lost_reason why)
 {
 	lxbsm_ring_lost(&lxbsm_ring, why);
@@ -470,7 +522,7 @@ static bool emit_lost_notice(u64 n)
 	put_string_token(&r, AUT_TEXT, text);
 	put_return(&r, 0);
 	put_trailer(&r);
-	return lxbsm_ring_try_write(&lxbsm_ring, buf, r.len, LXBSM_REC_BSM) == 0;
+	return write_stamped(buf, r.len, 0) == 0;
 }
 
 #if LXBSM_CAN_WAIT
@@ -478,6 +530,7 @@ static bool emit_lost_notice(u64 n)
 struct deferred {
 	struct callback_head cb;
 	u32 len;
+	u32 seq_off;
 	u8 rec[];
 };
 
@@ -489,7 +542,7 @@ static void deferred_write(struct callback_head *cb)
 {
 	struct deferred *d = container_of(cb, struct deferred, cb);
 
-	while (lxbsm_ring_try_write(&lxbsm_ring, d->rec, d->len, LXBSM_REC_BSM)) {
+	while (write_stamped(d->rec, d->len, d->seq_off)) {
 		if (READ_ONCE(unloading) || fatal_signal_pending(current)) {
 			lxbsm_lost(LXBSM_LOST_RING_FULL);
 			goto out;
@@ -513,6 +566,7 @@ static bool defer(struct lxbsm_rec *r)
 	if (!d)
 		return false;
 	d->len = r->len;
+	d->seq_off = r->seq_off;
 	memcpy(d->rec, r->buf, r->len);
 	init_task_work(&d->cb, deferred_write);
 	atomic_inc(&deferred_pending);
@@ -571,15 +625,16 @@ void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, l
 	put_subject(r, proc);
 	put_return(r, ret);
 	if (policy & LXBSM_POLICY_SEQ) {
+		r->seq_off = r->len;
 		put_u8(r, AUT_SEQ);
-		put_u32(r, atomic_inc_return(&seq_no));
+		put_u32(r, 0);		/* stamped in ring order */
 	}
 	put_trailer(r);
 
 	lost = atomic64_xchg(&pending_lost, 0);
 	if (lost && !emit_lost_notice(lost)) {
 		atomic64_add(lost, &pending_lost);
-	} else if (!lxbsm_ring_try_write(&lxbsm_ring, r->buf, r->len, LXBSM_REC_BSM)) {
+	} else if (!write_stamped(r->buf, r->len, r->seq_off)) {
 		rec_release(r);
 		return;
 	}

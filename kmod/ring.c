@@ -127,7 +127,8 @@ void lxbsm_ring_lost(struct lxbsm_ring *r, enum lxbsm_lost_reason why)
 	lxbsm_ring_lost_n(r, why, 1);
 }
 
-void *__lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type, bool quiet)
+void *__lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type, bool quiet,
+			   struct lxbsm_ring_stamp *stamp)
 {
 	struct lxbsm_rec_hdr *hdr;
 	u64 cons, prod, pend, new_prod, span;
@@ -171,6 +172,8 @@ void *__lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type, bool quiet)
 	WRITE_ONCE(r->prod->bytes, r->prod->bytes + size);
 	if (new_prod - cons > r->high_water)
 		r->high_water = new_prod - cons;
+	if (stamp)
+		stamp->take(stamp);
 	/* Publish the reservation; its BUSY bit keeps the consumer out. */
 	smp_store_release(&r->prod->producer_pos, new_prod);
 	raw_spin_unlock_irqrestore(&r->lock, flags);
@@ -212,25 +215,29 @@ void lxbsm_ring_discard(struct lxbsm_ring *r, void *rec)
 	lxbsm_ring_finish(r, rec, LXBSM_REC_DISCARD);
 }
 
-static int ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type, bool quiet)
+static int ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type, bool quiet,
+		      struct lxbsm_ring_stamp *stamp)
 {
-	void *rec = __lxbsm_ring_reserve(r, size, type, quiet);
+	void *rec = __lxbsm_ring_reserve(r, size, type, quiet, stamp);
 
 	if (!rec)
 		return -ENOSPC;
 	memcpy(rec, buf, size);
+	if (stamp)
+		stamp->apply(stamp, rec, size);
 	lxbsm_ring_commit(r, rec);
 	return 0;
 }
 
 int lxbsm_ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type)
 {
-	return ring_write(r, buf, size, type, false);
+	return ring_write(r, buf, size, type, false, NULL);
 }
 
-int lxbsm_ring_try_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type)
+int lxbsm_ring_try_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type,
+			 struct lxbsm_ring_stamp *stamp)
 {
-	return ring_write(r, buf, size, type, true);
+	return ring_write(r, buf, size, type, true, stamp);
 }
 
 int lxbsm_ring_copy(struct lxbsm_ring *r, struct lxbsm_copy *req)

@@ -36,14 +36,26 @@ int lxbsm_ring_init(struct lxbsm_ring *r, size_t data_size);
 void lxbsm_ring_destroy(struct lxbsm_ring *r);
 
 /*
- * Reserve room for a payload of @size bytes; NULL if there is none, counted
- * as lost unless @quiet (a caller that will try again).
+ * What a producer stamps on its record in ring order (record.c: time and
+ * sequence number): take() runs under the producer lock once room is
+ * reserved, so stamps follow the order of the ring; apply() writes them into
+ * the copy in the ring before it is committed.
  */
-void *__lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type, bool quiet);
+struct lxbsm_ring_stamp {
+	void (*take)(struct lxbsm_ring_stamp *s);
+	void (*apply)(const struct lxbsm_ring_stamp *s, void *rec, u32 size);
+};
+
+/*
+ * Reserve room for a payload of @size bytes; NULL if there is none, counted
+ * as lost unless @quiet (a caller that will try again).  @stamp may be NULL.
+ */
+void *__lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type, bool quiet,
+			   struct lxbsm_ring_stamp *stamp);
 
 static inline void *lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type)
 {
-	return __lxbsm_ring_reserve(r, size, type, false);
+	return __lxbsm_ring_reserve(r, size, type, false, NULL);
 }
 
 void lxbsm_ring_commit(struct lxbsm_ring *r, void *rec);
@@ -53,8 +65,9 @@ void lxbsm_ring_lost(struct lxbsm_ring *r, enum lxbsm_lost_reason why);
 void lxbsm_ring_lost_n(struct lxbsm_ring *r, enum lxbsm_lost_reason why, u64 n);
 /* Reserve, copy and commit in one call (process or atomic context). */
 int lxbsm_ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type);
-/* The same, but a full ring is not counted as a loss. */
-int lxbsm_ring_try_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type);
+/* The same, stamped (may be NULL), and a full ring is not counted as a loss. */
+int lxbsm_ring_try_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type,
+			 struct lxbsm_ring_stamp *stamp);
 
 /* LXBSM_IOC_COPY, in the consumer's process context (it copies to user space). */
 int lxbsm_ring_copy(struct lxbsm_ring *r, struct lxbsm_copy *req);

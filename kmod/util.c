@@ -36,25 +36,48 @@ const char *lxbsm_file_path(struct lxbsm_rec *r, int which, const struct file *f
 	return IS_ERR(p) ? "" : p;
 }
 
+/* Tries of fs->seq before a reader gives up. */
+#define FS_SEQ_TRIES	4
+
 /*
- * The current working directory's path, without taking references: under
- * RCU, with fs->seq, as getcwd does; dentries and mounts are RCU-freed.
+ * fs->root (@root) or fs->pwd of @fs, without taking references or
+ * fs->lock: fs->seq as getcwd does, but never waiting for a writer.  On
+ * PREEMPT_RT read_seqcount_begin() on this seqcount_spinlock_t takes
+ * fs->lock (a sleeping lock) while a writer runs, so the plain seqcount
+ * inside it is read instead, and a section a writer overlapped is retried
+ * a few times, then given up (false).  Under rcu_read_lock(): dentries and
+ * mounts are RCU-freed.
  */
+bool lxbsm_fs_path(struct fs_struct *fs, bool root, struct path *out)
+{
+	seqcount_t *sc = &fs->seq.seqcount;
+	unsigned int seq;
+	int i;
+
+	for (i = 0; i < FS_SEQ_TRIES; i++) {
+		seq = raw_seqcount_begin(sc);	/* odd: the retry below fails */
+		*out = root ? fs->root : fs->pwd;
+		if (!read_seqcount_retry(sc, seq))
+			return true;
+		cpu_relax();
+	}
+	return false;
+}
+
+/* The current working directory's path (see lxbsm_fs_path()). */
 static char *cwd_path(char *buf, int len)
 {
 	struct fs_struct *fs = current->fs;
 	struct path pwd;
-	unsigned int seq;
 	char *p;
 
 	if (!fs)
 		return ERR_PTR(-ENOENT);
 	rcu_read_lock();
-	do {
-		seq = read_seqcount_begin(&fs->seq);
-		pwd = fs->pwd;
-	} while (read_seqcount_retry(&fs->seq, seq));
-	p = d_path(&pwd, buf, len);
+	if (lxbsm_fs_path(fs, false, &pwd))
+		p = d_path(&pwd, buf, len);
+	else
+		p = ERR_PTR(-EAGAIN);
 	rcu_read_unlock();
 	return p;
 }

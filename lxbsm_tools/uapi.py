@@ -21,6 +21,10 @@ REC_LEN_MASK = ~(REC_BUSY | REC_DISCARD) & 0xFFFFFFFF
 REC_HDR_SIZE = 8
 REC_BSM = 1
 MAX_RECORD = 32767
+# The text the module puts before the trailer of every submitted record.
+SUBMITTED_TEXT = "lxbsm: submitted from user space by"
+SUBMITTED_TEXT_MAX = 128
+MAX_SUBMIT = MAX_RECORD - 3 - SUBMITTED_TEXT_MAX
 
 LOST_NR = 8
 LOST_REASONS = ("ring_full", "too_big", "no_scratch", "no_instance")
@@ -247,6 +251,30 @@ def submit(fd: int, record: bytes) -> None:
     buf = ctypes.create_string_buffer(record, len(record))
     req = Submit(buf=ctypes.addressof(buf), len=len(record), flags=0)
     fcntl.ioctl(fd, IOC_SUBMIT, bytes(req))
+
+
+def split_submitted(record: bytes) -> tuple[bytes, str] | None:
+    """A record as its submitter gave it, and the module's text naming the submitter.
+
+    None if ``record`` does not end in the module's submitter text token
+    (records the module made itself never do).
+    """
+    if len(record) < 18 + 3 + 7 or record[-7] != 0x13:
+        return None
+    end = len(record) - 7
+    # The text token is the last before the trailer: id, length, string, NUL.
+    start = record.rfind(b"\x28", 0, end - 3)
+    while start >= 0:
+        n = int.from_bytes(record[start + 1 : start + 3], "big")
+        if start + 3 + n == end:
+            text = record[start + 3 : end - 1].decode("utf-8", "replace")
+            if not text.startswith(SUBMITTED_TEXT):
+                return None
+            size = start + 7
+            orig = record[:1] + size.to_bytes(4, "big") + record[5:start]
+            return orig + b"\x13\xb1\x05" + size.to_bytes(4, "big"), text
+        start = record.rfind(b"\x28", 0, start)
+    return None
 
 
 def copy_records(fd: int, buf: ctypes.Array[ctypes.c_char]) -> tuple[int, int, int]:

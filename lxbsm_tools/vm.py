@@ -28,8 +28,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 BOOT = Path("/boot")
-# Kernel log lines that fail a run, whatever the command's status.
-BAD_DMESG = re.compile(r"BUG:|WARNING:|Oops|Call Trace|lockdep|KASAN")
+# Kernel log lines that fail a run, whatever the command's status: splats,
+# lockdep, KASAN, KFENCE, slub_debug's reports ("BUG kmalloc-64 (Tainted: ...):
+# Right Redzone overwritten"), stalls and hung tasks.
+BAD_DMESG = re.compile(
+    r"BUG:|BUG [\w.:-]+ \(|WARNING:|Oops|Call Trace|lockdep|KASAN|KFENCE|"
+    r"general protection fault|Redzone overwritten|Poison overwritten|"
+    r"rcu_(?:sched|preempt) (?:self-)?detected stall|soft lockup|blocked for more than"
+)
+# Kernel parameters that make memory errors visible (--memcheck): SLUB
+# consistency checks, red zones, poisoning and owner tracking on every cache,
+# and KFENCE sampling every allocation interval (where the kernel has KFENCE:
+# Debian's 6.12 does, 6.1 does not).  A write past a kmalloc buffer is then
+# reported when the object is checked or freed, and the report fails the run.
+MEMCHECK_PARAMS = ("slub_debug=FZPU", "kfence.sample_interval=1")
 EXIT_GUEST_DIED = 125
 EXIT_TIMEOUT = 124
 EXIT_SPLAT = 1
@@ -108,6 +120,7 @@ class Run:
     timeout: float
     rundir: Path
     tcg_threads: str = "single"
+    append: tuple[str, ...] = ()
 
     def guest_script(self) -> str:
         q = shlex.quote
@@ -205,6 +218,8 @@ def vng_command(run: Run, vng: str, image: Path, script: Path) -> list[str]:
         "--rwdir",
         str(run.rundir),
     ]
+    for param in run.append:
+        cmd += ["--append", param]
     for share in run.shares:
         cmd += ["--rwdir", str(share)]
     cmd += ["--exec", f"sh {shlex.quote(str(script))}"]
@@ -223,9 +238,10 @@ def execute(run: Run) -> int:
     env = dict(os.environ)
     env["PATH"] = f"{Path(vng).parent}:{env.get('PATH', '')}"
 
+    extra = f"; kernel parameters: {' '.join(run.append)}" if run.append else ""
     say(
         f"booting {run.kernel} under QEMU TCG ({run.cpus} CPUs, {run.tcg_threads}-threaded, "
-        f"{run.memory})"
+        f"{run.memory}{extra})"
     )
     start = time.monotonic()
     console = (run.rundir / "console.log").open("wb")
@@ -286,7 +302,7 @@ def execute(run: Run) -> int:
     if splats:
         say(
             f"FAIL: the guest kernel log has {len(splats)} BUG/WARNING/Oops/Call Trace/"
-            f"lockdep/KASAN line(s) (full log: {run.rundir / 'dmesg'}):"
+            f"lockdep/KASAN/KFENCE/slub_debug line(s) (full log: {run.rundir / 'dmesg'}):"
         )
         for line in splats:
             print(f"    {line}", file=sys.stderr)
@@ -325,6 +341,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         default=[],
         metavar="DIR",
         help="host folder the guest may write (repeatable; first one is $LXBSM_SHARE)",
+    )
+    p.add_argument(
+        "--append",
+        action="append",
+        default=[],
+        metavar="PARAM",
+        help="kernel command-line parameter for the guest (repeatable)",
+    )
+    p.add_argument(
+        "--memcheck",
+        action="store_true",
+        help="boot with memory-error detection: " + " ".join(MEMCHECK_PARAMS),
     )
     p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
     p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
@@ -396,6 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout=args.timeout,
             rundir=rundir,
             tcg_threads=args.tcg_threads,
+            append=(*(MEMCHECK_PARAMS if args.memcheck else ()), *args.append),
         )
         return execute(run)
     except VMError as e:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Run tests/guest inside a QEMU guest for every supported kernel and say which
 # kernels ran.  Fails if any kernel is missing, any test fails, or any guest's
-# kernel log shows a splat (lxbsm-vm checks that).
+# kernel log shows a splat (lxbsm-vm checks that).  Guests boot with memory-error
+# detection (lxbsm-vm --memcheck: slub_debug, KFENCE where the kernel has it), so
+# an overflow that does not oops is still reported, and fails the run.
 #
 # Guests run under round-robin TCG (one host thread each, see lxbsm-vm
 # --tcg-threads), so the kernels' guests run side by side, one per host core;
@@ -20,7 +22,7 @@ run_one() { # kernel
 	start=$(date +%s)
 	mkdir -p "$rundir"
 	# The run directory is the guest's writable share: results land there.
-	.venv/bin/lxbsm-vm --kernel "$k" --load --no-build --rundir "$rundir" -- \
+	.venv/bin/lxbsm-vm --kernel "$k" --load --no-build --memcheck --rundir "$rundir" -- \
 		python3 -m pytest -p no:cacheprovider -v --junitxml="$rundir/junit.xml" tests/guest \
 		2>&1 | sed -u "s/^/[$k] /"
 	rc=${PIPESTATUS[0]}

@@ -57,6 +57,9 @@ CONSTANTS = {
     "LXBSM_LOST_NR": uapi.LOST_NR,
     "LXBSM_HOOKS_MAX": uapi.HOOKS_MAX,
     "LXBSM_MAX_RECORD": uapi.MAX_RECORD,
+    "LXBSM_MAX_SUBMIT": uapi.MAX_SUBMIT,
+    "LXBSM_SUBMITTED_TEXT_MAX": uapi.SUBMITTED_TEXT_MAX,
+    "sizeof(LXBSM_SUBMITTED_TEXT) - 1": len(uapi.SUBMITTED_TEXT),
     "sizeof(struct lxbsm_rec_hdr)": uapi.REC_HDR_SIZE,
 }
 
@@ -100,3 +103,27 @@ def test_structs_and_constants_match_the_c_header(tmp_path: Path) -> None:
     for expr, value in CONSTANTS.items():
         py[f"const {expr}"] = value
     assert py == c
+
+
+def test_split_submitted_gives_back_what_was_submitted() -> None:
+    from lxbsm_tools.bsm import encode_record, make_token
+
+    orig = encode_record(
+        32800,
+        0,
+        [make_token("text", text="hello"), make_token("return32", status=0, value=0)],
+        time=(1, 2),
+    )
+    text = f"{uapi.SUBMITTED_TEXT} pid 7 auid 1000 ruid 0 euid 0"
+    tok = b"\x28" + (len(text) + 1).to_bytes(2, "big") + text.encode() + b"\x00"
+    size = len(orig) + len(tok)
+    marked = (
+        orig[:1]
+        + size.to_bytes(4, "big")
+        + orig[5:-7]
+        + tok
+        + b"\x13\xb1\x05"
+        + size.to_bytes(4, "big")
+    )
+    assert uapi.split_submitted(marked) == (orig, text)
+    assert uapi.split_submitted(orig) is None

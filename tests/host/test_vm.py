@@ -135,3 +135,33 @@ def test_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         vm.main(["--kernel", "6.12"])
     assert "no COMMAND given" in capsys.readouterr().err
+
+
+def test_memory_error_reports_are_splats() -> None:
+    """What slub_debug and KFENCE print for an overflow fails a run like an oops."""
+    log = "\n".join(
+        [
+            "[    1.0] SLUB: HWalign=64, Order=0-3, MinObjects=0, CPUs=2, Nodes=1",
+            "[    2.0] BUG kmalloc-64 (Tainted: G           OE     ): Right Redzone overwritten",
+            "[    2.1] INFO: 0xffff8880031c8e40-0xffff8880031c8e40 @offset=3648. First byte",
+            "[    3.0] BUG: KFENCE: out-of-bounds write in lxbsm_init+0x5a/0x80 [lxbsm]",
+            "[    4.0] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:",
+            "[    5.0] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [insmod:120]",
+            "[    6.0] kfence: initialized - using 2097152 bytes for 255 objects",
+        ]
+    )
+    assert [line[:8] for line in vm.bad_lines(log)] == [
+        "[    2.0",
+        "[    3.0",
+        "[    4.0",
+        "[    5.0",
+    ]
+
+
+def test_memcheck_appends_its_kernel_parameters(tmp_path: Path) -> None:
+    args = vm.parse_args(["--kernel", "6.1", "--memcheck", "--append", "quiet", "--", "true"])
+    assert args.memcheck and args.append == ["quiet"]
+    run = _run(tmp_path, append=(*vm.MEMCHECK_PARAMS, "quiet"))
+    cmd = vm.vng_command(run, "vng", tmp_path / "vmlinuz", tmp_path / "guest.sh")
+    appended = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--append"]
+    assert appended == ["slub_debug=FZPU", "kfence.sample_interval=1", "quiet"]

@@ -1,16 +1,20 @@
-"""The harness itself: a module that warns at load must fail the run.
+"""The harness itself: a module that warns at load, or that overflows a heap
+buffer, must fail the run.
 
-This boots a real guest (about 20 s): it is the proof that a splat in any
-guest run of `make check` turns it red.
+Each test boots a real guest (20-60 s): they are the proof that a splat, or a
+memory error that does not oops, in any guest run of `make check` turns it red.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from lxbsm_tools import vm
 
@@ -24,8 +28,14 @@ def newest_supported_kernel() -> str:
     return out[-1]
 
 
-def test_warn_at_load_fails_the_run(tmp_path: Path) -> None:
-    kernel = newest_supported_kernel()
+def supported_kernels() -> list[str]:
+    return subprocess.run(
+        [str(REPO / "scripts" / "kernels.sh")], check=True, capture_output=True, text=True
+    ).stdout.split()
+
+
+def build_broken(tmp_path: Path, kernel: str, cflags: str) -> Path:
+    """lxbsm.ko for @kernel built from a copy of kmod/ with @cflags."""
     src = tmp_path / "src"
     shutil.copytree(
         REPO / "kmod",
@@ -37,10 +47,15 @@ def test_warn_at_load_fails_the_run(tmp_path: Path) -> None:
         os.environ,
         LXBSM_SRC=str(src),
         LXBSM_OUT=str(tmp_path / "out"),
-        LXBSM_EXTRA_CFLAGS="-DLXBSM_FAULT_WARN_AT_LOAD",
+        LXBSM_EXTRA_CFLAGS=cflags,
     )
     subprocess.run([str(REPO / "scripts" / "build-module.sh"), kernel], env=env, check=True)
-    broken = tmp_path / "out" / "lxbsm.ko"
+    return tmp_path / "out" / "lxbsm.ko"
+
+
+def test_warn_at_load_fails_the_run(tmp_path: Path) -> None:
+    kernel = newest_supported_kernel()
+    broken = build_broken(tmp_path, kernel, "-DLXBSM_FAULT_WARN_AT_LOAD")
 
     share = tmp_path / "share"
     command = ["sh", "-c", 'uname -r > "$LXBSM_SHARE/kernel"; echo guest-output']
@@ -73,3 +88,40 @@ def test_warn_at_load_fails_the_run(tmp_path: Path) -> None:
     assert proc.returncode == vm.EXIT_SPLAT, proc.stderr
     assert "FAIL: the guest kernel log has" in proc.stderr
     assert "WARNING:" in proc.stderr
+
+
+@pytest.mark.parametrize("kernel", supported_kernels())
+def test_heap_overflow_fails_the_run_with_memcheck(tmp_path: Path, kernel: str) -> None:
+    """One byte written past a kmalloc buffer does not oops; --memcheck must see it."""
+    broken = build_broken(tmp_path, kernel, "-DLXBSM_DEBUG_FAULTS")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "lxbsm_tools.vm",
+            "--kernel",
+            kernel,
+            "--memcheck",
+            "--ko",
+            str(broken),
+            "--param",
+            "debug_overflow=1",
+            "--rundir",
+            str(tmp_path / "run"),
+            "--",
+            "sh",
+            "-c",
+            "grep -q '^lxbsm ' /proc/modules && echo loaded",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=600,
+    )
+    # The module loaded and the command passed; only the kernel's report fails it.
+    assert (tmp_path / "run" / "rc").read_text().strip() == "0"
+    assert "loaded" in proc.stdout
+    assert "slub_debug=FZPU" in (tmp_path / "run" / "console.log").read_text(errors="replace")
+    assert proc.returncode == vm.EXIT_SPLAT, proc.stderr
+    report = re.compile(r"Redzone overwritten|KFENCE: (memory corruption|out-of-bounds)")
+    assert report.search(proc.stderr), proc.stderr

@@ -98,7 +98,20 @@ struct lxbsm_status {
  * Submit one complete BSM record from user space (the audit(2) of BSM
  * systems, for login programs and the daemon).  The record must be a header
  * token whose byte count equals len, followed by tokens and a trailer with
- * the same count.  Needs CAP_AUDIT_WRITE.
+ * the same count, at most LXBSM_MAX_SUBMIT bytes.  The module puts a text
+ * token before the trailer, "lxbsm: submitted from user space by pid P
+ * auid A ruid R euid E" (the submitter as the kernel knows it), and fixes
+ * both byte counts: a submitted record is always told from the module's own,
+ * which never carry that text.  The header's time is the submitter's.
+ *
+ * Capabilities, each checked against the credentials that opened the file:
+ *   open read-write (the consumer)	CAP_AUDIT_READ
+ *   open read-only			CAP_AUDIT_CONTROL or CAP_AUDIT_WRITE
+ *   LXBSM_IOC_SUBMIT			CAP_AUDIT_WRITE
+ *   LXBSM_IOC_SET_CONFIG, _SET_EXEC_RULES	CAP_AUDIT_CONTROL
+ *   LXBSM_IOC_STATUS, _GET_CONFIG, _HOOK_INFO, _GET_EXEC_RULES, _FILE_ID
+ *					CAP_AUDIT_CONTROL, or the consumer
+ *   LXBSM_IOC_COPY, mmap, poll		the consumer
  */
 struct lxbsm_submit {
 	__u64 buf;			/* user pointer to the record */
@@ -107,6 +120,9 @@ struct lxbsm_submit {
 };
 
 #define LXBSM_MAX_RECORD	32767	/* MAX_AUDIT_RECORD_SIZE */
+#define LXBSM_SUBMITTED_TEXT	"lxbsm: submitted from user space by"
+#define LXBSM_SUBMITTED_TEXT_MAX	128	/* the whole text token's string */
+#define LXBSM_MAX_SUBMIT	(LXBSM_MAX_RECORD - 3 - LXBSM_SUBMITTED_TEXT_MAX)
 
 /* Audit policy bits (BSM values, audit_control "policy:"). */
 #define LXBSM_POLICY_CNT	0x0001	/* count and drop when the ring is full */
