@@ -32,7 +32,7 @@ progs: deps $(PROGS)
 
 build/progs/sysprobe: tests/guest/progs/sysprobe.c
 	@mkdir -p $(@D)
-	$(CC) -O2 -Wall -Wextra -Werror -DWITH_URING -o $@ $< -luring
+	$(CC) -O2 -Wall -Wextra -Werror -DWITH_URING -o $@ $< -luring -lpthread
 
 build/progs/sysprobe32: tests/guest/progs/sysprobe.c
 	@mkdir -p $(@D)

@@ -9,6 +9,11 @@
  * "mode" when creating], arg32 2 "flags", [arg32 1 "at fd 1" for openat],
  * path, attr32.  A successful open records the opened file's own path; a
  * failed one the name the caller gave, made absolute.
+ *
+ * A successful open is recorded as its file is installed (the fd_install
+ * kprobe finds the open in flight in its thread: lxbsm_inflight), with the
+ * file the call itself opened: never through the descriptor, which a
+ * sibling thread may already have made name another file (dup2).
  */
 #include <linux/fcntl.h>
 #include <linux/fdtable.h>
@@ -37,6 +42,7 @@ struct open_ctx {
 	u64 flags;
 	u64 mode;
 	enum open_kind kind;
+	bool recorded;			/* at fd_install */
 };
 
 size_t lxbsm_open_data_size(void)
@@ -119,39 +125,81 @@ int lxbsm_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 		return 1;
 	ctx->dfd = (int)regs_get_kernel_argument(regs, 0);
 	ctx->name = (const char __user *)regs_get_kernel_argument(regs, 1);
+	ctx->recorded = false;
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_open_entry);
 
-int lxbsm_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+/* The record of an open: @f the file it installed at @ret, or NULL if it failed. */
+static void open_record(struct open_ctx *ctx, long ret, struct file *f)
 {
-	struct open_ctx *ctx = (struct open_ctx *)ri->data;
-	long ret = regs_return_value(regs);
 	struct lxbsm_rec *r;
-	struct file *f;
 
-	if (!lxbsm_selected(&ctx->sel, ret < 0))
-		return 0;
-	lxbsm_hook_hit(lxbsm_kret_hook(ri));
 	r = lxbsm_rec_begin(ctx->sel.ev);
 	if (!r)
-		return 0;
+		return;
 	if (creating(ctx->flags))
 		lxbsm_tok_arg32(r, 3, ctx->mode, "mode");
 	lxbsm_tok_arg32(r, 2, ctx->flags, "flags");
 	if (ctx->kind == OPEN_AT)
 		lxbsm_tok_arg32(r, 1, ctx->dfd, "at fd 1");
-	f = ret >= 0 ? fget_raw(ret) : NULL;
-	if (f) {
+	if (f)
 		put_file(r, f);
-		fput(f);
-	} else {
+	else
 		lxbsm_tok_path(r, lxbsm_user_path(r, ctx->dfd, ctx->name));
-	}
 	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
+}
+
+/*
+ * A success was recorded at fd_install.  One that was not had its
+ * fd_install missed (a probe inside a probe), which the kprobe counts and
+ * the trail shows as a loss.
+ */
+int lxbsm_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	struct open_ctx *ctx = (struct open_ctx *)ri->data;
+	long ret = regs_return_value(regs);
+
+	if (ret >= 0 || ctx->recorded || !lxbsm_selected(&ctx->sel, true))
+		return 0;
+	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	open_record(ctx, ret, NULL);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_open_ret);
+
+/*
+ * fd_install(unsigned int fd, struct file *file): the file an open syscall
+ * in flight in this thread installs (its record), or a socket an accept
+ * installs (ev_net.c).  This is on the path of every open, socket, pipe
+ * and accept: nothing else is looked at.
+ */
+int lxbsm_fd_install_pre(struct kprobe *p, struct pt_regs *regs)
+{
+	unsigned int fd = (unsigned int)regs_get_kernel_argument(regs, 0);
+	struct file *f = (struct file *)regs_get_kernel_argument(regs, 1);
+	struct socket *sock;
+
+	if (current->flags & PF_KTHREAD)
+		return 0;
+	if (current->rethooks.first) {
+		struct open_ctx *ctx = lxbsm_inflight(lxbsm_open_entry);
+
+		if (ctx && !ctx->recorded) {
+			ctx->recorded = true;
+			if (lxbsm_selected(&ctx->sel, false)) {
+				lxbsm_hook_hit(lxbsm_kprobe_hook(p));
+				open_record(ctx, fd, f);
+			}
+			return 0;
+		}
+	}
+	sock = sock_from_file(f);
+	if (sock)
+		lxbsm_sock_installed(lxbsm_kprobe_hook(p), fd, sock);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_fd_install_pre);
 
 /*
  * io_uring opens: do_filp_open(int dfd, struct filename *name,
@@ -171,7 +219,7 @@ size_t lxbsm_filp_open_data_size(void)
 	return sizeof(struct filp_ctx);
 }
 
-static bool in_io_uring(void)
+bool lxbsm_in_io_uring(void)
 {
 	long nr;
 
@@ -189,7 +237,7 @@ int lxbsm_filp_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct filp_ctx *ctx = (struct filp_ctx *)ri->data;
 
-	if (!in_io_uring())
+	if (!lxbsm_in_io_uring())
 		return 1;
 	ctx->flags = lxbsm_open_flags(regs_get_kernel_argument(regs, 2));
 	if (!lxbsm_interested(open_event(OPEN_AT, ctx->flags), &ctx->sel))

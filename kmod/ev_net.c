@@ -1,10 +1,20 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * accept, accept4, connect, bind (every ABI, socketcall included, through
- * __sys_accept4, __sys_connect and __sys_bind): AUE_ACCEPT, AUE_CONNECT,
- * AUE_BIND with arg32 1 "fd" and the address as FreeBSD records it
- * (sock_inet32, sock_inet128 or sock_unix): the peer for accept, the
- * address asked for in connect and bind.
+ * accept, accept4, connect, bind (every ABI, socketcall included) and their
+ * io_uring operations (IORING_OP_ACCEPT, CONNECT, BIND): AUE_ACCEPT,
+ * AUE_CONNECT, AUE_BIND with arg32 1 "fd" and the address as FreeBSD
+ * records it (sock_inet32, sock_inet128 or sock_unix): the peer for accept,
+ * the address asked for in connect and bind; io_uring's add text "io_uring".
+ *
+ * Nothing is read back from user memory or through a descriptor after the
+ * call: the address is the kernel's own copy (__sys_connect_file's argument,
+ * security_socket_bind's for bind), and an accept's peer comes from the
+ * socket the call installs (fd_install, after the wait, so a blocked accept
+ * holds no kretprobe instance); __sys_accept4 only records failed accepts.
+ * The "fd" argument comes from the syscall's registers; where no register
+ * holds it (socketcall, io_uring) the record has none.  An io_uring accept
+ * into a fixed-file slot (io_fixed_fd_install) returns 0: the slot is
+ * chosen after.
  */
 #include <linux/file.h>
 #include <linux/in.h>
@@ -12,27 +22,41 @@
 #include <linux/net.h>
 #include <linux/socket.h>
 #include <linux/un.h>
-#include <linux/uaccess.h>
 #include <net/af_unix.h>
 #include <net/ipv6.h>
 #include <net/sock.h>
+#include <asm/syscall.h>
+#include <asm/unistd.h>
 
 #include "hooks.h"
 
-enum { SOCK_ACCEPT, SOCK_CONNECT, SOCK_BIND };
+/* ia32 syscall numbers (a fixed ABI) */
+#define NR_IA32_SOCKETCALL	102
+#define NR_IA32_BIND		361
+#define NR_IA32_CONNECT		362
+#define NR_IA32_ACCEPT4		364
+/* socketcall(2) calls */
+#define SYS_ACCEPT		5
+#define SYS_ACCEPT4		18
+
+/* the hook table's arg of each socket row */
+enum { SOCK_ACCEPT, SOCK_CONNECT, SOCK_BIND, SOCK_BIND_URING };
 
 static const enum lxbsm_event sock_events[] = {
 	[SOCK_ACCEPT] = LXBSM_EV_ACCEPT,
 	[SOCK_CONNECT] = LXBSM_EV_CONNECT,
 	[SOCK_BIND] = LXBSM_EV_BIND,
+	[SOCK_BIND_URING] = LXBSM_EV_BIND,
 };
 
 struct sock_ctx {
 	struct lxbsm_sel sel;
+	int kind;
 	int fd;
-	const void __user *addr;
-	int addrlen;
-	bool want_peer;			/* accept by a login daemon with no audit id */
+	bool have_fd;
+	bool uring;
+	int addrlen;			/* bytes of addr, 0 if none */
+	struct sockaddr_storage addr;	/* the kernel's copy */
 };
 
 size_t lxbsm_sock_data_size(void)
@@ -40,7 +64,55 @@ size_t lxbsm_sock_data_size(void)
 	return sizeof(struct sock_ctx);
 }
 
-/* (int fd, struct sockaddr __user *addr, int addrlen or int __user *) */
+/* The kernel's copy of a sockaddr, bounded by ours. */
+static void copy_addr(struct sock_ctx *ctx, const void *kaddr, int len)
+{
+	ctx->addrlen = 0;
+	if (!kaddr || len <= 0)
+		return;
+	ctx->addrlen = min_t(int, len, sizeof(ctx->addr));
+	memcpy(&ctx->addr, kaddr, ctx->addrlen);
+}
+
+/*
+ * The descriptor argument of the syscall current is in, if that is a
+ * connect (CONNECT) or an accept (ACCEPT); for socketcall(2), whose
+ * arguments are in user memory, *fd is -1.
+ */
+static bool socket_syscall(int kind, int *fd)
+{
+	struct pt_regs *regs = task_pt_regs(current);
+	long nr = syscall_get_nr(current, regs);
+	unsigned long args[6];
+	bool ok;
+
+	syscall_get_arguments(current, regs, args);
+	*fd = (int)args[0];
+	if (in_compat_syscall()) {
+		if (nr == NR_IA32_SOCKETCALL) {
+			*fd = -1;
+			if (kind == SOCK_ACCEPT)
+				return args[0] == SYS_ACCEPT || args[0] == SYS_ACCEPT4;
+			return true;	/* __sys_connect_file: a connect */
+		}
+		return nr == (kind == SOCK_ACCEPT ? NR_IA32_ACCEPT4 : NR_IA32_CONNECT);
+	}
+	nr &= ~(long)__X32_SYSCALL_BIT;
+	if (kind == SOCK_ACCEPT)
+		ok = nr == __NR_accept || nr == __NR_accept4;
+	else
+		ok = nr == __NR_connect;
+	return ok;
+}
+
+/*
+ * __sys_accept4(int fd, ...): failures only (successes: lxbsm_sock_installed)
+ * __sys_connect_file(struct file *, struct sockaddr_storage *, int addrlen, int)
+ * __sys_bind(int fd, struct sockaddr __user *, int addrlen): the address
+ *	comes from security_socket_bind (lxbsm_bind_addr_pre)
+ * __sys_bind_socket(struct socket *, struct sockaddr_storage *, int addrlen):
+ *	io_uring only (a bind syscall reaches it too, and is seen above)
+ */
 int lxbsm_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct sock_ctx *ctx = (struct sock_ctx *)ri->data;
@@ -48,34 +120,66 @@ int lxbsm_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 
 	if (current->flags & PF_KTHREAD)
 		return 1;
-	/* A login daemon's accept is seen: its peer becomes its child's terminal. */
-	ctx->want_peer = kind == SOCK_ACCEPT && lxbsm_proc_wants_peer(current);
-	if (!lxbsm_interested(sock_events[kind], &ctx->sel) && !ctx->want_peer)
+	ctx->uring = lxbsm_in_io_uring();
+	if (kind == SOCK_BIND_URING && !ctx->uring)
 		return 1;
-	ctx->fd = (int)regs_get_kernel_argument(regs, 0);
-	ctx->addr = (const void __user *)regs_get_kernel_argument(regs, 1);
-	ctx->addrlen = (int)regs_get_kernel_argument(regs, 2);
+	if (!lxbsm_interested(sock_events[kind], &ctx->sel))
+		return 1;
+	/* A blocked accept holds its instance only to record its failure. */
+	if (kind == SOCK_ACCEPT && !lxbsm_selected(&ctx->sel, true))
+		return 1;
+	ctx->kind = kind;
+	ctx->addrlen = 0;
+	ctx->have_fd = false;
+	switch (kind) {
+	case SOCK_ACCEPT:
+	case SOCK_BIND:
+		ctx->fd = (int)regs_get_kernel_argument(regs, 0);
+		ctx->have_fd = true;
+		break;
+	case SOCK_CONNECT:
+		ctx->have_fd = !ctx->uring && socket_syscall(kind, &ctx->fd) && ctx->fd >= 0;
+		copy_addr(ctx, (const void *)regs_get_kernel_argument(regs, 1),
+			  (int)regs_get_kernel_argument(regs, 2));
+		break;
+	case SOCK_BIND_URING:
+		copy_addr(ctx, (const void *)regs_get_kernel_argument(regs, 1),
+			  (int)regs_get_kernel_argument(regs, 2));
+		break;
+	}
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_sock_entry);
+
+/*
+ * security_socket_bind(struct socket *, struct sockaddr *, int addrlen):
+ * the address a bind syscall's kernel copy holds, for its record.
+ */
+int lxbsm_bind_addr_pre(struct kprobe *p, struct pt_regs *regs)
+{
+	struct sock_ctx *ctx;
+
+	if (!current->rethooks.first)
+		return 0;
+	ctx = lxbsm_inflight(lxbsm_sock_entry);
+	if (ctx && ctx->kind == SOCK_BIND)
+		copy_addr(ctx, (const void *)regs_get_kernel_argument(regs, 1),
+			  (int)regs_get_kernel_argument(regs, 2));
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_bind_addr_pre);
 
 /*
  * The peer of an accepted socket, read from the socket itself, as a
  * sockaddr (0 if it has none); a Unix socket's peer is rarely named, so
  * that is our own name.
  */
-static int peer_of(int fd, struct sockaddr_storage *ss)
+static int sock_peer(struct socket *sock, struct sockaddr_storage *ss)
 {
-	struct file *f = fget_raw(fd);
-	struct socket *sock;
-	struct sock *sk;
+	struct sock *sk = sock->sk;
 	int len = 0;
 
-	if (!f)
-		return 0;
 	memset(ss, 0, sizeof(*ss));
-	sock = sock_from_file(f);
-	sk = sock ? sock->sk : NULL;
 	if (sk && sk->sk_family == AF_INET) {
 		struct sockaddr_in *in = (struct sockaddr_in *)ss;
 
@@ -99,6 +203,20 @@ static int peer_of(int fd, struct sockaddr_storage *ss)
 			memcpy(ss, ua->name, len);
 		}
 	}
+	return len;
+}
+
+static int peer_of(int fd, struct sockaddr_storage *ss)
+{
+	struct file *f = fget_raw(fd);
+	struct socket *sock;
+	int len = 0;
+
+	if (!f)
+		return 0;
+	sock = sock_from_file(f);
+	if (sock)
+		len = sock_peer(sock, ss);
 	fput(f);
 	return len;
 }
@@ -144,39 +262,98 @@ bool lxbsm_sock_peer_tid(int fd, struct lxbsm_tid *tid)
 int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct sock_ctx *ctx = (struct sock_ctx *)ri->data;
-	int kind = lxbsm_kret_hook(ri)->arg;
-	/* __sys_accept4/connect/bind return int: rax's upper half is not ours */
+	/* these return int: rax's upper half is not ours */
 	long ret = (int)regs_return_value(regs);
-	struct sockaddr_storage ss;
 	struct lxbsm_rec *r;
-	int len = 0;
 
-	if (ctx->want_peer && ret >= 0) {
-		struct lxbsm_tid tid;
-
-		len = peer_of(ret, &ss);
-		if (len && peer_tid(&ss, &tid))
-			lxbsm_proc_accepted(current, &tid);
-	}
+	if (ctx->kind == SOCK_ACCEPT && ret >= 0)
+		return 0;		/* recorded as it was installed */
+	/*
+	 * io_uring tries a connect without blocking first and, if it is in
+	 * progress, calls again once the socket is ready: that attempt is
+	 * recorded (EINPROGRESS, as for a non-blocking connect(2)), the
+	 * "already connected" of the second call is not.
+	 */
+	if (ctx->uring && (ret == -EAGAIN || ret == -EISCONN))
+		return 0;
 	if (!lxbsm_selected(&ctx->sel, ret < 0))
 		return 0;
 	lxbsm_hook_hit(lxbsm_kret_hook(ri));
 	r = lxbsm_rec_begin(ctx->sel.ev);
 	if (!r)
 		return 0;
-	lxbsm_tok_arg32(r, 1, ctx->fd, "fd");
-	if (kind == SOCK_ACCEPT) {
-		if (ret >= 0 && !len)
-			len = peer_of(ret, &ss);
-		if (len)
-			lxbsm_tok_sockaddr(r, &ss, len);
-	} else if (ctx->addr && ctx->addrlen > 0) {
-		/* The kernel has just copied it in: the page is resident. */
-		len = min_t(int, ctx->addrlen, sizeof(ss));
-		if (!copy_from_user_nofault(&ss, ctx->addr, len))
-			lxbsm_tok_sockaddr(r, &ss, len);
-	}
+	if (ctx->have_fd)
+		lxbsm_tok_arg32(r, 1, ctx->fd, "fd");
+	if (ctx->addrlen)
+		lxbsm_tok_sockaddr(r, &ctx->addr, ctx->addrlen);
+	if (ctx->uring)
+		lxbsm_tok_text(r, "io_uring");
 	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_sock_ret);
+
+/*
+ * fd_install of a socket (lxbsm_fd_install_pre): a successful accept,
+ * syscall or io_uring, recorded with the peer of the very socket it
+ * returns; a login daemon's peer becomes its child's terminal.  io_uring
+ * installs sockets for IORING_OP_SOCKET too: only an accepted one is
+ * connected.
+ */
+void lxbsm_sock_installed(struct lxbsm_hook *h, int fd, struct socket *sock)
+{
+	struct sockaddr_storage ss;
+	struct lxbsm_sel sel;
+	struct lxbsm_tid tid;
+	struct lxbsm_rec *r;
+	bool uring = lxbsm_in_io_uring();
+	bool want_peer, have_fd = false;
+	int lfd = -1, len;
+
+	if (uring) {
+		if (READ_ONCE(sock->state) != SS_CONNECTED)
+			return;
+	} else if (socket_syscall(SOCK_ACCEPT, &lfd)) {
+		have_fd = lfd >= 0;
+	} else {
+		return;
+	}
+	want_peer = lxbsm_proc_wants_peer(current);
+	if (!lxbsm_interested(LXBSM_EV_ACCEPT, &sel) && !want_peer)
+		return;
+	len = sock_peer(sock, &ss);
+	if (want_peer && len && peer_tid(&ss, &tid))
+		lxbsm_proc_accepted(current, &tid);
+	if (!lxbsm_selected(&sel, false))
+		return;
+	lxbsm_hook_hit(h);
+	r = lxbsm_rec_begin(LXBSM_EV_ACCEPT);
+	if (!r)
+		return;
+	if (have_fd)
+		lxbsm_tok_arg32(r, 1, lfd, "fd");
+	if (len)
+		lxbsm_tok_sockaddr(r, &ss, len);
+	if (uring)
+		lxbsm_tok_text(r, "io_uring");
+	lxbsm_rec_finish(r, &sel.proc, fd);
+}
+
+/*
+ * io_fixed_fd_install(struct io_kiocb *, unsigned int issue_flags,
+ *		       struct file *, unsigned int file_slot): an io_uring accept
+ * into a fixed-file slot, no descriptor.
+ */
+int lxbsm_fixed_install_pre(struct kprobe *p, struct pt_regs *regs)
+{
+	struct file *f = (struct file *)regs_get_kernel_argument(regs, 2);
+	struct socket *sock;
+
+	if (current->flags & PF_KTHREAD || !lxbsm_in_io_uring())
+		return 0;
+	sock = sock_from_file(f);
+	if (sock)
+		lxbsm_sock_installed(lxbsm_kprobe_hook(p), 0, sock);
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_fixed_install_pre);

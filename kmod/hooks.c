@@ -8,13 +8,23 @@
  * Order matters once: security_bprm_check and open_exec come after the exec
  * hooks, so they are detached first and never see an exec whose return
  * handler is gone.
- * (Kretprobes are detached in one batch, in reverse table order.)
+ * (Kretprobes are detached in one batch, in reverse table order, after the
+ * tracepoints and the kprobes, which may look at a kretprobe's calls.)
+ *
+ * A kretprobe holds one instance of a fixed pool for the whole call: a call
+ * that may block for as long as a user likes (accept) is recorded from a
+ * kprobe at a point after the wait instead.  Whatever a hook still misses
+ * (no instance left, or a probe hit inside another probe) is counted by the
+ * kernel in nmissed; a timer turns every new miss into a lost record
+ * (LXBSM_LOST_NO_INSTANCE), so the trail shows the gap.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/cpumask.h>
 #include <linux/kernel.h>
+#include <linux/rethook.h>
 #include <linux/string.h>
+#include <linux/timer.h>
 
 #include "hooks.h"
 
@@ -33,8 +43,10 @@
 #define SETGROUPS(sym, req)						\
 	KRET(sym, req, 0, lxbsm_setgroups_entry, lxbsm_setgroups_ret, lxbsm_setid_data_size, \
 	     ACTIVE_QUICK)
-#define SOCK(sym, a)							\
-	KRET(sym, true, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, ACTIVE_SLEEPY)
+#define SOCK(sym, req, a)						\
+	KRET(sym, req, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, ACTIVE_SLEEPY)
+#define KPROBE(sym, req, handler)					\
+	{ .symbol = sym, .kind = LXBSM_KPROBE, .required = req, .pre = handler }
 
 static struct lxbsm_hook hooks[] = {
 	{ .symbol = "sched_process_fork", .kind = LXBSM_TRACEPOINT, .required = true,
@@ -84,14 +96,101 @@ static struct lxbsm_hook hooks[] = {
 	SETGROUPS("__x64_sys_setgroups", true),
 	SETGROUPS("__ia32_sys_setgroups", false),
 	SETGROUPS("__ia32_sys_setgroups16", false),
-	SOCK("__sys_accept4", 0),
-	SOCK("__sys_connect", 1),
-	SOCK("__sys_bind", 2),
+	/*
+	 * Sockets (ev_net.c): a successful accept (syscall or io_uring) is
+	 * recorded where its file is installed, after the wait, so blocked
+	 * accepts hold no instance; __sys_accept4 records the failures.
+	 * fd_install also gives an open its own file (ev_file.c).  connect
+	 * and bind take the kernel's copy of the address.
+	 */
+	KPROBE("fd_install", true, lxbsm_fd_install_pre),
+	SOCK("__sys_accept4", true, 0),
+	SOCK("__sys_connect_file", true, 1),
+	SOCK("__sys_bind", true, 2),
+	SOCK("__sys_bind_socket", false, 3),	/* io_uring bind, 6.11 on */
+	KPROBE("security_socket_bind", true, lxbsm_bind_addr_pre),
+	KPROBE("io_fixed_fd_install", false, lxbsm_fixed_install_pre),
 	KRET("audit_set_loginuid", false, 0, lxbsm_loginuid_entry, lxbsm_loginuid_ret,
 	     lxbsm_setid_data_size, ACTIVE_QUICK),
 };
 
 static_assert(ARRAY_SIZE(hooks) <= LXBSM_HOOKS_MAX);
+
+#ifndef CONFIG_KRETPROBE_ON_RETHOOK
+#error "lxbsm needs CONFIG_KRETPROBE_ON_RETHOOK (x86_64 has it since 5.19)"
+#endif
+
+/*
+ * Only current adds to and takes from its own list of hooked returns, newest
+ * first; an NMI's entries are gone again before we resume, so current may
+ * walk it.  Our kprobes are detached before the kretprobes (lxbsm_hooks_exit),
+ * so krp.rh is valid whenever a kprobe handler calls this.
+ */
+void *lxbsm_inflight(kretprobe_handler_t entry)
+{
+	struct llist_node *n;
+	int i;
+
+	for (n = current->rethooks.first; n; n = n->next) {
+		struct rethook_node *node = container_of(n, struct rethook_node, llist);
+
+		for (i = 0; i < ARRAY_SIZE(hooks); i++) {
+			struct lxbsm_hook *h = &hooks[i];
+
+			if (h->kind == LXBSM_KRETPROBE && h->entry == entry &&
+			    READ_ONCE(h->state) == LXBSM_HOOK_ON && h->krp.rh == node->rethook)
+				return container_of(node, struct kretprobe_instance, node)->data;
+		}
+	}
+	return NULL;
+}
+NOKPROBE_SYMBOL(lxbsm_inflight);
+
+/* Calls a hook let through unseen: no instance left, or a probe in a probe. */
+static unsigned long hook_missed(const struct lxbsm_hook *h)
+{
+	if (h->state != LXBSM_HOOK_ON)
+		return 0;
+	switch (h->kind) {
+	case LXBSM_KRETPROBE:
+		return (unsigned int)READ_ONCE(h->krp.nmissed) + READ_ONCE(h->krp.kp.nmissed);
+	case LXBSM_KPROBE:
+		return READ_ONCE(h->krp.kp.nmissed);
+	case LXBSM_TRACEPOINT:
+		break;
+	}
+	return 0;
+}
+
+#define MISSED_POLL	(HZ / 10)
+
+static struct timer_list missed_timer;
+static bool missed_timer_on;
+
+/* Every miss not yet reported becomes a lost record (one writer: the timer). */
+static void report_missed(void)
+{
+	u64 n = 0;
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
+		struct lxbsm_hook *h = &hooks[i];
+		unsigned long now = hook_missed(h);
+
+		if (now != h->missed_seen) {
+			n += now - h->missed_seen;
+			h->missed_seen = now;
+		}
+	}
+	if (n)
+		lxbsm_lost_n(LXBSM_LOST_NO_INSTANCE, n);
+}
+
+static void missed_tick(struct timer_list *t)
+{
+	report_missed();
+	mod_timer(t, jiffies + MISSED_POLL);
+}
 
 static void find_tracepoint(struct tracepoint *tp, void *priv)
 {
@@ -112,6 +211,11 @@ static int attach(struct lxbsm_hook *h)
 		h->krp.data_size = h->data_size();
 		h->krp.maxactive = max_t(int, h->maxactive, 2 * num_possible_cpus());
 		return register_kretprobe(&h->krp);
+	case LXBSM_KPROBE:
+		memset(&h->krp, 0, sizeof(h->krp));
+		h->krp.kp.symbol_name = h->symbol;
+		h->krp.kp.pre_handler = h->pre;
+		return register_kprobe(&h->krp.kp);
 	case LXBSM_TRACEPOINT:
 		h->tp = NULL;
 		for_each_kernel_tracepoint(find_tracepoint, h);
@@ -125,13 +229,19 @@ static int attach(struct lxbsm_hook *h)
 /*
  * Detach everything attached, in reverse order, in batches: the kernel
  * waits for running handlers once per batch instead of once per probe.
- * Tracepoints first, then the kretprobes.
+ * Tracepoints first, then the kprobes, then the kretprobes.
  */
 void lxbsm_hooks_exit(void)
 {
 	static struct kretprobe *krps[ARRAY_SIZE(hooks)];
-	int i, nkrp = 0;
+	static struct kprobe *kps[ARRAY_SIZE(hooks)];
+	int i, nkrp = 0, nkp = 0;
 	bool tracepoints = false;
+
+	if (missed_timer_on) {
+		del_timer_sync(&missed_timer);
+		missed_timer_on = false;
+	}
 
 	for (i = ARRAY_SIZE(hooks) - 1; i >= 0; i--) {
 		struct lxbsm_hook *h = &hooks[i];
@@ -146,21 +256,26 @@ void lxbsm_hooks_exit(void)
 		case LXBSM_KRETPROBE:
 			krps[nkrp++] = &h->krp;
 			break;
+		case LXBSM_KPROBE:
+			kps[nkp++] = &h->krp.kp;
+			break;
 		}
 	}
 	/* No tracepoint probe may still be running once this returns. */
 	if (tracepoints)
 		tracepoint_synchronize_unregister();
+	if (nkp)
+		unregister_kprobes(kps, nkp);
 	if (nkrp)
 		unregister_kretprobes(krps, nkrp);
+	report_missed();
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct lxbsm_hook *h = &hooks[i];
 
 		if (h->state != LXBSM_HOOK_ON)
 			continue;
-		if (h->kind == LXBSM_KRETPROBE && h->krp.nmissed)
-			pr_info("%s: %d calls missed (no kretprobe instance)\n",
-				h->symbol, h->krp.nmissed);
+		if (h->missed_seen)
+			pr_info("%s: %lu calls missed\n", h->symbol, h->missed_seen);
 		h->state = LXBSM_HOOK_OFF;
 	}
 	/* No return handler runs any more: free what they would have freed. */
@@ -175,6 +290,7 @@ int lxbsm_hooks_init(void)
 		struct lxbsm_hook *h = &hooks[i];
 
 		atomic64_set(&h->hits, 0);
+		h->missed_seen = 0;
 		ret = attach(h);
 		if (!ret) {
 			h->state = LXBSM_HOOK_ON;
@@ -192,6 +308,9 @@ int lxbsm_hooks_init(void)
 		pr_info("optional hook %s not available here (%d)\n", h->symbol, ret);
 	}
 	pr_info("%d hooks attached, %d optional ones missing\n", on, missing);
+	timer_setup(&missed_timer, missed_tick, TIMER_DEFERRABLE);
+	mod_timer(&missed_timer, jiffies + MISSED_POLL);
+	missed_timer_on = true;
 	return 0;
 }
 
@@ -208,8 +327,7 @@ int lxbsm_hook_info(struct lxbsm_hook_info *info)
 		return -ENOENT;
 	h = &hooks[info->index];
 	info->state = h->state;
-	info->missed = h->kind == LXBSM_KRETPROBE && h->state == LXBSM_HOOK_ON ?
-		       h->krp.nmissed : 0;
+	info->missed = hook_missed(h);
 	info->hits = atomic64_read(&h->hits);
 	strscpy(info->name, h->symbol, sizeof(info->name));
 	return 0;
@@ -221,6 +339,5 @@ void lxbsm_hooks_missed(struct lxbsm_status *st)
 
 	st->nr_hooks = ARRAY_SIZE(hooks);
 	for (i = 0; i < ARRAY_SIZE(hooks); i++)
-		st->missed[i] = hooks[i].kind == LXBSM_KRETPROBE &&
-				hooks[i].state == LXBSM_HOOK_ON ? hooks[i].krp.nmissed : 0;
+		st->missed[i] = hook_missed(&hooks[i]);
 }

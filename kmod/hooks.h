@@ -7,6 +7,7 @@
 
 #include <linux/binfmts.h>
 #include <linux/kprobes.h>
+#include <linux/net.h>
 #include <linux/tracepoint.h>
 
 #include "lxbsm.h"
@@ -14,6 +15,7 @@
 enum lxbsm_hook_kind {
 	LXBSM_KRETPROBE,
 	LXBSM_TRACEPOINT,
+	LXBSM_KPROBE,			/* entry only: holds nothing while a call sleeps */
 };
 
 struct lxbsm_hook {
@@ -26,11 +28,13 @@ struct lxbsm_hook {
 	size_t (*data_size)(void);	/* per-call data (struct kretprobe) */
 	int maxactive;			/* calls in flight at once */
 	void *probe;			/* tracepoint probe */
+	kprobe_pre_handler_t pre;	/* kprobe handler */
 	/* run time */
 	enum lxbsm_hook_state state;
 	atomic64_t hits;
-	struct kretprobe krp;
+	struct kretprobe krp;		/* a kprobe uses krp.kp only */
 	struct tracepoint *tp;
+	unsigned long missed_seen;	/* misses already reported as lost */
 };
 
 /* The hook a kretprobe handler runs for. */
@@ -38,6 +42,19 @@ static inline struct lxbsm_hook *lxbsm_kret_hook(struct kretprobe_instance *ri)
 {
 	return container_of(get_kretprobe(ri), struct lxbsm_hook, krp);
 }
+
+/* The hook a kprobe handler runs for. */
+static inline struct lxbsm_hook *lxbsm_kprobe_hook(struct kprobe *p)
+{
+	return container_of(p, struct lxbsm_hook, krp.kp);
+}
+
+/*
+ * The per-call data of current's innermost call in flight through a
+ * kretprobe whose entry handler is @entry (and whose entry kept it), or
+ * NULL: how a kprobe deeper in that call hands the call what it saw.
+ */
+void *lxbsm_inflight(kretprobe_handler_t entry);
 
 static inline void lxbsm_hook_hit(struct lxbsm_hook *h)
 {
@@ -78,6 +95,8 @@ int lxbsm_close_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 size_t lxbsm_open_data_size(void);
 size_t lxbsm_filp_open_data_size(void);
 size_t lxbsm_close_data_size(void);
+int lxbsm_fd_install_pre(struct kprobe *p, struct pt_regs *regs);
+bool lxbsm_in_io_uring(void);
 /* ev_proc.c */
 void lxbsm_fork_probe(void *data, struct task_struct *parent, struct task_struct *child);
 void lxbsm_exit_probe(void *data, struct task_struct *p);
@@ -98,5 +117,8 @@ bool lxbsm_chrooted(void);
 int lxbsm_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 size_t lxbsm_sock_data_size(void);
+int lxbsm_bind_addr_pre(struct kprobe *p, struct pt_regs *regs);
+void lxbsm_sock_installed(struct lxbsm_hook *h, int fd, struct socket *sock);
+int lxbsm_fixed_install_pre(struct kprobe *p, struct pt_regs *regs);
 
 #endif /* LXBSM_HOOKS_H */

@@ -208,6 +208,7 @@ u8 lxbsm_errno_to_bsm(int err);
 
 /* Count a record lost before it reached the ring. */
 void lxbsm_lost(enum lxbsm_lost_reason why);
+void lxbsm_lost_n(enum lxbsm_lost_reason why, u64 n);
 int lxbsm_record_init(void);
 void lxbsm_record_exit(void);
 void lxbsm_record_quiesce(void);

@@ -499,6 +499,13 @@ void lxbsm_lost(enum lxbsm_lost_reason why)
 	atomic64_inc(&pending_lost);
 }
 
+/* @n records lost at once (calls a hook missed: hooks.c) */
+void lxbsm_lost_n(enum lxbsm_lost_reason why, u64 n)
+{
+	lxbsm_ring_lost_n(&lxbsm_ring, why, n);
+	atomic64_add(n, &pending_lost);
+}
+
 /* Tell readers how many records are missing here; false if no room yet. */
 static bool emit_lost_notice(u64 n)
 {

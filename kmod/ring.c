@@ -113,13 +113,18 @@ static inline u64 rec_span(u32 len)
 	return round_up((u64)(len & LXBSM_REC_LEN_MASK) + HDR_SIZE, 8);
 }
 
-void lxbsm_ring_lost(struct lxbsm_ring *r, enum lxbsm_lost_reason why)
+void lxbsm_ring_lost_n(struct lxbsm_ring *r, enum lxbsm_lost_reason why, u64 n)
 {
 	unsigned long flags;
 
 	raw_spin_lock_irqsave(&r->lock, flags);
-	WRITE_ONCE(r->prod->lost[why], r->prod->lost[why] + 1);
+	WRITE_ONCE(r->prod->lost[why], r->prod->lost[why] + n);
 	raw_spin_unlock_irqrestore(&r->lock, flags);
+}
+
+void lxbsm_ring_lost(struct lxbsm_ring *r, enum lxbsm_lost_reason why)
+{
+	lxbsm_ring_lost_n(r, why, 1);
 }
 
 void *__lxbsm_ring_reserve(struct lxbsm_ring *r, u32 size, u32 type, bool quiet,

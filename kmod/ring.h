@@ -62,6 +62,7 @@ void lxbsm_ring_commit(struct lxbsm_ring *r, void *rec);
 void lxbsm_ring_discard(struct lxbsm_ring *r, void *rec);
 /* Count a record lost before it reached the ring. */
 void lxbsm_ring_lost(struct lxbsm_ring *r, enum lxbsm_lost_reason why);
+void lxbsm_ring_lost_n(struct lxbsm_ring *r, enum lxbsm_lost_reason why, u64 n);
 /* Reserve, copy and commit in one call (process or atomic context). */
 int lxbsm_ring_write(struct lxbsm_ring *r, const void *buf, u32 size, u32 type);
 /* The same, stamped (may be NULL), and a full ring is not counted as a loss. */

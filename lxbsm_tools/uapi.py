@@ -27,7 +27,7 @@ SUBMITTED_TEXT_MAX = 128
 MAX_SUBMIT = MAX_RECORD - 3 - SUBMITTED_TEXT_MAX
 
 LOST_NR = 8
-LOST_REASONS = ("ring_full", "too_big", "no_scratch")
+LOST_REASONS = ("ring_full", "too_big", "no_scratch", "no_instance")
 HOOKS_MAX = 64
 
 

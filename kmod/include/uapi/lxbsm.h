@@ -25,7 +25,7 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define LXBSM_ABI_VERSION	3	/* 2: LXBSM_IOC_COPY, sha256 exec rules; 3: 64 hooks */
+#define LXBSM_ABI_VERSION	3	/* 2: LXBSM_IOC_COPY, sha256 exec rules; 3: 64 hooks, lost no_instance, submitter text */
 #define LXBSM_DEVICE		"lxbsm"
 
 /* Record header flags, in the top bits of lxbsm_rec_hdr.len. */
@@ -48,6 +48,9 @@ enum lxbsm_lost_reason {
 	LXBSM_LOST_RING_FULL,		/* no space in the ring */
 	LXBSM_LOST_TOO_BIG,		/* record larger than a quarter of the ring */
 	LXBSM_LOST_NO_SCRATCH,		/* no record-building buffer (nesting) */
+	LXBSM_LOST_NO_INSTANCE,		/* a call a hook missed (kretprobe pool
+					 * exhausted, probe inside a probe)
+					 */
 	LXBSM_LOST_NR = 8,
 };
 
@@ -88,7 +91,7 @@ struct lxbsm_status {
 	__u32 can_wait;			/* 1 if, without cnt, producers wait */
 	__u32 nr_hooks;			/* valid entries in missed[] */
 	__u32 reserved;
-	__u64 missed[LXBSM_HOOKS_MAX];	/* kretprobe misses per hook */
+	__u64 missed[LXBSM_HOOKS_MAX];	/* calls each hook missed */
 };
 
 /*

@@ -15,16 +15,41 @@
  *   sysprobe login-closes AUID N   become audit id AUID (as pam_loginuid does),
  *                                  then make N failing close(-1) calls
  *   sysprobe execveat DIR NAME     execveat(open(DIR), NAME, [NAME], env, 0)
+ *   sysprobe accept-flood N        N threads (in child processes) blocked in
+ *                                  accept() on a listening 127.0.0.1 socket;
+ *                                  prints its port; at EOF on stdin kills its
+ *                                  process group
+ *   sysprobe connect-race DIR      a Unix connect() to DIR/real that blocks
+ *                                  (full backlog) while another thread
+ *                                  rewrites its sockaddr to DIR/decoy; prints
+ *                                  "ret errno peer rewrites" (peer from
+ *                                  getpeername)
+ *   sysprobe open-race PATH OTHER N  N opens of PATH while a sibling thread
+ *                                  dup2()s a descriptor of OTHER onto the
+ *                                  number each open returns; prints
+ *                                  "opens swapped" (opens whose descriptor
+ *                                  named OTHER by the time open returned)
+ *   sysprobe uring-net             io_uring bind (where the kernel has it),
+ *                                  connect and accept on 127.0.0.1, then an
+ *                                  accept into a fixed-file slot; prints
+ *                                  "bind connect accept srvport cliport
+ *                                  fixed cli2port"
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #ifdef WITH_URING
@@ -45,7 +70,229 @@ static int do_execve(char **argv)
 	return report(-1);
 }
 
+static void *blocked_accept(void *arg)
+{
+	accept(*(int *)arg, NULL, NULL);
+	return NULL;
+}
+
+/* Each blocked accept holds a descriptor: at most this many per process. */
+#define FLOOD_PER_PROC	500
+
+static int accept_flood(int n)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sa);
+	pthread_attr_t attr;
+	static int srv;
+	int ready[2];
+	char buf[16];
+	int i;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	srv = socket(AF_INET, SOCK_STREAM, 0);
+	if (srv < 0 || bind(srv, (struct sockaddr *)&sa, len) || listen(srv, 16) ||
+	    getsockname(srv, (struct sockaddr *)&sa, &len) || pipe(ready))
+		return report(-1);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	for (; n > 0; n -= FLOOD_PER_PROC) {
+		if (fork() == 0) {
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			for (i = 0; i < n && i < FLOOD_PER_PROC; i++) {
+				pthread_t t;
+
+				if (pthread_create(&t, &attr, blocked_accept, &srv))
+					_exit(1);
+			}
+			if (write(ready[1], "", 1) != 1)
+				_exit(1);
+			for (;;)
+				pause();
+		}
+		if (read(ready[0], buf, 1) != 1)
+			return report(-1);
+	}
+	printf("%d\n", ntohs(sa.sin_port));
+	fflush(stdout);
+	while (read(0, buf, sizeof(buf)) > 0)
+		;
+	kill(0, SIGKILL);
+	_exit(0);
+}
+
+static struct sockaddr_un race_addr;
+static char race_decoy[sizeof(race_addr.sun_path)];
+static volatile int race_stop;
+static volatile long race_rewrites;
+static int race_ret, race_errno;
+
+static void *racing_connect(void *arg)
+{
+	int fd = *(int *)arg;
+
+	race_ret = connect(fd, (struct sockaddr *)&race_addr, sizeof(race_addr));
+	race_errno = race_ret ? errno : 0;
+	return NULL;
+}
+
+static void *rewriter(void *arg)
+{
+	(void)arg;
+	while (!race_stop) {
+		memcpy(race_addr.sun_path, race_decoy, sizeof(race_decoy));
+		race_rewrites++;
+	}
+	return NULL;
+}
+
+static int unix_listener(const char *path, int backlog)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, backlog))
+		return -1;
+	return fd;
+}
+
+static int connect_race(const char *dir)
+{
+	struct sockaddr_un peer;
+	socklen_t plen = sizeof(peer);
+	pthread_t a, b;
+	int srv, decoy, c1, c2;
+
+	race_addr.sun_family = AF_UNIX;
+	snprintf(race_addr.sun_path, sizeof(race_addr.sun_path), "%s/real", dir);
+	snprintf(race_decoy, sizeof(race_decoy), "%s/decoy", dir);
+	srv = unix_listener(race_addr.sun_path, 0);
+	decoy = unix_listener(race_decoy, 16);
+	c1 = socket(AF_UNIX, SOCK_STREAM, 0);
+	c2 = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (srv < 0 || decoy < 0 || c1 < 0 || c2 < 0 ||
+	    connect(c1, (struct sockaddr *)&race_addr, sizeof(race_addr)))
+		return report(-1);
+	/* The backlog is full: c2's connect sleeps until srv accepts c1. */
+	pthread_create(&a, NULL, racing_connect, &c2);
+	usleep(300000);
+	pthread_create(&b, NULL, rewriter, NULL);
+	usleep(300000);
+	if (accept(srv, NULL, NULL) < 0)
+		return report(-1);
+	pthread_join(a, NULL);
+	race_stop = 1;
+	pthread_join(b, NULL);
+	memset(&peer, 0, sizeof(peer));
+	getpeername(c2, (struct sockaddr *)&peer, &plen);
+	printf("%d %d %s %ld\n", race_ret, race_errno, peer.sun_path, race_rewrites);
+	return 0;
+}
+
+static volatile int dup_target = -1;
+static int dup_other;
+
+static void *dup_loop(void *arg)
+{
+	(void)arg;
+	while (!race_stop) {
+		int t = dup_target;
+
+		if (t >= 0)
+			dup2(dup_other, t);
+	}
+	return NULL;
+}
+
+static int open_race(const char *path, const char *other, int n)
+{
+	struct stat want, got;
+	long swapped = 0;
+	pthread_t t;
+	int i, fd;
+
+	dup_other = open(other, O_RDONLY);
+	fd = open(path, O_RDONLY);
+	if (dup_other < 0 || fd < 0 || fstat(fd, &want))
+		return report(-1);
+	close(fd);
+	dup_target = fd;	/* the number every open below returns first */
+	pthread_create(&t, NULL, dup_loop, NULL);
+	for (i = 0; i < n; i++) {
+		fd = open(path, O_RDONLY);
+		if (fd < 0)
+			continue;
+		if (!fstat(fd, &got) && got.st_ino != want.st_ino)
+			swapped++;
+		close(fd);
+	}
+	race_stop = 1;
+	pthread_join(t, NULL);
+	printf("%d %ld\n", n, swapped);
+	return 0;
+}
+
 #ifdef WITH_URING
+/* Not in liburing 2.3's headers: Linux 6.11's numbers. */
+#define OP_BIND		56
+
+static int uring_one(struct io_uring *ring)
+{
+	struct io_uring_cqe *cqe;
+	int ret;
+
+	io_uring_submit(ring);
+	if (io_uring_wait_cqe(ring, &cqe))
+		return -EIO;
+	ret = cqe->res;
+	io_uring_cqe_seen(ring, cqe);
+	return ret;
+}
+
+static int uring_net(void)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET }, peer;
+	socklen_t len = sizeof(sa), plen = sizeof(peer);
+	struct io_uring_sqe *sqe;
+	struct io_uring ring;
+	int srv, cli, cli2, bret, cret, aret, fret;
+
+	if (io_uring_queue_init(8, &ring, 0) < 0)
+		return report(-1);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	srv = socket(AF_INET, SOCK_STREAM, 0);
+	cli = socket(AF_INET, SOCK_STREAM, 0);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_rw(OP_BIND, sqe, srv, &sa, 0, sizeof(sa));
+	bret = uring_one(&ring);
+	if (bret == -EINVAL && bind(srv, (struct sockaddr *)&sa, sizeof(sa)))
+		return report(-1);
+	if (listen(srv, 4) || getsockname(srv, (struct sockaddr *)&sa, &len))
+		return report(-1);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_connect(sqe, cli, (struct sockaddr *)&sa, sizeof(sa));
+	cret = uring_one(&ring);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_accept(sqe, srv, NULL, NULL, 0);
+	aret = uring_one(&ring);
+	getsockname(cli, (struct sockaddr *)&peer, &plen);
+	printf("%d %d %d %d %d ", bret, cret, aret, ntohs(sa.sin_port), ntohs(peer.sin_port));
+	/* an accept into a fixed-file slot: no descriptor is installed */
+	cli2 = socket(AF_INET, SOCK_STREAM, 0);
+	if (io_uring_register_files_sparse(&ring, 4) ||
+	    connect(cli2, (struct sockaddr *)&sa, sizeof(sa)))
+		return report(-1);
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_accept(sqe, srv, NULL, NULL, 0);
+	sqe->file_index = 1;	/* slot 0 (liburing 2.3's helper mangles ALLOC) */
+	fret = uring_one(&ring);
+	getsockname(cli2, (struct sockaddr *)&peer, &plen);
+	printf("%d %d\n", fret, ntohs(peer.sin_port));
+	io_uring_queue_exit(&ring);
+	return 0;
+}
+
 static int uring_openat(const char *path)
 {
 	struct io_uring ring;
@@ -130,6 +377,12 @@ int main(int argc, char **argv)
 			close(-1);
 		_exit(0);
 	}
+	if (!strcmp(argv[1], "accept-flood") && argc >= 3)
+		return accept_flood(atoi(argv[2]));
+	if (!strcmp(argv[1], "connect-race") && argc >= 3)
+		return connect_race(argv[2]);
+	if (!strcmp(argv[1], "open-race") && argc >= 5)
+		return open_race(argv[2], argv[3], atoi(argv[4]));
 	if (!strcmp(argv[1], "execveat") && argc >= 4) {
 		int dfd = open(argv[2], O_RDONLY | O_DIRECTORY);
 		char *args[] = { argv[3], NULL };
@@ -142,6 +395,8 @@ int main(int argc, char **argv)
 		return do_clone3();
 	if (!strcmp(argv[1], "uring-openat") && argc >= 3)
 		return uring_openat(argv[2]);
+	if (!strcmp(argv[1], "uring-net"))
+		return uring_net();
 #endif
 	fprintf(stderr, "sysprobe: unknown command %s\n", argv[1]);
 	return 2;
