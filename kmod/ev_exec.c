@@ -258,114 +258,6 @@ int lxbsm_bprm_check_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 }
 NOKPROBE_SYMBOL(lxbsm_bprm_check_ret);
 
-/*
- * A denied file opened for execution other than by exec's own
- * security_bprm_check (an ELF interpreter, uselib): the record for it when
- * no exec record will carry the refusal.
- */
-static void xc_refusal_record(enum lxbsm_event ev, const struct file *file,
-			      const struct lxbsm_xc_verdict *v, const char *path, long ret)
-{
-	struct lxbsm_proc_snap snap;
-	struct lxbsm_attr attr;
-	struct lxbsm_rec *r;
-
-	lxbsm_attr_of(file_inode(file), &attr);
-	lxbsm_proc_snapshot(current, &snap);
-	r = lxbsm_rec_begin(ev);
-	if (!r)
-		return;
-	lxbsm_tok_path(r, path ? path : lxbsm_file_path(r, 0, file));
-	lxbsm_tok_attr32(r, &attr);
-	lxbsm_tok_text(r, v->text);
-	lxbsm_rec_finish(r, &snap, ret);
-}
-
-/*
- * open_exec(const char *name): every file an exec opens besides the program
- * itself (an ELF program's PT_INTERP, a script's or binfmt_misc's
- * interpreter), before the point of no return.  An ELF interpreter never
- * reaches security_bprm_check, and its executable mappings are the kernel's
- * own (in_execve), so exec control judges it here: a denied file is closed
- * and open_exec() fails with EACCES, which fails the exec.
- */
-struct open_exec_ctx {
-	struct lxbsm_xc_verdict v;
-	char path[];
-};
-
-#define OPEN_EXEC_DATA_SIZE	KRETPROBE_MAX_DATA_SIZE
-#define OPEN_EXEC_PATH_SIZE	(OPEN_EXEC_DATA_SIZE - sizeof(struct open_exec_ctx))
-
-size_t lxbsm_open_exec_data_size(void)
-{
-	return OPEN_EXEC_DATA_SIZE;
-}
-
-int lxbsm_open_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
-{
-	return !lxbsm_xc_active();
-}
-NOKPROBE_SYMBOL(lxbsm_open_exec_entry);
-
-int lxbsm_open_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
-{
-	struct file *file = (struct file *)regs_return_value(regs);
-	struct open_exec_ctx *oc = (struct open_exec_ctx *)ri->data;
-	bool enforce, kill;
-	struct exec_ctx *ctx;
-
-	if (IS_ERR_OR_NULL(file))
-		return 0;
-	if (!lxbsm_xc_check(file, oc->path, OPEN_EXEC_PATH_SIZE, &oc->v)) {
-		if (oc->v.need_hash)
-			lxbsm_xc_hash_later(file, true);
-		return 0;
-	}
-	lxbsm_hook_hit(lxbsm_kret_hook(ri));
-	enforce = oc->v.mode == LXBSM_XC_ENFORCE;
-	kill = oc->v.mode == LXBSM_XC_KILL;
-	ctx = inflight_find();
-	if (ctx) {
-		/* The exec's record names the rule (and kill mode kills there). */
-		exec_denied(ctx, &oc->v);
-	} else {
-		xc_refusal_record(LXBSM_EV_EXECVE, file, &oc->v, oc->v.path,
-				  enforce ? -EACCES : 0);
-		if (kill)
-			send_sig(SIGKILL, current, 1);
-	}
-	if (enforce) {
-		fput(file);
-		regs_set_return_value(regs, (unsigned long)ERR_PTR(-EACCES));
-	}
-	return 0;
-}
-NOKPROBE_SYMBOL(lxbsm_open_exec_ret);
-
-/*
- * security_file_open(struct file *file) during uselib(2) (32-bit processes
- * only): the library is opened with do_filp_open(), not open_exec(), and a file that is not an
- * ET_EXEC library is refused (ENOEXEC) before any mapping that the
- * security_mmap_file check would see.  Judged here like any exec, so that
- * a denied file is refused with EACCES however it is built.  Every other
- * open returns at once from the entry handler.
- */
-struct uselib_ctx {
-	bool deny;
-	struct lxbsm_attr attr;
-	struct lxbsm_xc_verdict v;
-	char path[];
-};
-
-#define USELIB_DATA_SIZE	KRETPROBE_MAX_DATA_SIZE
-#define USELIB_PATH_SIZE	(USELIB_DATA_SIZE - sizeof(struct uselib_ctx))
-
-size_t lxbsm_uselib_data_size(void)
-{
-	return USELIB_DATA_SIZE;
-}
-
 /* uselib(2) is a 32-bit system call only (x86-64 has no entry for it). */
 static bool in_uselib(void)
 {
@@ -375,55 +267,99 @@ static bool in_uselib(void)
 	return syscall_get_nr(current, task_pt_regs(current)) == __NR_ia32_uselib;
 }
 
-int lxbsm_uselib_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
+/*
+ * security_file_open(struct file *file) for every file the kernel opens for
+ * execution (open flags with __FMODE_EXEC, which open(2) cannot ask for):
+ * the program (left to security_bprm_check when its exec is in flight), an
+ * ELF program's PT_INTERP, a script's or binfmt_misc's interpreter, and
+ * uselib(2)'s library.  An ELF interpreter never reaches
+ * security_bprm_check and its executable mappings are the kernel's own
+ * (in_execve); uselib maps before any check would see it.  So exec control
+ * judges them here, when the file is open but before the caller has it: a
+ * denied file makes the open fail with EACCES, which fails the exec (before
+ * its point of no return) or uselib.
+ *
+ * Here and not at open_exec()'s return: a kretprobe instance is held for the
+ * whole call, and open_exec() walks a path that a user can make block as
+ * long as it likes (a FUSE file system in a user namespace), so enough such
+ * calls would leave none for the check.  security_file_open() itself does
+ * not wait for the user.  Every other open leaves at the first test.
+ */
+struct exec_open_ctx {
+	bool deny;
+	struct exec_ctx *exec;		/* current's exec in flight, if any */
+	struct lxbsm_attr attr;
+	struct lxbsm_xc_verdict v;
+	char path[];
+};
+
+#define EXEC_OPEN_DATA_SIZE	KRETPROBE_MAX_DATA_SIZE
+#define EXEC_OPEN_PATH_SIZE	(EXEC_OPEN_DATA_SIZE - sizeof(struct exec_open_ctx))
+
+size_t lxbsm_exec_open_data_size(void)
+{
+	return EXEC_OPEN_DATA_SIZE;
+}
+
+int lxbsm_exec_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct file *file = (struct file *)regs_get_kernel_argument(regs, 0);
-	struct uselib_ctx *uc = (struct uselib_ctx *)ri->data;
+	struct exec_open_ctx *oc = (struct exec_open_ctx *)ri->data;
 
-	if (!in_uselib() || !lxbsm_xc_active())
+	if (!(file->f_flags & __FMODE_EXEC) || !lxbsm_xc_active())
 		return 1;
-	if (!lxbsm_xc_check(file, uc->path, USELIB_PATH_SIZE, &uc->v)) {
-		if (uc->v.need_hash)
-			lxbsm_xc_hash_later(file, false);
+	oc->exec = inflight_find();
+	/* The program of an exec we follow: security_bprm_check judges it. */
+	if (oc->exec && !oc->exec->files)
+		return 1;
+	if (!lxbsm_xc_check(file, oc->path, EXEC_OPEN_PATH_SIZE, &oc->v)) {
+		if (oc->v.need_hash)
+			lxbsm_xc_hash_later(file, !!oc->exec);
 		return 1;
 	}
-	uc->deny = uc->v.mode == LXBSM_XC_ENFORCE;
+	oc->deny = oc->v.mode == LXBSM_XC_ENFORCE;
 	/* What the record says of the file, taken here where it is at hand. */
-	if (!uc->v.path) {
-		const char *p = d_path(&file->f_path, uc->path, USELIB_PATH_SIZE);
+	if (!oc->v.path) {
+		const char *p = d_path(&file->f_path, oc->path, EXEC_OPEN_PATH_SIZE);
 
-		uc->v.path = IS_ERR(p) ? "" : p;
+		oc->v.path = IS_ERR(p) ? "" : p;
 	}
-	lxbsm_attr_of(file_inode(file), &uc->attr);
+	lxbsm_attr_of(file_inode(file), &oc->attr);
 	return 0;
 }
-NOKPROBE_SYMBOL(lxbsm_uselib_entry);
+NOKPROBE_SYMBOL(lxbsm_exec_open_entry);
 
-int lxbsm_uselib_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+int lxbsm_exec_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
-	struct uselib_ctx *uc = (struct uselib_ctx *)ri->data;
+	struct exec_open_ctx *oc = (struct exec_open_ctx *)ri->data;
 	long ret = (int)regs_return_value(regs);	/* an int function */
 	struct lxbsm_proc_snap snap;
 	struct lxbsm_rec *r;
 
-	if (uc->deny && ret == 0) {
+	if (oc->deny && ret == 0) {
 		ret = -EACCES;
 		regs_set_return_value(regs, ret);
 	}
 	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+	if (oc->exec) {
+		/* The exec's record names the rule (and kill mode kills there). */
+		exec_denied(oc->exec, &oc->v);
+		return 0;
+	}
+	/* uselib, or an exec whose own hook missed it: a record of its own. */
 	lxbsm_proc_snapshot(current, &snap);
-	r = lxbsm_rec_begin(LXBSM_EV_MMAP);
+	r = lxbsm_rec_begin(in_uselib() ? LXBSM_EV_MMAP : LXBSM_EV_EXECVE);
 	if (r) {
-		lxbsm_tok_path(r, uc->v.path);
-		lxbsm_tok_attr32(r, &uc->attr);
-		lxbsm_tok_text(r, uc->v.text);
+		lxbsm_tok_path(r, oc->v.path);
+		lxbsm_tok_attr32(r, &oc->attr);
+		lxbsm_tok_text(r, oc->v.text);
 		lxbsm_rec_finish(r, &snap, ret);
 	}
-	if (uc->v.mode == LXBSM_XC_KILL)
+	if (oc->v.mode == LXBSM_XC_KILL)
 		send_sig(SIGKILL, current, 1);
 	return 0;
 }
-NOKPROBE_SYMBOL(lxbsm_uselib_ret);
+NOKPROBE_SYMBOL(lxbsm_exec_open_ret);
 /* The interpreter a script started: the new image's own file. */
 static void interpreter_path(struct lxbsm_rec *r)
 {

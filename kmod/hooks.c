@@ -5,9 +5,9 @@
  * unload.  A required hook that cannot be attached fails the load; an
  * optional one (an ABI this kernel lacks) is reported as missing.
  *
- * Order matters once: security_bprm_check and open_exec come after the exec
- * hooks, so they are detached first and never see an exec whose return
- * handler is gone.
+ * Order matters once: security_bprm_check and security_file_open come after
+ * the exec hooks, so they are detached first and never see an exec whose
+ * return handler is gone.
  * (Kretprobes are detached in one batch, in reverse table order, after the
  * tracepoints and the kprobes, which may look at a kretprobe's calls.)
  *
@@ -67,12 +67,11 @@ static struct lxbsm_hook hooks[] = {
 	/* exec control decides here, and the exec record learns the file */
 	KRET("security_bprm_check", true, 0, lxbsm_bprm_check_entry, lxbsm_bprm_check_ret,
 	     lxbsm_bprm_check_data_size, ACTIVE_SLEEPY),
-	/* ... and here for the other files an exec runs (an ELF interpreter) */
-	KRET("open_exec", true, 0, lxbsm_open_exec_entry, lxbsm_open_exec_ret,
-	     lxbsm_open_exec_data_size, ACTIVE_SLEEPY),
-	/* ... and for uselib(2); every other open leaves at once */
-	KRET("security_file_open", true, 0, lxbsm_uselib_entry, lxbsm_uselib_ret,
-	     lxbsm_uselib_data_size, ACTIVE_QUICK),
+	/* ... and here for the other files opened for execution (an ELF
+	 * interpreter, uselib); every other open leaves at once
+	 */
+	KRET("security_file_open", true, 0, lxbsm_exec_open_entry, lxbsm_exec_open_ret,
+	     lxbsm_exec_open_data_size, ACTIVE_QUICK),
 	KRET("security_mmap_file", true, 0, lxbsm_mmap_entry, lxbsm_mmap_ret,
 	     lxbsm_mmap_data_size, ACTIVE_SLEEPY),
 	KRET("do_sys_openat2", true, 0, lxbsm_open_entry, lxbsm_open_ret,

@@ -74,12 +74,9 @@ int lxbsm_bprm_check_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_bprm_check_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 size_t lxbsm_exec_data_size(void);
 size_t lxbsm_bprm_check_data_size(void);
-int lxbsm_open_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
-int lxbsm_open_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
-size_t lxbsm_open_exec_data_size(void);
-int lxbsm_uselib_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
-int lxbsm_uselib_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
-size_t lxbsm_uselib_data_size(void);
+int lxbsm_exec_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_exec_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+size_t lxbsm_exec_open_data_size(void);
 void lxbsm_exec_exit(void);
 /* xctl.c */
 int lxbsm_mmap_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
