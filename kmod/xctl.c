@@ -39,6 +39,8 @@
 #include <linux/kdev_t.h>
 #include <linux/mman.h>
 #include <linux/mutex.h>
+#include <linux/pid.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/stringhash.h>
 #include <linux/uaccess.h>
@@ -93,7 +95,14 @@ static u32 sha_hash(const u8 *sha)
 static struct lxbsm_xc __rcu *xc_rules;
 static DEFINE_MUTEX(xc_mutex);
 static atomic64_t xc_denied = ATOMIC64_INIT(0);
-atomic_t lxbsm_consumer_tgid = ATOMIC_INIT(0);
+
+/*
+ * The thread group that holds the ring, by its struct pid (referenced while
+ * the consumer file is open), never by number: a pid number is reused by
+ * any later process once its owner is gone, the struct pid is not.
+ */
+static struct pid __rcu *consumer;
+static DEFINE_MUTEX(consumer_mutex);
 
 static const char *const mode_word[LXBSM_XC_MODE_NR] = {
 	[LXBSM_XC_ENFORCE] = "denied",
@@ -198,10 +207,34 @@ bool lxbsm_xc_active(void)
 	return on;
 }
 
+/*
+ * @pid (referenced by the caller, or NULL) becomes the exempt consumer.  The
+ * previous one is dropped after a grace period, so that no handler can still
+ * compare against it when its memory is reused for another process's pid.
+ */
+void lxbsm_xc_set_consumer(struct pid *pid)
+{
+	struct pid *old;
+
+	mutex_lock(&consumer_mutex);
+	old = rcu_replace_pointer(consumer, pid, lockdep_is_held(&consumer_mutex));
+	mutex_unlock(&consumer_mutex);
+	if (old) {
+		synchronize_rcu();
+		put_pid(old);
+	}
+}
+
 static bool exempt(void)
 {
-	return current->flags & PF_KTHREAD ||
-	       task_tgid_nr(current) == atomic_read(&lxbsm_consumer_tgid);
+	bool ret;
+
+	if (current->flags & PF_KTHREAD)
+		return true;
+	rcu_read_lock();
+	ret = rcu_dereference(consumer) == task_tgid(current);
+	rcu_read_unlock();
+	return ret;
 }
 
 /* The caller's audit id, looked up once per check and only if a rule asks. */
