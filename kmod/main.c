@@ -220,6 +220,7 @@ static struct miscdevice lxbsm_misc = {
 	.name	= LXBSM_DEVICE,
 	.fops	= &lxbsm_fops,
 	.mode	= 0600,
+	.groups	= lxbsm_xc_groups,
 };
 
 static int __init lxbsm_init(void)

@@ -9,6 +9,7 @@
 
 #include "include/uapi/lxbsm.h"
 
+struct attribute_group;
 struct pid;
 
 /* What a matching deny rule said, for the audit record. */
@@ -21,6 +22,9 @@ struct lxbsm_xc_verdict {
 
 /* The thread group that holds the ring (NULL: none; a reference is taken over). */
 void lxbsm_xc_set_consumer(struct pid *pid);
+
+/* The misc device's sysfs attributes: exec_control/{digests,hashed,evicted,not_cached}. */
+extern const struct attribute_group *lxbsm_xc_groups[];
 
 bool lxbsm_xc_active(void);
 bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc_verdict *v);

@@ -11,6 +11,7 @@ import errno
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -105,12 +106,17 @@ def ext4_1s() -> Iterator[Path]:
     mnt.mkdir()
     run("truncate", "-s", "32M", str(img))
     run("mkfs.ext4", "-q", "-I", "128", str(img))
-    run("mount", "-o", "loop", str(img), str(mnt))
-    (mnt).chmod(0o1777)
+    run("modprobe", "loop", check=False)
+    loop = run("losetup", "--find", "--show", str(img)).stdout.strip()
     try:
-        yield mnt
+        run("mount", loop, str(mnt))
+        try:
+            mnt.chmod(0o1777)
+            yield mnt
+        finally:
+            run("umount", str(mnt), check=False)
     finally:
-        run("umount", str(mnt), check=False)
+        run("losetup", "-d", loop, check=False)
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -219,4 +225,142 @@ def test_the_background_daemon_is_the_exempt_process(progs: Path) -> None:
                 os.close(ctl)
             time.sleep(0.1)
         shutil.rmtree(d, ignore_errors=True)
-    assert other.returncode != 0 and "Permission denied" in other.stderr, other
+    assert other.returncode != 0 and "failed to map segment" in other.stderr, other
+
+
+# ---- defect 8: the digest cache ----
+
+
+def test_two_writes_in_one_ctime_tick_do_not_reuse_a_digest(progs: Path) -> None:
+    """Y' is written and run (hashed), X (denied by content) is written over it in
+    the same ctime tick with the same size and run: X must never run.  On tmpfs
+    (ticks of a jiffy) and on a filesystem with one-second timestamps."""
+    x, y2 = progs / "X", progs / "Y2"
+    results = {}
+    with exec_rules(f"deny sha256:{sha(x)}\n"):
+        for name, fs in (("tmpfs", tmpfs), ("ext4-1s", ext4_1s)):
+            with fs() as mnt, nobody_dir(mnt) as d:
+                f = d / "prog"
+                shutil.copy(y2, f)
+                os.chown(f, 65534, 65534)
+                f.chmod(0o755)
+                out = as_nobody(progs / "hxprobe", "sametick", f, y2, x, "40")
+                assert out.returncode == 0, out
+                rows = [[int(v) for v in ln.split()] for ln in out.stdout.splitlines()]
+                assert len(rows) == 40, out
+                results[name] = rows
+    for name, rows in results.items():
+        for i, same, s1, s2 in rows:
+            # Y' runs; X is killed before its first instruction or refused.
+            assert os.WIFEXITED(s1) and os.WEXITSTATUS(s1) == 0, (name, i, s1)
+            assert (os.WIFSIGNALED(s2) and os.WTERMSIG(s2) == signal.SIGKILL) or (
+                os.WIFEXITED(s2) and os.WEXITSTATUS(s2) == REFUSED
+            ), (name, i, same, s2)
+    # The attack's condition was met: both writes left one ctime (every time
+    # with one-second timestamps).
+    assert sum(r[1] for r in results["ext4-1s"]) >= 30, results["ext4-1s"]
+    print("same-tick iterations:", {k: sum(r[1] for r in v) for k, v in results.items()})
+
+
+REUSE = """
+set -e
+mount -t tmpfs none "$1"
+cp "$2" "$1/prog"
+sleep 0.1
+"$1/prog"
+before=$(cat {sysfs}/hashed)
+"$1/prog"
+after=$(cat {sysfs}/hashed)
+echo first $(stat -c '%d %i %s' "$1/prog") cached $((after - before))
+umount "$1"
+mount -t tmpfs none "$1"
+cp "$3" "$1/prog"
+echo second $(stat -c '%d %i %s' "$1/prog")
+set +e
+"$1/prog"
+echo status $?
+"""
+
+
+def test_a_reused_device_and_inode_number_do_not_reuse_a_digest(progs: Path) -> None:
+    """In a user namespace nobody mounts a tmpfs, runs an allowed Y (its digest
+    cached), mounts a new tmpfs at the same place (same device and inode
+    numbers) and puts X there with Y's size: X must not run."""
+    script = REUSE.replace("{sysfs}", str(SYSFS))
+    with exec_rules(f"deny sha256:{sha(progs / 'X')}\n"), nobody_dir(Path("/tmp")) as d:
+        mnt = d / "mnt"
+        mnt.mkdir()
+        os.chown(mnt, 65534, 65534)
+        out = as_nobody(
+            "unshare", "-Urm", "sh", "-c", script, "reuse", mnt, progs / "Y", progs / "X"
+        )
+    lines = {ln.split()[0]: ln.split()[1:] for ln in out.stdout.splitlines()}
+    assert set(lines) == {"first", "second", "status"}, out
+    # Y's digest was cached, and the new file has Y's device, inode number and size.
+    assert lines["first"][3:] == ["cached", "0"], out
+    assert lines["first"][:3] == lines["second"], out
+    assert lines["status"] == ["137"], out  # killed before its first instruction
+
+
+REUSE_1S = """
+cd "$1"
+for i in $(seq 20); do
+    cp "$2" prog
+    ./prog
+    a=$(stat -c '%i %Z' prog)
+    rm prog
+    cp "$3" prog
+    b=$(stat -c '%i %Z' prog)
+    ./prog
+    echo $? $([ "$a" = "$b" ] && echo 1 || echo 0)
+done
+"""
+
+
+def test_an_inode_reused_within_one_timestamp_does_not_reuse_a_digest(progs: Path) -> None:
+    """On a filesystem with one-second timestamps (ext4 reuses a freed inode
+    number at once) nobody runs Y, deletes it and puts X of the same size in
+    a new file, which gets Y's inode number and ctime: X must not run."""
+    with exec_rules(f"deny sha256:{sha(progs / 'X')}\n"), ext4_1s() as mnt, nobody_dir(mnt) as d:
+        out = as_nobody("sh", "-c", REUSE_1S, "reuse", d, progs / "Y", progs / "X")
+    rows = [ln.split() for ln in out.stdout.splitlines()]
+    assert len(rows) == 20, out
+    assert all(r[0] == "137" for r in rows), out  # X killed before its first instruction
+    # Same inode number and same ctime as the Y just run: the attack's condition.
+    assert sum(r[1] == "1" for r in rows) >= 10, out
+
+
+def test_a_flood_of_new_files_does_not_flush_the_cache(progs: Path) -> None:
+    """nobody has 5000 new files hashed (mapped executable) while the system
+    keeps running its programs: the cache evicts one entry at a time, so those
+    programs are never hashed again."""
+    system = ["/bin/true", "/usr/bin/env", "/bin/sh"]
+    with tmpfs() as mnt, nobody_dir(mnt) as d:
+        tick = d / "system.sh"
+        tick.write_text("#!/bin/sh\n/bin/true\n/usr/bin/env true\n")
+        tick.chmod(0o755)
+        files = []
+        for i in range(5000):
+            f = d / f"f{i:04d}"
+            f.write_bytes(f"file {i}\n".encode().ljust(4096, b"\0"))
+            files.append(str(f))
+        with exec_rules(f"deny sha256:{sha(progs / 'X')}\n"):
+            # The system's programs (and their libraries) are hashed once ...
+            for _ in range(2):
+                assert as_nobody(tick).returncode == 0
+            time.sleep(0.1)
+            assert as_nobody(tick).returncode == 0
+            h0, e0 = counter("hashed"), counter("evicted")
+            assert as_nobody(tick).returncode == 0
+            assert counter("hashed") == h0, "the system programs should be cached"
+            # ... then the flood, with the system programs run every 50 files.
+            out = as_nobody(progs / "hxprobe", "mapexec", "50", tick, *files)
+            h1, e1, n1 = counter("hashed"), counter("evicted"), counter("digests")
+            for p in system:
+                assert as_nobody(p, "true" if p != "/bin/sh" else "-c", "true").returncode == 0
+            h2 = counter("hashed")
+    assert out.stdout.split() == ["mapped", "5000", "failed", "0"], out
+    # Exactly the 5000 new files were hashed: nothing already cached was hashed again.
+    assert h1 - h0 == 5000, (h0, h1)
+    assert h2 == h1, "a system program was hashed again after the flood"
+    assert n1 == 4096 and e1 - e0 >= 5000 - 4096, (n1, e0, e1)
