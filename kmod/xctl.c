@@ -40,6 +40,7 @@
 #include <linux/iversion.h>
 #include <linux/kdev_t.h>
 #include <linux/mman.h>
+#include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/pid.h>
 #include <linux/sched/signal.h>
@@ -779,6 +780,8 @@ out:
 	fput(job->file);
 	kfree(job);
 	atomic_dec(&hash_pending);
+	/* Last: the module may go from here on (lxbsm_xc_quiesce() sees to the return). */
+	module_put(THIS_MODULE);
 }
 
 /* From a handler: hash @file before current runs it (see hash_work). */
@@ -788,9 +791,20 @@ void lxbsm_xc_hash_later(struct file *file, bool exec)
 
 	if (current->flags & (PF_KTHREAD | PF_EXITING) || READ_ONCE(hash_unloading))
 		return;
+	/*
+	 * A queued job holds the module until it has run: the task may block
+	 * in the kernel before it gets to it (the rest of an exec reading from
+	 * a hung filesystem), the read may block (FUSE, a hung disk), and the
+	 * kernel exports no way to take a task_work back.  So rmmod is refused
+	 * ("in use") meanwhile instead of waiting, and can be retried.  None is
+	 * queued once the module is going (try_module_get() fails): that file
+	 * runs unhashed.
+	 */
+	if (!try_module_get(THIS_MODULE))
+		return;
 	job = kmalloc(sizeof(*job), GFP_ATOMIC | __GFP_NOWARN);
 	if (!job)
-		return;
+		goto out_put;
 	job->file = get_file(file);
 	job->exec = exec;
 	job->exec_id = current->self_exec_id;
@@ -800,15 +814,26 @@ void lxbsm_xc_hash_later(struct file *file, bool exec)
 		atomic_dec(&hash_pending);
 		fput(file);
 		kfree(job);
+		goto out_put;
 	}
+	return;
+out_put:
+	module_put(THIS_MODULE);
 }
 
-/* At unload, after the hooks are gone: no hash job may still be queued. */
+/*
+ * At unload, after the hooks are gone.  Every hash job holds a module
+ * reference, so none is queued or running by now (but after a failed init,
+ * where the loader does not look at references: wait for those); one may
+ * still be between its module_put() and its return, which
+ * synchronize_rcu_tasks() waits out.
+ */
 void lxbsm_xc_quiesce(void)
 {
 	WRITE_ONCE(hash_unloading, true);
 	while (atomic_read(&hash_pending))
 		msleep(20);
+	synchronize_rcu_tasks();
 }
 #else
 void lxbsm_xc_hash_later(struct file *file, bool exec)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .conftest import REPO
@@ -35,3 +39,53 @@ def build(d: Path) -> Path:
         (d / name).write_bytes(data + pad * (size - len(data)))
         (d / name).chmod(0o755)
     return d / "hxprobe"
+
+
+def _run(*cmd: str, check: bool = True) -> str:
+    return subprocess.run(cmd, check=check, capture_output=True, text=True).stdout
+
+
+@contextmanager
+def dm_ext4(name: str, delay_ms: int = 0) -> Iterator[Path]:
+    """A mounted ext4 on a device-mapper device over a loop file, readable by
+    everyone: dm-delay with every read delayed @delay_ms, or dm-linear (0),
+    which suspend() can make hang."""
+    work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir="/tmp"))
+    work.chmod(0o755)
+    img, mnt = work / "img", work / "mnt"
+    mnt.mkdir()
+    _run("truncate", "-s", "64M", str(img))
+    _run("mkfs.ext4", "-q", str(img))
+    _run("modprobe", "loop", check=False)
+    _run("modprobe", "dm-delay" if delay_ms else "dm-mod", check=False)
+    loop = _run("losetup", "--find", "--show", str(img)).strip()
+    sectors = _run("blockdev", "--getsz", loop).strip()
+    if delay_ms:
+        table = f"0 {sectors} delay {loop} 0 {delay_ms} {loop} 0 0"
+    else:
+        table = f"0 {sectors} linear {loop} 0"
+    try:
+        _run("dmsetup", "create", name, "--noudevsync", "--table", table)
+        _run("dmsetup", "mknodes", name)
+        try:
+            _run("mount", f"/dev/mapper/{name}", str(mnt))
+            try:
+                mnt.chmod(0o755)
+                yield mnt
+            finally:
+                _run("dmsetup", "resume", name, check=False)
+                _run("umount", str(mnt), check=False)
+        finally:
+            _run("dmsetup", "remove", "--noudevsync", name, check=False)
+    finally:
+        _run("losetup", "-d", loop, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def suspend(name: str) -> None:
+    """From now on every I/O to dm device @name waits (until resume())."""
+    _run("dmsetup", "suspend", "--noflush", "--nolockfs", name)
+
+
+def resume(name: str) -> None:
+    _run("dmsetup", "resume", name)
