@@ -52,7 +52,15 @@ static int run(char *const argv[])
 
 static int pidhunt(pid_t target, char *const argv[])
 {
-	long tries, max = 4L << 22;
+	FILE *f = fopen("/proc/sys/kernel/pid_max", "r");
+	long tries, max = 0;
+
+	/* Twice round the pid space: the number may have gone to someone else. */
+	if (!f || fscanf(f, "%ld", &max) != 1)
+		max = 1L << 22;
+	if (f)
+		fclose(f);
+	max *= 2;
 
 	for (tries = 0; tries < max; tries++) {
 		int status;
