@@ -260,7 +260,7 @@ def test_two_writes_in_one_ctime_tick_do_not_reuse_a_digest(progs: Path) -> None
             ), (name, i, same, s2)
     # The attack's condition was met: both writes left one ctime (every time
     # with one-second timestamps).
-    assert sum(r[1] for r in results["ext4-1s"]) >= 30, results["ext4-1s"]
+    assert sum(r[1] for r in results["ext4-1s"]) >= 10, results["ext4-1s"]
     print("same-tick iterations:", {k: sum(r[1] for r in v) for k, v in results.items()})
 
 

@@ -156,7 +156,7 @@ def test_hundred_reloads_under_a_storm_leave_nothing_behind() -> None:
     assert read > 100, "the hooks recorded almost nothing during the storm"
     assert mapped[0] > 0, "nothing was mapped from the slow filesystem"
     # Each rmmod returned at once (a refusal or done), whatever was queued.
-    assert max(times) < 5, max(times)
+    assert max(times) < 10, max(times)
     print(
         f"100 cycles: {refused} rmmod refusals, longest rmmod {max(times):.2f} s, "
         f"{mapped[0]} slow mappings"
