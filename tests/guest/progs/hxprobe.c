@@ -16,6 +16,7 @@
  *                                 EVERY files run PROG: "mapped N failed M"
  *   mapwait FILE                  map FILE PROT_EXEC, print "mapped", wait for
  *                                 a line on stdin
+ *   pidskip N                     fork until a child's pid is at least N
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -230,6 +231,24 @@ static int mapwait(const char *path)
 	return fgets(line, sizeof(line), stdin) ? 0 : 1;
 }
 
+static int pidskip(pid_t n)
+{
+	long i;
+
+	for (i = 0; i < (1L << 23); i++) {
+		pid_t pid = vfork();
+
+		if (pid < 0)
+			return 2;
+		if (pid == 0)
+			_exit(0);
+		waitpid(pid, NULL, 0);
+		if (pid >= n)
+			return 0;
+	}
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -241,6 +260,8 @@ int main(int argc, char **argv)
 		return sametick(argv[2], argv[3], argv[4], atoi(argv[5]));
 	if (argc >= 4 && !strcmp(argv[1], "mapexec"))
 		return mapexec(atoi(argv[2]), argv[3], argc - 4, argv + 4);
+	if (argc == 3 && !strcmp(argv[1], "pidskip"))
+		return pidskip(atoi(argv[2]));
 	if (argc == 3 && !strcmp(argv[1], "mapwait"))
 		return mapwait(argv[2]);
 	fprintf(stderr, "usage: see the comment at the top of hxprobe.c\n");
