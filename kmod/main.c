@@ -74,8 +74,8 @@ static int lxbsm_open(struct inode *inode, struct file *f)
 			return -EPERM;
 		if (atomic_cmpxchg(&consumer_claimed, 0, 1) != 0)
 			return -EBUSY;
-		/* The daemon is never subject to exec control. */
-		atomic_set(&lxbsm_consumer_tgid, task_tgid_nr(current));
+		/* The daemon (this thread group, not its number) is never subject to exec control. */
+		lxbsm_xc_set_consumer(get_pid(task_tgid(current)));
 	} else if (!capable(CAP_AUDIT_CONTROL) && !capable(CAP_AUDIT_WRITE)) {
 		return -EPERM;
 	}
@@ -85,7 +85,7 @@ static int lxbsm_open(struct inode *inode, struct file *f)
 static int lxbsm_release(struct inode *inode, struct file *f)
 {
 	if (is_consumer(f)) {
-		atomic_set(&lxbsm_consumer_tgid, 0);
+		lxbsm_xc_set_consumer(NULL);
 		atomic_set(&consumer_claimed, 0);
 	}
 	return 0;
@@ -293,6 +293,7 @@ static struct miscdevice lxbsm_misc = {
 	.name	= LXBSM_DEVICE,
 	.fops	= &lxbsm_fops,
 	.mode	= 0600,
+	.groups	= lxbsm_xc_groups,
 };
 
 static int __init lxbsm_init(void)

@@ -23,6 +23,7 @@
 #include <linux/compat.h>
 #include <linux/delay.h>
 #include <linux/cred.h>
+#include <linux/module.h>
 #include <linux/net.h>
 #include <linux/percpu.h>
 #include <linux/slab.h>
@@ -537,11 +538,18 @@ struct deferred {
 static atomic_t deferred_pending = ATOMIC_INIT(0);
 static bool unloading;
 
-/* task_work: runs in the process, on its way back to user space. */
+/*
+ * task_work: runs in the process, on its way back to user space.  Queued,
+ * the record held the module (see defer()); running, it lets the module go,
+ * still counted in deferred_pending, so that unload can tell it to give up
+ * (within one 10 ms wait) and wait for it, rather than be refused for as long
+ * as the ring stays full.
+ */
 static void deferred_write(struct callback_head *cb)
 {
 	struct deferred *d = container_of(cb, struct deferred, cb);
 
+	module_put(THIS_MODULE);
 	while (write_stamped(d->rec, d->len, d->seq_off)) {
 		if (READ_ONCE(unloading) || fatal_signal_pending(current)) {
 			lxbsm_lost(LXBSM_LOST_RING_FULL);
@@ -562,25 +570,39 @@ static bool defer(struct lxbsm_rec *r)
 
 	if (current->flags & (PF_KTHREAD | PF_EXITING) || READ_ONCE(unloading))
 		return false;
+	/*
+	 * Queued, the record holds the module: its task may block in the
+	 * kernel for as long as anyone likes before it returns to user space,
+	 * and a queued task_work cannot be taken back, so rmmod is refused ("in
+	 * use") meanwhile rather than wait.  Once the module is going, nothing
+	 * is deferred.
+	 */
+	if (!try_module_get(THIS_MODULE))
+		return false;
 	d = kmalloc(struct_size(d, rec, r->len), GFP_ATOMIC | __GFP_NOWARN);
 	if (!d)
-		return false;
+		goto out_put;
 	d->len = r->len;
 	d->seq_off = r->seq_off;
 	memcpy(d->rec, r->buf, r->len);
 	init_task_work(&d->cb, deferred_write);
-	atomic_inc(&deferred_pending);
+	atomic_inc(&deferred_pending);	/* before the reference can go */
 	if (task_work_add(current, &d->cb, TWA_RESUME)) {
 		atomic_dec(&deferred_pending);
 		kfree(d);
-		return false;
+		goto out_put;
 	}
 	return true;
+out_put:
+	module_put(THIS_MODULE);
+	return false;
 }
 
 /*
- * At unload, after the hooks are gone: let every waiting process give up,
- * then wait until none can still be running the callback's last lines.
+ * At unload, after the hooks are gone.  No record is queued (each would hold
+ * the module) but after a failed init; let every process still waiting for
+ * room give up, then wait until none can still be running the callback's
+ * last lines.
  */
 void lxbsm_record_quiesce(void)
 {

@@ -14,7 +14,7 @@
  *
  * A sha256 rule names content: any file whose bytes hash to it.  Hashing
  * reads the file, which a handler may not do, so the digest of each file
- * (by device, inode, ctime and size) is kept in a cache once known.  A
+ * (by its identity, see the digest cache below) is kept once known.  A
  * file not in the cache is hashed by its process in task_work, on the way
  * back to user space, before the new program's first instruction: if a
  * sha256 rule then denies it, the process is killed (enforce and kill
@@ -33,14 +33,20 @@
 #include <linux/cred.h>
 #include <linux/dcache.h>
 #include <linux/delay.h>
+#include <linux/device.h>
 #include <linux/file.h>
 #include <linux/fs.h>
 #include <linux/hash.h>
+#include <linux/iversion.h>
 #include <linux/kdev_t.h>
 #include <linux/mman.h>
+#include <linux/module.h>
 #include <linux/mutex.h>
+#include <linux/pid.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/stringhash.h>
+#include <linux/sysfs.h>
 #include <linux/uaccess.h>
 
 #include "compat.h"
@@ -93,7 +99,14 @@ static u32 sha_hash(const u8 *sha)
 static struct lxbsm_xc __rcu *xc_rules;
 static DEFINE_MUTEX(xc_mutex);
 static atomic64_t xc_denied = ATOMIC64_INIT(0);
-atomic_t lxbsm_consumer_tgid = ATOMIC_INIT(0);
+
+/*
+ * The thread group that holds the ring, by its struct pid (referenced while
+ * the consumer file is open), never by number: a pid number is reused by
+ * any later process once its owner is gone, the struct pid is not.
+ */
+static struct pid __rcu *consumer;
+static DEFINE_MUTEX(consumer_mutex);
 
 static const char *const mode_word[LXBSM_XC_MODE_NR] = {
 	[LXBSM_XC_ENFORCE] = "denied",
@@ -111,45 +124,67 @@ static void file_id(const struct file *f, u64 *dev, u64 *ino)
 
 /*
  * ---- the digest cache: what each file's content hashes to, by identity.
- * A write changes ctime, a replacement the inode, so a stale entry never
- * matches.  Bounded: when full it is emptied and fills again. ----
+ *
+ * An entry is only ever made for content that cannot change without the
+ * identity changing too (see ident_for_hash()): device, inode number and
+ * generation (a reused inode number has another generation, and a later
+ * ctime), size, ctime, and i_version where the filesystem keeps it.  A file
+ * open for writing (or mapped shared and writable: the mapping keeps its
+ * file open) is never looked up nor cached, since a write through a mapping
+ * changes neither ctime nor i_version.  Bounded: when full, one entry goes,
+ * the least recently used by the clock (second chance) rule. ----
  */
 #define DIGEST_BITS	10
 #define DIGEST_MAX	4096
+#define DIGEST_SCAN	32		/* referenced entries passed over per eviction */
 #define HASH_FILE_MAX	(256 << 20)	/* larger files are not hashed */
+
+struct file_ident {
+	u64 dev, ino, iversion;
+	u32 gen;
+	struct timespec64 ctime;
+	loff_t size;
+};
 
 struct xc_digest {
 	struct hlist_node node;
+	struct list_head lru;		/* oldest first, under digest_lock */
 	struct rcu_head rcu;
-	u64 dev, ino;
-	struct timespec64 ctime;
-	loff_t size;
+	struct file_ident id;
+	bool referenced;		/* looked up since the clock last passed */
 	u8 sha[SHA256_DIGEST_SIZE];
 };
 
 static struct hlist_head digests[1 << DIGEST_BITS];
+static LIST_HEAD(digest_lru);
 static DEFINE_RAW_SPINLOCK(digest_lock);
 static unsigned int nr_digests;
-
-struct file_ident {
-	u64 dev, ino;
-	struct timespec64 ctime;
-	loff_t size;
-};
+static atomic64_t digests_hashed = ATOMIC64_INIT(0);	/* files read and hashed */
+static atomic64_t digests_evicted = ATOMIC64_INIT(0);
+static atomic64_t digests_uncached = ATOMIC64_INIT(0);	/* hashed, not cacheable */
 
 static void ident_of(const struct file *f, struct file_ident *id)
 {
 	const struct inode *inode = file_inode(f);
 
 	file_id(f, &id->dev, &id->ino);
+	id->gen = inode->i_generation;
 	id->ctime = lxbsm_inode_ctime(inode);
 	id->size = i_size_read(inode);
+	id->iversion = IS_I_VERSION(inode) ? inode_peek_iversion(inode) : 0;
+}
+
+/* Someone may write the file now (an fd open for writing, a shared mapping). */
+static bool open_for_write(const struct file *f)
+{
+	return atomic_read(&file_inode(f)->i_writecount) > 0;
 }
 
 static bool same_file(const struct xc_digest *d, const struct file_ident *id)
 {
-	return d->ino == id->ino && d->dev == id->dev && d->size == id->size &&
-	       timespec64_equal(&d->ctime, &id->ctime);
+	return d->id.ino == id->ino && d->id.dev == id->dev && d->id.gen == id->gen &&
+	       d->id.size == id->size && d->id.iversion == id->iversion &&
+	       timespec64_equal(&d->id.ctime, &id->ctime);
 }
 
 /* Under rcu_read_lock(): the file's digest, if known. */
@@ -160,6 +195,8 @@ static bool digest_lookup(const struct file_ident *id, u8 *sha)
 	hlist_for_each_entry_rcu(d, &digests[hash_64(id->ino, DIGEST_BITS)], node) {
 		if (same_file(d, id)) {
 			memcpy(sha, d->sha, sizeof(d->sha));
+			if (!READ_ONCE(d->referenced))
+				WRITE_ONCE(d->referenced, true);
 			return true;
 		}
 	}
@@ -171,20 +208,79 @@ static void digest_free_rcu(struct rcu_head *head)
 	kfree(container_of(head, struct xc_digest, rcu));
 }
 
-static void digests_clear_locked(void)
+static void digest_del_locked(struct xc_digest *d)
+{
+	hlist_del_rcu(&d->node);
+	list_del(&d->lru);
+	call_rcu(&d->rcu, digest_free_rcu);
+	nr_digests--;
+}
+
+/* Make room for one entry: the oldest not looked up since the clock passed. */
+static void digest_evict_one_locked(void)
 {
 	struct xc_digest *d;
-	struct hlist_node *tmp;
 	int i;
 
-	for (i = 0; i < ARRAY_SIZE(digests); i++) {
-		hlist_for_each_entry_safe(d, tmp, &digests[i], node) {
-			hlist_del_rcu(&d->node);
-			call_rcu(&d->rcu, digest_free_rcu);
-		}
+	for (i = 0; i < DIGEST_SCAN; i++) {
+		d = list_first_entry(&digest_lru, struct xc_digest, lru);
+		if (!READ_ONCE(d->referenced))
+			break;
+		WRITE_ONCE(d->referenced, false);
+		list_move_tail(&d->lru, &digest_lru);
 	}
-	nr_digests = 0;
+	digest_del_locked(list_first_entry(&digest_lru, struct xc_digest, lru));
+	atomic64_inc(&digests_evicted);
 }
+
+static void digests_clear_locked(void)
+{
+	struct xc_digest *d, *tmp;
+
+	list_for_each_entry_safe(d, tmp, &digest_lru, lru)
+		digest_del_locked(d);
+}
+
+/* /sys/class/misc/lxbsm/exec_control/: what the digest cache did. */
+static ssize_t digests_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%u\n", READ_ONCE(nr_digests));
+}
+
+static ssize_t hashed_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lld\n", atomic64_read(&digests_hashed));
+}
+
+static ssize_t evicted_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lld\n", atomic64_read(&digests_evicted));
+}
+
+static ssize_t not_cached_show(struct device *dev, struct device_attribute *attr, char *buf)
+{
+	return sysfs_emit(buf, "%lld\n", atomic64_read(&digests_uncached));
+}
+
+static DEVICE_ATTR_RO(digests);
+static DEVICE_ATTR_RO(hashed);
+static DEVICE_ATTR_RO(evicted);
+static DEVICE_ATTR_RO(not_cached);
+
+static struct attribute *xc_attrs[] = {
+	&dev_attr_digests.attr,
+	&dev_attr_hashed.attr,
+	&dev_attr_evicted.attr,
+	&dev_attr_not_cached.attr,
+	NULL,
+};
+
+static const struct attribute_group xc_group = {
+	.name = "exec_control",
+	.attrs = xc_attrs,
+};
+
+const struct attribute_group *lxbsm_xc_groups[] = { &xc_group, NULL };
 
 bool lxbsm_xc_active(void)
 {
@@ -198,10 +294,34 @@ bool lxbsm_xc_active(void)
 	return on;
 }
 
+/*
+ * @pid (referenced by the caller, or NULL) becomes the exempt consumer.  The
+ * previous one is dropped after a grace period, so that no handler can still
+ * compare against it when its memory is reused for another process's pid.
+ */
+void lxbsm_xc_set_consumer(struct pid *pid)
+{
+	struct pid *old;
+
+	mutex_lock(&consumer_mutex);
+	old = rcu_replace_pointer(consumer, pid, lockdep_is_held(&consumer_mutex));
+	mutex_unlock(&consumer_mutex);
+	if (old) {
+		synchronize_rcu();
+		put_pid(old);
+	}
+}
+
 static bool exempt(void)
 {
-	return current->flags & PF_KTHREAD ||
-	       task_tgid_nr(current) == atomic_read(&lxbsm_consumer_tgid);
+	bool ret;
+
+	if (current->flags & PF_KTHREAD)
+		return true;
+	rcu_read_lock();
+	ret = rcu_dereference(consumer) == task_tgid(current);
+	rcu_read_unlock();
+	return ret;
 }
 
 /* The caller's audit id, looked up once per check and only if a rule asks. */
@@ -247,10 +367,11 @@ static bool who_matches(const struct lxbsm_xc_rule *rule, struct lazy_auid *auid
  * Which rule decides @file for current.  @buf (of @len bytes) holds the
  * file's path once it is needed.  Returns false when no deny rule matched
  * (or exec control is off or current is exempt); otherwise fills @v.
- * @late: the file already runs (hash_work), so an enforced deny kills.
+ * @known: the digest just computed (hash_work): the file already runs, so an
+ * enforced deny kills.  Otherwise the cache is asked.
  */
 static bool xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc_verdict *v,
-		     bool late)
+		     const u8 *known)
 {
 	const struct lxbsm_xc *x;
 	const char *path = NULL;
@@ -276,8 +397,12 @@ static bool xc_check(const struct file *file, char *buf, int len, struct lxbsm_x
 			path = NULL;
 		v->path = path;
 	}
-	if (x->first_sha >= 0)
+	if (known) {
+		memcpy(sha, known, sizeof(sha));
+		have_sha = true;
+	} else if (x->first_sha >= 0 && !open_for_write(file)) {
 		have_sha = digest_lookup(&id, sha);
+	}
 	/* Walk the chains in rule order: the first rule that applies decides. */
 	a = x->by_ino[ino_hash(id.dev, id.ino)];
 	b = path ? x->by_path[path_hash(path)] : -1;
@@ -319,7 +444,7 @@ static bool xc_check(const struct file *file, char *buf, int len, struct lxbsm_x
 		v->mode = x->mode;
 		if (x->mode != LXBSM_XC_MONITOR)
 			atomic64_inc(&xc_denied);
-		word = mode_word[late && x->mode == LXBSM_XC_ENFORCE ? LXBSM_XC_KILL : x->mode];
+		word = mode_word[known && x->mode == LXBSM_XC_ENFORCE ? LXBSM_XC_KILL : x->mode];
 		if (rule->flags & LXBSM_XC_SHA256)
 			snprintf(v->text, sizeof(v->text),
 				 "exec_control: %s by line %u (deny sha256:%*phN)",
@@ -340,7 +465,7 @@ out:
 
 bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc_verdict *v)
 {
-	return xc_check(file, buf, len, v, false);
+	return xc_check(file, buf, len, v, NULL);
 }
 
 static void xc_free_rcu(struct rcu_head *head)
@@ -552,6 +677,29 @@ static int hash_file(struct file *file, u8 *out)
 	return 0;
 }
 
+/*
+ * The identity of @f before it is read for hashing, and whether a digest of
+ * what is read may be cached under it.  Not if the file is open for writing,
+ * nor if its ctime is not yet in the past: a write in the same clock tick
+ * would leave ctime as it is.  Otherwise any write that starts after this
+ * (its writer opens the file after the check) stamps a later ctime and, where
+ * the filesystem keeps one, a new i_version (queried here, so that the next
+ * change increments it).  The system clock set back by root is not covered.
+ */
+static bool ident_for_hash(const struct file *f, struct file_ident *id)
+{
+	struct inode *inode = file_inode(f);
+	struct timespec64 now = current_time(inode);
+	bool writers;
+
+	writers = open_for_write(f);
+	smp_mb();		/* the check above before the reads below */
+	ident_of(f, id);
+	if (IS_I_VERSION(inode))
+		id->iversion = inode_query_iversion(inode);
+	return !writers && timespec64_compare(&id->ctime, &now) < 0;
+}
+
 static void digest_insert(const struct file_ident *id, const u8 *sha)
 {
 	struct xc_digest *d = kmalloc(sizeof(*d), GFP_KERNEL);
@@ -561,10 +709,8 @@ static void digest_insert(const struct file_ident *id, const u8 *sha)
 
 	if (!d)
 		return;
-	d->dev = id->dev;
-	d->ino = id->ino;
-	d->ctime = id->ctime;
-	d->size = id->size;
+	d->id = *id;
+	d->referenced = false;
 	memcpy(d->sha, sha, sizeof(d->sha));
 	raw_spin_lock_irqsave(&digest_lock, flags);
 	rcu_read_lock();
@@ -572,8 +718,9 @@ static void digest_insert(const struct file_ident *id, const u8 *sha)
 	rcu_read_unlock();
 	if (!known) {
 		if (nr_digests >= DIGEST_MAX)
-			digests_clear_locked();
+			digest_evict_one_locked();
 		hlist_add_head_rcu(&d->node, &digests[hash_64(id->ino, DIGEST_BITS)]);
+		list_add_tail(&d->lru, &digest_lru);
 		nr_digests++;
 	}
 	raw_spin_unlock_irqrestore(&digest_lock, flags);
@@ -592,20 +739,26 @@ static void hash_work(struct callback_head *cb)
 	struct lxbsm_attr attr;
 	struct lxbsm_rec *r;
 	char *buf = NULL;
+	bool cacheable;
 
 	if (READ_ONCE(hash_unloading))
 		goto out;
-	ident_of(job->file, &id);
+	cacheable = ident_for_hash(job->file, &id);
 	if (hash_file(job->file, sha))
 		goto out;
-	digest_insert(&id, sha);
+	atomic64_inc(&digests_hashed);
+	/* A writer that came and went while it was read: not cached either. */
+	if (cacheable && !open_for_write(job->file))
+		digest_insert(&id, sha);
+	else
+		atomic64_inc(&digests_uncached);
 	/* An exec that failed after the check ran nothing: nothing to stop. */
 	if (job->exec && current->self_exec_id == job->exec_id)
 		goto out;
 	v = kmalloc(sizeof(*v), GFP_KERNEL);
 	buf = kmalloc(PATH_MAX, GFP_KERNEL);
 	/* Refused after it was let through: the record says it was killed. */
-	if (!v || !buf || !xc_check(job->file, buf, PATH_MAX, v, true))
+	if (!v || !buf || !xc_check(job->file, buf, PATH_MAX, v, sha))
 		goto out;
 	if (!v->path)
 		v->path = d_path(&job->file->f_path, buf, PATH_MAX);
@@ -627,6 +780,8 @@ out:
 	fput(job->file);
 	kfree(job);
 	atomic_dec(&hash_pending);
+	/* Last: the module may go from here on (lxbsm_xc_quiesce() sees to the return). */
+	module_put(THIS_MODULE);
 }
 
 /* From a handler: hash @file before current runs it (see hash_work). */
@@ -636,9 +791,20 @@ void lxbsm_xc_hash_later(struct file *file, bool exec)
 
 	if (current->flags & (PF_KTHREAD | PF_EXITING) || READ_ONCE(hash_unloading))
 		return;
+	/*
+	 * A queued job holds the module until it has run: the task may block
+	 * in the kernel before it gets to it (the rest of an exec reading from
+	 * a hung filesystem), the read may block (FUSE, a hung disk), and the
+	 * kernel exports no way to take a task_work back.  So rmmod is refused
+	 * ("in use") meanwhile instead of waiting, and can be retried.  None is
+	 * queued once the module is going (try_module_get() fails): that file
+	 * runs unhashed.
+	 */
+	if (!try_module_get(THIS_MODULE))
+		return;
 	job = kmalloc(sizeof(*job), GFP_ATOMIC | __GFP_NOWARN);
 	if (!job)
-		return;
+		goto out_put;
 	job->file = get_file(file);
 	job->exec = exec;
 	job->exec_id = current->self_exec_id;
@@ -648,15 +814,26 @@ void lxbsm_xc_hash_later(struct file *file, bool exec)
 		atomic_dec(&hash_pending);
 		fput(file);
 		kfree(job);
+		goto out_put;
 	}
+	return;
+out_put:
+	module_put(THIS_MODULE);
 }
 
-/* At unload, after the hooks are gone: no hash job may still be queued. */
+/*
+ * At unload, after the hooks are gone.  Every hash job holds a module
+ * reference, so none is queued or running by now (but after a failed init,
+ * where the loader does not look at references: wait for those); one may
+ * still be between its module_put() and its return, which
+ * synchronize_rcu_tasks() waits out.
+ */
 void lxbsm_xc_quiesce(void)
 {
 	WRITE_ONCE(hash_unloading, true);
 	while (atomic_read(&hash_pending))
 		msleep(20);
+	synchronize_rcu_tasks();
 }
 #else
 void lxbsm_xc_hash_later(struct file *file, bool exec)

@@ -9,6 +9,9 @@
 
 #include "include/uapi/lxbsm.h"
 
+struct attribute_group;
+struct pid;
+
 /* What a matching deny rule said, for the audit record. */
 struct lxbsm_xc_verdict {
 	u32 mode;			/* enum lxbsm_xc_mode in force */
@@ -17,8 +20,11 @@ struct lxbsm_xc_verdict {
 	char text[64 + LXBSM_XC_PATH_LEN];	/* the text token */
 };
 
-/* The tgid that holds the ring (0: none); exempt from the rules. */
-extern atomic_t lxbsm_consumer_tgid;
+/* The thread group that holds the ring (NULL: none; a reference is taken over). */
+void lxbsm_xc_set_consumer(struct pid *pid);
+
+/* The misc device's sysfs attributes: exec_control/{digests,hashed,evicted,not_cached}. */
+extern const struct attribute_group *lxbsm_xc_groups[];
 
 bool lxbsm_xc_active(void);
 bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc_verdict *v);

@@ -151,6 +151,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: configuration OK: {', '.join(cfg.files)}")
         return 0
     root = os.geteuid() == 0
+    ready_r = ready_w = -1
+    if not args.foreground:
+        # Detach first: the process that opens the ring is the one the module
+        # exempts from exec control, so it must be the one that keeps running.
+        ready_r, ready_w = os.pipe()
+        if os.fork():
+            os.close(ready_w)
+            ok = os.read(ready_r, 1)
+            return 0 if ok == b"1" else 1
+        os.close(ready_r)
+        os.setsid()
     try:
         uid, gid = privs.audit_ids(args.user) if root else (-1, -1)
         device = find_device(args.device, args.wait_device)
@@ -162,15 +173,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = " (run as root)" if e.errno in (1, 13) else ""
         log(f"cannot open {args.device}: {e.strerror}{hint}")
         return 1
-    ready_r = ready_w = -1
-    if not args.foreground:
-        ready_r, ready_w = os.pipe()
-        if os.fork():
-            os.close(ready_w)
-            ok = os.read(ready_r, 1)
-            return 0 if ok == b"1" else 1
-        os.close(ready_r)
-        os.setsid()
     background_log = None
     null = -1
     if not args.foreground:

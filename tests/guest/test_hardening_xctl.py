@@ -1,0 +1,476 @@
+"""Issue 13, exec control: the exemption, the digest cache and unloading, attacked.
+
+Each test performs the attack as the unprivileged user ``nobody`` with the
+helper ``hxprobe`` (tests/guest/progs/hxprobe.c, compiled here); root only
+loads rules, prepares filesystems and runs rmmod.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from lxbsm_tools import audit, execctl, uapi
+
+from . import hxprogs
+from .conftest import REPO, load_module, module_loaded, run
+
+NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+DF = "/usr/bin/df"
+SYSFS = Path("/sys/class/misc/lxbsm/exec_control")
+EXIT_X = hxprogs.EXIT_X  # the denied program's exit status: it ran
+REFUSED = 100 + errno.EACCES  # hxprobe's status for an exec refused with EACCES
+
+
+def counter(name: str) -> int:
+    return int((SYSFS / name).read_text())
+
+
+@pytest.fixture(scope="module")
+def progs() -> Iterator[Path]:
+    """hxprobe and the tiny programs X, Y, Y2 (hxprogs.build)."""
+    d = Path(tempfile.mkdtemp(prefix="hxprogs-", dir="/tmp"))
+    hxprogs.build(d)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def sha(path: Path | str) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@contextmanager
+def exec_rules(text: str) -> Iterator[None]:
+    with tempfile.TemporaryDirectory() as t:
+        f = Path(t) / "exec_control"
+        f.write_text(text)
+        xc = execctl.parse(f)
+    ctl = uapi.open_control()
+    try:
+        uapi.set_exec_rules(ctl, xc.rules)
+        yield
+    finally:
+        uapi.set_exec_rules(ctl, uapi.ExecRules("off", ()))
+        os.close(ctl)
+
+
+def as_nobody(*cmd: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*NOBODY, *(str(c) for c in cmd)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+@contextmanager
+def nobody_dir(parent: Path) -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="hx-", dir=parent))
+    os.chown(d, 65534, 65534)
+    d.chmod(0o755)
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@contextmanager
+def tmpfs() -> Iterator[Path]:
+    mnt = Path(tempfile.mkdtemp(prefix="hxfs-", dir="/tmp"))
+    mnt.chmod(0o755)
+    run("mount", "-t", "tmpfs", "-o", "mode=1777", "hxtmpfs", str(mnt))
+    try:
+        yield mnt
+    finally:
+        run("umount", "-l", str(mnt), check=False)
+        mnt.rmdir()
+
+
+@contextmanager
+def ext4_1s() -> Iterator[Path]:
+    """ext4 with 128-byte inodes: timestamps in whole seconds (as old volumes have)."""
+    work = Path(tempfile.mkdtemp(prefix="hxext-", dir="/tmp"))
+    work.chmod(0o755)
+    img, mnt = work / "img", work / "mnt"
+    mnt.mkdir()
+    run("truncate", "-s", "32M", str(img))
+    run("mkfs.ext4", "-q", "-I", "128", str(img))
+    run("modprobe", "loop", check=False)
+    loop = run("losetup", "--find", "--show", str(img)).stdout.strip()
+    try:
+        run("mount", loop, str(mnt))
+        try:
+            mnt.chmod(0o1777)
+            yield mnt
+        finally:
+            run("umount", str(mnt), check=False)
+    finally:
+        run("losetup", "-d", loop, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# ---- defect 3: the exemption belongs to the process that opened the ring ----
+
+OLD_DAEMON = (
+    "import os, sys\n"
+    "from lxbsm_tools.ring import Ring\n"
+    "r = Ring(); r.__enter__()\n"
+    "if os.fork():\n"
+    "    os._exit(0)\n"
+    "print('up', flush=True)\n"
+    "sys.stdin.read()\n"
+)
+
+
+def test_a_reused_pid_of_the_ring_opener_is_not_exempt(progs: Path) -> None:
+    """The consumer opens the ring and forks, the opener exits (what lxbsm-auditd
+    without --foreground did): nobody cycles pids until a process gets the
+    opener's number, and that process runs a denied program."""
+    # Pids below 300 are never handed out again once the counter wraps: make
+    # sure the opener's can be.
+    assert run(str(progs / "hxprobe"), "pidskip", "1000").returncode == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", OLD_DAEMON],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "up\n"
+        opener = holder.pid
+        assert holder.wait(30) == 0  # the opener is gone and reaped: its pid is free
+        ctl = uapi.open_control()
+        try:
+            assert uapi.get_status(ctl).consumer_open == 1
+        finally:
+            os.close(ctl)
+        with exec_rules(f"deny {DF}\n"):
+            hunt = as_nobody(progs / "hxprobe", "pidhunt", str(opener), DF, "/")
+    finally:
+        if holder.stdin is not None:
+            holder.stdin.close()
+    assert hunt.stdout.split()[:2] == ["hit", str(opener)], hunt
+    status = int(hunt.stdout.split()[2])
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == REFUSED, hunt
+    assert "Filesystem" not in hunt.stdout
+
+
+def seccomp_library() -> str:
+    """The library the daemon loads (dlopen) to confine itself, after it detached."""
+    for d in ("/usr/lib/x86_64-linux-gnu", "/lib/x86_64-linux-gnu"):
+        p = Path(d) / "libseccomp.so.2"
+        if p.exists():
+            return os.path.realpath(p)
+    raise AssertionError("libseccomp.so.2 not found (make deps installs it)")
+
+
+def test_the_background_daemon_is_the_exempt_process(progs: Path) -> None:
+    """lxbsm-auditd without --foreground maps a library on the deny list after
+    it has detached (libseccomp, to confine itself): it still starts, because
+    the process that keeps running is the one that opened the ring."""
+    lib = seccomp_library()
+    subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "audit"],
+        capture_output=True,
+        check=False,
+    )
+    d = Path(tempfile.mkdtemp(prefix="hxauditd-", dir="/tmp"))
+    d.chmod(0o755)
+    (d / "trails").mkdir()
+    (d / "exec_control").write_text(f"deny {lib}\n")
+    cf = d / "audit_control"
+    cf.write_text(f"dir:{d / 'trails'}\nflags:ex\nnaflags:ex\nexec_control:{d / 'exec_control'}\n")
+    sock = str(d / "auditd.sock")
+    load = f"import ctypes; ctypes.CDLL('{lib}')"
+    try:
+        with exec_rules(f"deny {lib}\n"):
+            # The rule is in force: anyone else who maps the library is refused.
+            other = as_nobody(sys.executable, "-c", load)
+            launch = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "lxbsm_tools.auditd.main",
+                    "--control",
+                    str(cf),
+                    "--socket",
+                    sock,
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=REPO,
+                timeout=300,
+            )
+            assert launch.returncode == 0, launch
+            st = audit.daemon_request(sock, "status")
+            assert st.get("ok"), st
+            assert audit.daemon_request(sock, "terminate").get("ok")
+    finally:
+        for _ in range(300):
+            ctl = uapi.open_control()
+            try:
+                if not uapi.get_status(ctl).consumer_open:
+                    break
+            finally:
+                os.close(ctl)
+            time.sleep(0.1)
+        shutil.rmtree(d, ignore_errors=True)
+    assert other.returncode != 0 and "failed to map segment" in other.stderr, other
+
+
+# ---- defect 8: the digest cache ----
+
+
+def test_two_writes_in_one_ctime_tick_do_not_reuse_a_digest(progs: Path) -> None:
+    """Y' is written and run (hashed), X (denied by content) is written over it in
+    the same ctime tick with the same size and run: X must never run.  On tmpfs
+    (ticks of a jiffy) and on a filesystem with one-second timestamps."""
+    x, y2 = progs / "X", progs / "Y2"
+    results = {}
+    with exec_rules(f"deny sha256:{sha(x)}\n"):
+        for name, fs in (("tmpfs", tmpfs), ("ext4-1s", ext4_1s)):
+            with fs() as mnt, nobody_dir(mnt) as d:
+                f = d / "prog"
+                shutil.copy(y2, f)
+                os.chown(f, 65534, 65534)
+                f.chmod(0o755)
+                out = as_nobody(progs / "hxprobe", "sametick", f, y2, x, "40")
+                assert out.returncode == 0, out
+                rows = [[int(v) for v in ln.split()] for ln in out.stdout.splitlines()]
+                assert len(rows) == 40, out
+                results[name] = rows
+    for name, rows in results.items():
+        for i, same, s1, s2 in rows:
+            # Y' runs; X is killed before its first instruction or refused.
+            assert os.WIFEXITED(s1) and os.WEXITSTATUS(s1) == 0, (name, i, s1)
+            assert (os.WIFSIGNALED(s2) and os.WTERMSIG(s2) == signal.SIGKILL) or (
+                os.WIFEXITED(s2) and os.WEXITSTATUS(s2) == REFUSED
+            ), (name, i, same, s2)
+    # The attack's condition was met: both writes left one ctime (every time
+    # with one-second timestamps).
+    assert sum(r[1] for r in results["ext4-1s"]) >= 10, results["ext4-1s"]
+    print("same-tick iterations:", {k: sum(r[1] for r in v) for k, v in results.items()})
+
+
+REUSE = """
+set -e
+mount -t tmpfs none "$1"
+cp "$2" "$1/prog"
+sleep 0.1
+"$1/prog"
+before=$(cat {sysfs}/hashed)
+"$1/prog"
+after=$(cat {sysfs}/hashed)
+echo first $(stat -c '%d %i %s' "$1/prog") cached $((after - before))
+umount "$1"
+mount -t tmpfs none "$1"
+cp "$3" "$1/prog"
+echo second $(stat -c '%d %i %s' "$1/prog")
+set +e
+"$1/prog"
+echo status $?
+"""
+
+
+def test_a_reused_device_and_inode_number_do_not_reuse_a_digest(progs: Path) -> None:
+    """In a user namespace nobody mounts a tmpfs, runs an allowed Y (its digest
+    cached), mounts a new tmpfs at the same place (same device and inode
+    numbers) and puts X there with Y's size: X must not run."""
+    script = REUSE.replace("{sysfs}", str(SYSFS))
+    with exec_rules(f"deny sha256:{sha(progs / 'X')}\n"), nobody_dir(Path("/tmp")) as d:
+        mnt = d / "mnt"
+        mnt.mkdir()
+        os.chown(mnt, 65534, 65534)
+        out = as_nobody(
+            "unshare", "-Urm", "sh", "-c", script, "reuse", mnt, progs / "Y", progs / "X"
+        )
+    lines = {ln.split()[0]: ln.split()[1:] for ln in out.stdout.splitlines()}
+    assert set(lines) == {"first", "second", "status"}, out
+    # Y's digest was cached, and the new file has Y's device, inode number and size.
+    assert lines["first"][3:] == ["cached", "0"], out
+    assert lines["first"][:3] == lines["second"], out
+    assert lines["status"] == ["137"], out  # killed before its first instruction
+
+
+REUSE_1S = """
+cd "$1"
+for i in $(seq 30); do
+    cp "$2" prog
+    ./prog
+    a=$(stat -c '%i %Z' prog)
+    rm prog
+    cp "$3" prog
+    b=$(stat -c '%i %Z' prog)
+    ./prog
+    echo $? $([ "$a" = "$b" ] && echo 1 || echo 0)
+done
+"""
+
+
+def test_an_inode_reused_within_one_timestamp_does_not_reuse_a_digest(progs: Path) -> None:
+    """On a filesystem with one-second timestamps (ext4 reuses a freed inode
+    number at once) nobody runs Y, deletes it and puts X of the same size in
+    a new file, which gets Y's inode number and ctime: X must not run."""
+    with exec_rules(f"deny sha256:{sha(progs / 'X')}\n"), ext4_1s() as mnt, nobody_dir(mnt) as d:
+        out = as_nobody("sh", "-c", REUSE_1S, "reuse", d, progs / "Y", progs / "X")
+    rows = [ln.split() for ln in out.stdout.splitlines()]
+    assert len(rows) == 30, out
+    assert all(r[0] == "137" for r in rows), out  # X killed before its first instruction
+    # Same inode number and same ctime as the Y just run: the attack's condition.
+    assert sum(r[1] == "1" for r in rows) >= 3, out
+
+
+def test_a_flood_of_new_files_does_not_flush_the_cache(progs: Path) -> None:
+    """nobody has 5000 new files hashed (mapped executable) while the system
+    keeps running its programs: the cache evicts one entry at a time, so those
+    programs are never hashed again."""
+    system = ["/bin/true", "/usr/bin/env", "/bin/sh"]
+    with tmpfs() as mnt, nobody_dir(mnt) as d:
+        tick = d / "system.sh"
+        tick.write_text("#!/bin/sh\n/bin/true\n/usr/bin/env true\n")
+        tick.chmod(0o755)
+        files = []
+        for i in range(5000):
+            f = d / f"f{i:04d}"
+            f.write_bytes(f"file {i}\n".encode().ljust(4096, b"\0"))
+            files.append(str(f))
+        with exec_rules(f"deny sha256:{sha(progs / 'X')}\n"):
+            # The system's programs (and their libraries) are hashed once ...
+            for _ in range(2):
+                assert as_nobody(tick).returncode == 0
+            time.sleep(0.1)
+            assert as_nobody(tick).returncode == 0
+            h0, e0 = counter("hashed"), counter("evicted")
+            assert as_nobody(tick).returncode == 0
+            assert counter("hashed") == h0, "the system programs should be cached"
+            # ... then the flood, with the system programs run every 50 files.
+            out = as_nobody(progs / "hxprobe", "mapexec", "50", tick, *files)
+            h1, e1, n1 = counter("hashed"), counter("evicted"), counter("digests")
+            for p in system:
+                assert as_nobody(p, "true" if p != "/bin/sh" else "-c", "true").returncode == 0
+            h2 = counter("hashed")
+    assert out.stdout.split() == ["mapped", "5000", "failed", "0"], out
+    # Exactly the 5000 new files were hashed: nothing already cached was hashed again.
+    assert h1 - h0 == 5000, (h0, h1)
+    assert h2 == h1, "a system program was hashed again after the flood"
+    assert n1 == 4096 and e1 - e0 >= 5000 - 4096, (n1, e0, e1)
+
+
+# ---- defect 10: unloading with a hash job queued on a stopped task ----
+
+
+def refusal(stderr: str) -> bool:
+    """rmmod's words for a module in use: kmod checks the reference count
+    first, or delete_module() fails with EWOULDBLOCK (a reference was taken
+    in between)."""
+    return "is in use" in stderr or "Resource temporarily unavailable" in stderr
+
+
+def timed_rmmod(
+    timeout: float = 10,
+) -> tuple[float, subprocess.CompletedProcess[str]]:
+    t0 = time.monotonic()
+    p = subprocess.run(
+        ["rmmod", "lxbsm"], capture_output=True, text=True, check=False, timeout=timeout
+    )
+    return time.monotonic() - t0, p
+
+
+def test_rmmod_with_a_tracee_stopped_at_its_exec_is_bounded(progs: Path) -> None:
+    """nobody traces a program it execs (it needs hashing: a content rule is in
+    force) and leaves it stopped at PTRACE_EVENT_EXEC.  The kernel runs queued
+    task_work before a ptrace stop (ptrace_notify()), so the hash has run and
+    nothing holds the module: rmmod finishes at once, with the tracee stopped."""
+    with nobody_dir(Path("/tmp")) as d:
+        prog = d / "prog"
+        shutil.copy(progs / "Y", prog)
+        prog.chmod(0o755)
+        with exec_rules(f"deny sha256:{sha(progs / 'X')}\n"):
+            h0 = counter("hashed")
+            tracer = subprocess.Popen(
+                [*NOBODY, str(progs / "hxprobe"), "ptrace-exec", str(prog)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert tracer.stdout is not None and tracer.stdin is not None
+            line = tracer.stdout.readline().split()
+            h1 = counter("hashed")
+        try:
+            assert line[:1] == ["stopped"], line
+            took, rm = timed_rmmod()
+            gone = not module_loaded()
+            tracer.stdin.write("go\n")
+            tracer.stdin.flush()
+            assert tracer.stdout.readline().split() == ["exit", "0"]
+            assert tracer.wait(30) == 0
+        finally:
+            if tracer.poll() is None:
+                tracer.kill()
+    load_module()
+    assert h1 == h0 + 1, "the tracee's program should have been hashed before the stop"
+    assert rm.returncode == 0 and gone, rm
+    assert took < 10, took
+    print(f"rmmod with the tracee stopped at its exec: done in {took:.2f} s")
+
+
+def test_rmmod_with_a_hash_blocked_on_a_hung_disk_is_refused_and_retryable(progs: Path) -> None:
+    """nobody maps a file executable while its disk hangs (a suspended
+    device-mapper device stands for a hung FUSE server or NFS mount): the hash
+    job blocks in the read for as long as the disk hangs.  rmmod is refused at
+    once (the module is in use), and succeeds once the disk answers."""
+    with hxprogs.dm_ext4("lxbsmhung") as mnt:
+        f = mnt / "lib.so"
+        f.write_bytes(b"\x90" * 65536)
+        run("sync")
+        Path("/proc/sys/vm/drop_caches").write_text("1\n")  # its data must come from the disk
+        with exec_rules(f"deny sha256:{sha(progs / 'X')}\n"):
+            hxprogs.suspend("lxbsmhung")
+            try:
+                mapper = subprocess.Popen(
+                    [*NOBODY, str(progs / "hxprobe"), "mapwait", str(f)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                time.sleep(3)  # mapped; its hash job now waits for the disk
+                waiting = mapper.poll() is None
+                h0 = counter("hashed")
+            except BaseException:
+                hxprogs.resume("lxbsmhung")
+                raise
+        try:
+            took, first = timed_rmmod()
+            refused = module_loaded()
+        finally:
+            hxprogs.resume("lxbsmhung")
+        assert mapper.stdout is not None and mapper.stdin is not None
+        assert mapper.stdout.readline() == "mapped\n"
+        mapper.stdin.write("go\n")
+        mapper.stdin.close()
+        assert mapper.wait(60) == 0
+        hashed = counter("hashed") - h0
+        _, second = timed_rmmod()
+    loaded = module_loaded()
+    load_module()
+    assert waiting, "the mapping process should wait for its hash"
+    assert took < 10, took
+    assert refused and first.returncode != 0 and refusal(first.stderr), first
+    assert hashed == 1, hashed
+    assert second.returncode == 0 and not loaded, second
+    print(f"rmmod with a hash blocked on a hung disk: refused in {took:.2f} s; then done")
