@@ -37,6 +37,7 @@
 
 #include "compat.h"
 #include "lxbsm.h"
+#include "xctl.h"
 
 #if defined(LXBSM_HAVE_EXPORT_TASK_WORK_ADD) && defined(LXBSM_HAVE_EXPORT_SYNCHRONIZE_RCU_TASKS)
 #define LXBSM_CAN_WAIT 1
@@ -569,6 +570,12 @@ static bool defer(struct lxbsm_rec *r)
 	struct deferred *d;
 
 	if (current->flags & (PF_KTHREAD | PF_EXITING) || READ_ONCE(unloading))
+		return false;
+	/*
+	 * The consumer never waits: the room it would wait for is what only it
+	 * frees.  Its record is counted as lost, and the notice says so.
+	 */
+	if (lxbsm_current_is_consumer())
 		return false;
 	/*
 	 * Queued, the record holds the module: its task may block in the

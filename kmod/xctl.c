@@ -312,16 +312,20 @@ void lxbsm_xc_set_consumer(struct pid *pid)
 	}
 }
 
-static bool exempt(void)
+/* Is current in the thread group that holds the ring (the audit daemon)? */
+bool lxbsm_current_is_consumer(void)
 {
 	bool ret;
 
-	if (current->flags & PF_KTHREAD)
-		return true;
 	rcu_read_lock();
 	ret = rcu_dereference(consumer) == task_tgid(current);
 	rcu_read_unlock();
 	return ret;
+}
+
+static bool exempt(void)
+{
+	return current->flags & PF_KTHREAD || lxbsm_current_is_consumer();
 }
 
 /* The caller's audit id, looked up once per check and only if a rule asks. */

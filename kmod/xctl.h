@@ -22,6 +22,8 @@ struct lxbsm_xc_verdict {
 
 /* The thread group that holds the ring (NULL: none; a reference is taken over). */
 void lxbsm_xc_set_consumer(struct pid *pid);
+/* Is current in that thread group?  (Any context; RCU.) */
+bool lxbsm_current_is_consumer(void);
 
 /* The misc device's sysfs attributes: exec_control/{digests,hashed,evicted,not_cached}. */
 extern const struct attribute_group *lxbsm_xc_groups[];

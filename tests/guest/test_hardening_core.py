@@ -16,6 +16,7 @@ from lxbsm_tools.bsm import decode_records, encode_record, make_token
 from lxbsm_tools.ring import Ring
 
 from .audit import auditing, aue
+from .conftest import load_module
 
 # A helper run under reduced capabilities: it tries every entry point of the
 # device and prints what each gave (0 or the errno name) as JSON.
@@ -185,3 +186,53 @@ def test_time_and_sequence_follow_the_ring_order() -> None:
     assert len(seqs) == len(records)
     jumps = [(i, seqs[i - 1], seqs[i]) for i in range(1, len(seqs)) if seqs[i] != seqs[i - 1] + 1]
     assert not jumps, f"sequence out of ring order: {jumps[:5]}"
+
+
+# The consumer fills its own ring, then makes records of its own with no cnt.
+CONSUMER = r"""
+import errno, json, os, sys, time
+sys.path.insert(0, os.environ["REPO"])
+from lxbsm_tools import control, uapi
+from lxbsm_tools.bsm import encode_record, make_token
+from lxbsm_tools.ring import Ring
+ring = Ring()  # this process is the consumer, and never reads
+ctl = uapi.open_control()
+rec = encode_record(32800, 0, [make_token("text", text="x" * 4000)], time=(0, 0))
+while True:
+    try:
+        uapi.submit(ctl, rec)
+    except OSError as e:
+        assert e.errno == errno.ENOSPC
+        break
+before = uapi.get_status(ctl).lost["ring_full"]
+control.push(ctl, control.kernel_config("fr,cl", "fr,cl", ""))  # no cnt: processes wait
+start = time.monotonic()
+for _ in range(50):
+    os.close(os.open("/etc/hostname", os.O_RDONLY))
+took = time.monotonic() - start
+control.push(ctl, control.kernel_config("", "", "cnt"))
+print(json.dumps({"took": took, "lost": uapi.get_status(ctl).lost["ring_full"] - before}))
+"""
+
+
+def test_the_consumer_never_waits_for_room_only_it_frees() -> None:
+    """Without cnt, the consumer's own records that a full ring cannot take are lost."""
+    load_module("ring_size_kb=64")
+    env = dict(os.environ, REPO=str(uapi.__file__).rsplit("/lxbsm_tools/", 1)[0])
+    p = subprocess.Popen(
+        [sys.executable, "-c", CONSUMER], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        out, _ = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise AssertionError("the consumer waited for ring space that only it can free") from None
+    assert p.returncode == 0
+    result = json.loads(out)
+    # 50 opens and 50 closes (and the config push's own records) did not fit, and say so.
+    assert result["lost"] >= 100, result
+    assert result["took"] < 60, result
+    # The module is not stuck: the next consumer reads the ring as usual.
+    with Ring() as ring:
+        assert len(list(ring.records())) > 0
