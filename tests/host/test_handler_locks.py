@@ -36,6 +36,7 @@ PROCESS_CONTEXT = "ioctl or module init/exit: process context, never a handler"
 ALLOWED: dict[tuple[str, str], str] = {
     ("preselect.c", "mutex_lock(&cfg_mutex);"): PROCESS_CONTEXT,
     ("xctl.c", "mutex_lock(&xc_mutex);"): PROCESS_CONTEXT,
+    ("xctl.c", "mutex_lock(&consumer_mutex);"): "open/release of the device: process context",
     (
         "ev_session.c",
         "if (spin_trylock_irqsave(&sighand->siglock, flags)) {",
