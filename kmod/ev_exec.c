@@ -269,7 +269,8 @@ static bool in_uselib(void)
 
 /*
  * security_file_open(struct file *file) for every file the kernel opens for
- * execution (open flags with __FMODE_EXEC, which open(2) cannot ask for):
+ * execution (open flags with __FMODE_EXEC, which open(2) cannot ask for, and
+ * uselib(2)'s, which has it only before 6.8):
  * the program (left to security_bprm_check when its exec is in flight), an
  * ELF program's PT_INTERP, a script's or binfmt_misc's interpreter, and
  * uselib(2)'s library.  An ELF interpreter never reaches
@@ -306,7 +307,10 @@ int lxbsm_exec_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct file *file = (struct file *)regs_get_kernel_argument(regs, 0);
 	struct exec_open_ctx *oc = (struct exec_open_ctx *)ri->data;
 
-	if (!(file->f_flags & __FMODE_EXEC) || !lxbsm_xc_active())
+	/* uselib opens without __FMODE_EXEC from 6.8 on ("uselib: remove use of __FMODE_EXEC"). */
+	if (!(file->f_flags & __FMODE_EXEC) && !in_uselib())
+		return 1;
+	if (!lxbsm_xc_active())
 		return 1;
 	oc->exec = inflight_find();
 	/* The program of an exec we follow: security_bprm_check judges it. */

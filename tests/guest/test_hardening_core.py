@@ -197,13 +197,15 @@ from lxbsm_tools.bsm import encode_record, make_token
 from lxbsm_tools.ring import Ring
 ring = Ring()  # this process is the consumer, and never reads
 ctl = uapi.open_control()
-rec = encode_record(32800, 0, [make_token("text", text="x" * 4000)], time=(0, 0))
-while True:
-    try:
-        uapi.submit(ctl, rec)
-    except OSError as e:
-        assert e.errno == errno.ENOSPC
-        break
+# Big records first, then ever smaller ones, until not even the smallest fits.
+for size in (4000, 400, 40, 1):
+    rec = encode_record(32800, 0, [make_token("text", text="x" * size)], time=(0, 0))
+    while True:
+        try:
+            uapi.submit(ctl, rec)
+        except OSError as e:
+            assert e.errno == errno.ENOSPC
+            break
 before = uapi.get_status(ctl).lost["ring_full"]
 control.push(ctl, control.kernel_config("fr,cl", "fr,cl", ""))  # no cnt: processes wait
 start = time.monotonic()
