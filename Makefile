@@ -23,7 +23,7 @@ module: deps
 
 # The module for every supported kernel (build/<version>/lxbsm.ko).
 modules: deps
-	@for k in $$(scripts/kernels.sh); do scripts/build-module.sh "$$k" || exit 1; done
+	@for k in $$(scripts/kernels.sh --versions); do scripts/build-module.sh "$$k" || exit 1; done
 
 # Helper programs the guest tests run (one of them 32-bit, for the ia32 ABI).
 PROGS := build/progs/sysprobe build/progs/sysprobe32 build/progs/lat_exec build/progs/lat_sys \
@@ -95,7 +95,7 @@ LXBSM_BENCH_SCALE ?= 1.0
 LXBSM_BENCH_STORM ?= 6
 bench: modules progs
 	@rm -rf build/bench/vm-*; mkdir -p build/bench; start=$$(date +%s); \
-	for k in $$(scripts/kernels.sh); do \
+	for k in $$(scripts/kernels.sh --versions); do \
 		.venv/bin/lxbsm-vm --kernel "$$k" --no-build --timeout 3000 --rundir build/bench/vm-$$k -- \
 			env LXBSM_BENCH_ROUNDS=$(LXBSM_BENCH_ROUNDS) LXBSM_BENCH_SCALE=$(LXBSM_BENCH_SCALE) \
 			LXBSM_BENCH_STORM=$(LXBSM_BENCH_STORM) python3 bench/lxbsm_bench.py \
@@ -111,7 +111,7 @@ bench-tools: deps
 
 # Exec latency without and with 1000 exec control rules, one guest boot per kernel.
 bench-execctl: modules progs
-	@for k in $$(scripts/kernels.sh); do \
+	@for k in $$(scripts/kernels.sh --versions); do \
 		.venv/bin/lxbsm-vm --kernel "$$k" --load --no-build --rundir build/bench/execctl-$$k -- \
 			python3 bench/execctl_bench.py || exit 1; done
 

@@ -55,18 +55,66 @@ def say(msg: str) -> None:
     print(f"[lxbsm-vm] {msg}", file=sys.stderr, flush=True)
 
 
-def installed_kernels() -> list[str]:
-    """Kernel versions with an image in /boot and modules in /lib/modules."""
+@dataclass(frozen=True)
+class Kernel:
+    """One supported kernel, as scripts/kernels.sh names it."""
+
+    id: str
+    version: str
+    role: str
+    root: str
+
+    @property
+    def image(self) -> Path:
+        return kernel_image(self.version, self.root)
+
+
+def kernel_cache() -> Path:
+    return Path(os.environ.get("LXBSM_CACHE", "/var/cache/lxbsm"))
+
+
+def kernel_image(version: str, root: str = "") -> Path:
+    """Where @version's image is: /boot for this host's kernels, the cache for the
+    kernels of other suites (unpacked there by scripts/buildroot.sh)."""
+    cached = kernel_cache() / "kernels" / version / "boot" / f"vmlinuz-{version}"
+    if root != "host" and (root or cached.exists()):
+        return cached
+    return BOOT / f"vmlinuz-{version}"
+
+
+def supported_kernels() -> list[Kernel]:
+    """The supported kernels present here (scripts/kernels.sh; missing ones left out)."""
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "kernels.sh")], capture_output=True, text=True, check=False
+    )
     found = []
+    for line in proc.stdout.splitlines():
+        fields = line.split()
+        if len(fields) == 4:
+            found.append(Kernel(*fields))
+    return found
+
+
+def installed_kernels() -> list[str]:
+    """Kernel versions that can boot: the supported ones, and any other with an
+    image in /boot and modules in /lib/modules."""
+    found = [k.version for k in supported_kernels()]
     for img in sorted(BOOT.glob("vmlinuz-*")):
         ver = img.name.removeprefix("vmlinuz-")
-        if Path("/lib/modules", ver).is_dir():
+        if Path("/lib/modules", ver).is_dir() and ver not in found:
             found.append(ver)
     return found
 
 
-def resolve_kernel(spec: str, available: Sequence[str] | None = None) -> str:
-    """Map '6.1', '6.12' or a full version to one installed generic kernel."""
+def resolve_kernel(
+    spec: str, available: Sequence[str] | None = None, ids: dict[str, str] | None = None
+) -> str:
+    """Map a kernel id of scripts/kernels.sh ('5.10', '6.12-rt', '7.3'), a prefix
+    such as '6.1', or a full version to one kernel that can boot."""
+    if ids is None:
+        ids = {k.id: k.version for k in supported_kernels()} if available is None else {}
+    if spec in ids:
+        return ids[spec]
     kernels = list(installed_kernels() if available is None else available)
     if spec in kernels:
         return spec
@@ -76,11 +124,11 @@ def resolve_kernel(spec: str, available: Sequence[str] | None = None) -> str:
     matches = [k for k in generic if k.startswith(spec + ".") or k.startswith(spec + "-")]
     if len(matches) == 1:
         return matches[0]
-    have = ", ".join(kernels) or "none"
+    have = ", ".join([*ids, *kernels]) or "none"
     if not matches:
         raise VMError(
             f"no installed kernel matches '{spec}' (installed: {have}).\n"
-            "  Install the supported Debian kernels with: make deps"
+            "  Install the supported kernels with: make deps"
         )
     raise VMError(f"'{spec}' is ambiguous ({', '.join(matches)}): give the full version")
 
@@ -228,7 +276,7 @@ def vng_command(run: Run, vng: str, image: Path, script: Path) -> list[str]:
 
 def execute(run: Run) -> int:
     _, vng = find_tools()
-    image = BOOT / f"vmlinuz-{run.kernel}"
+    image = kernel_image(run.kernel)
     run.rundir.mkdir(parents=True, exist_ok=True)
     for name in ("booted", "finished", "rc", "out.log", "dmesg", "rmmod-failed"):
         (run.rundir / name).unlink(missing_ok=True)
@@ -317,7 +365,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "optionally load lxbsm.ko, run COMMAND, and fail on kernel splats.",
         epilog="example: lxbsm-vm --kernel 6.12 --load -- python3 -m pytest tests/guest",
     )
-    p.add_argument("--kernel", help="kernel version, full or as '6.1' / '6.12' (see --list)")
+    p.add_argument(
+        "--kernel", help="kernel id ('5.10', '6.12-rt', '7.3': see --list) or full version"
+    )
     p.add_argument(
         "--load",
         action="store_true",
@@ -367,7 +417,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument(
         "--rundir", type=Path, help="where the run's files go (default build/vm/<kernel>-<pid>)"
     )
-    p.add_argument("--list", action="store_true", help="list the kernels installed for guests")
+    p.add_argument(
+        "--list", action="store_true", help="list the supported kernels and whether they are here"
+    )
     p.add_argument("command", nargs="*", metavar="COMMAND")
     args = p.parse_args(argv)
     if args.list:
@@ -380,14 +432,23 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def list_kernels() -> int:
-    kernels = installed_kernels()
-    if not kernels:
-        say("no kernels installed for guests: run make deps")
-        return 1
-    for k in kernels:
-        headers = Path("/lib/modules", k, "build", "Makefile").exists()
-        print(f"{k}\t{'headers' if headers else 'no headers (cannot build lxbsm.ko)'}")
-    return 0
+    kernels = supported_kernels()
+    proc = subprocess.run(
+        [str(REPO / "scripts" / "kernels.sh"), "--table"], capture_output=True, text=True, check=True
+    )
+    present = {k.id: k for k in kernels}
+    missing = 0
+    print("id\tsuite\tversion\tbuild root\tin make check")
+    for line in proc.stdout.splitlines():
+        kid, suite, _flavour, _glob, root, role = line.split()
+        k = present.get(kid)
+        if k is None:
+            missing += 1
+        print(f"{kid}\t{suite}\t{k.version if k else 'MISSING (run make deps)'}\t{root}\t{role}")
+    others = [v for v in installed_kernels() if v not in {k.version for k in kernels}]
+    for v in others:
+        print(f"-\t-\t{v}\thost\tnot supported")
+    return 1 if missing else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

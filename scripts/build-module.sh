@@ -13,9 +13,20 @@ out=${LXBSM_OUT:-$here/build/$kver}
 extra=${LXBSM_EXTRA_CFLAGS:-}
 kdir=/lib/modules/$kver/build
 
+# A kernel of another suite is built in that suite's build root (scripts/buildroot.sh),
+# with the compiler Debian built it with.
+if [ ! -f "$kdir/Makefile" ] && [ -z "${LXBSM_IN_ROOT:-}" ]; then
+	cache=$("$here/scripts/kernels.sh" --cache)
+	for root in $("$here/scripts/kernels.sh" --table | awk '$5 != "host" {print $5}' | sort -u); do
+		if [ -f "$cache/roots/$root/usr/src/linux-headers-$kver/Makefile" ]; then
+			echo "  ROOT    $root (the build root of $kver)"
+			exec "$here/scripts/buildroot.sh" --run "$root" "$here/scripts/build-module.sh" "$kver"
+		fi
+	done
+fi
 if [ ! -f "$kdir/Makefile" ]; then
 	echo "build-module: no kernel headers for $kver at $kdir" >&2
-	echo "  supported kernels are installed by 'make deps'; then pass KVER=<version> (installed: $(ls /lib/modules 2>/dev/null | tr '\n' ' '))" >&2
+	echo "  supported kernels are installed by 'make deps'; then pass KVER=<version> (supported here: $("$here/scripts/kernels.sh" --versions 2>/dev/null | tr '\n' ' '))" >&2
 	exit 1
 fi
 mkdir -p "$out"

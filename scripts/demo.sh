@@ -4,5 +4,5 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-kernel=$(scripts/kernels.sh | tail -n 1)
+kernel=$(scripts/kernels.sh --versions | tail -n 1)
 exec .venv/bin/lxbsm-vm --kernel "$kernel" --load --no-build -- sh scripts/demo-guest.sh

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install, idempotently, everything lxbsm's build and guest tests need on a Debian 12 machine:
-# QEMU, the generic Debian kernels (bookworm 6.1 and bookworm-backports 6.12) with their headers,
-# guest tooling, and the project's .venv. Safe to run again: each step checks before it acts.
+# QEMU, the kernels of scripts/kernels.sh (this host's Debian 12 ones installed with their headers,
+# the others' build roots and guest images made by scripts/buildroot.sh, cached in
+# /var/cache/lxbsm), guest tooling, and the project's .venv. Safe to run again: each step checks before it acts.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,7 +23,7 @@ need_root() {
 host_pkgs=(qemu-system-x86 qemu-utils busybox-static kmod cpio zstd
 	build-essential bc flex bison libelf-dev libssl-dev dwarves
 	stress-ng strace openssh-server openssh-client sudo auditd python3 python3-venv
-	linux-source-6.1 gcc-multilib liburing-dev libseccomp2)
+	linux-source-6.1 gcc-multilib liburing-dev libseccomp2 mmdebstrap)
 
 backports_list=/etc/apt/sources.list.d/lxbsm-bookworm-backports.list
 
@@ -31,8 +32,8 @@ have_backports() {
 }
 
 # The versioned image package that a suite's linux-image-amd64 metapackage points at.
-kernel_pkg_of() { # suite
-	apt-cache depends -t "$1" linux-image-amd64 2>/dev/null |
+kernel_pkg_of() { # suite flavour
+	apt-cache depends -t "$1" "linux-image-$2" 2>/dev/null |
 		awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
 }
 
@@ -44,20 +45,36 @@ missing_of() { # package... -> prints the ones not installed
 	done
 }
 
-# Sets k61/k612 and the lists of what is missing; returns 1 when a kernel cannot be resolved.
+# The kernels built on this host (ROOT "host" in scripts/kernels.sh): SUITE FLAVOUR per line.
+host_kernels() { "$here/scripts/kernels.sh" --table | awk '$5 == "host" {print $2, $3}'; }
+
+# Sets kpkgs (the versioned image packages, "suite package" per entry) and the lists of
+# what is missing; returns 1 when a kernel cannot be resolved.
 resolve() {
-	k61=$(kernel_pkg_of bookworm-security)
-	[ -n "$k61" ] || k61=$(kernel_pkg_of bookworm)
-	k612=$(kernel_pkg_of bookworm-backports)
-	[ -n "$k61" ] && [ -n "$k612" ] || return 1
-	mapfile -t miss_main < <(missing_of "${host_pkgs[@]}" "$k61" "${k61/linux-image-/linux-headers-}")
-	mapfile -t miss_bpo < <(missing_of "$k612" "${k612/linux-image-/linux-headers-}")
+	local suite flavour pkg from
+	kpkgs=() miss_main=() miss_bpo=()
+	while read -r suite flavour; do
+		pkg=""
+		from=$suite
+		if [ "$suite" = bookworm ]; then
+			pkg=$(kernel_pkg_of bookworm-security "$flavour")
+		fi
+		[ -n "$pkg" ] || pkg=$(kernel_pkg_of "$suite" "$flavour")
+		[ -n "$pkg" ] || return 1
+		kpkgs+=("$suite:$pkg")
+		if [ "$from" = bookworm-backports ]; then
+			mapfile -t -O "${#miss_bpo[@]}" miss_bpo < <(missing_of "$pkg" "${pkg/linux-image-/linux-headers-}")
+		else
+			mapfile -t -O "${#miss_main[@]}" miss_main < <(missing_of "$pkg" "${pkg/linux-image-/linux-headers-}")
+		fi
+	done < <(host_kernels)
+	mapfile -t -O "${#miss_main[@]}" miss_main < <(missing_of "${host_pkgs[@]}")
 }
 
 apt_steps() {
-	k61='' k612='' miss_main=() miss_bpo=()
+	kpkgs=() miss_main=() miss_bpo=()
 	if have_backports && resolve && [ ${#miss_main[@]} -eq 0 ] && [ ${#miss_bpo[@]} -eq 0 ]; then
-		say "system packages present (kernels: $k61 $k612)"
+		say "system packages present (kernels: ${kpkgs[*]})"
 		return 0
 	fi
 	need_root
@@ -68,7 +85,7 @@ apt_steps() {
 	say "apt-get update"
 	apt-get update -qq
 	if ! resolve; then
-		say "cannot resolve the Debian kernel packages (6.1: '$k61', 6.12: '$k612')"
+		say "cannot resolve the Debian kernel packages of: $(host_kernels | tr '\n' ';')"
 		exit 1
 	fi
 	if [ ${#miss_main[@]} -gt 0 ]; then
@@ -79,7 +96,18 @@ apt_steps() {
 		say "apt-get install -t bookworm-backports ${miss_bpo[*]}"
 		apt-get install -y -qq --no-install-recommends -t bookworm-backports "${miss_bpo[@]}" >/dev/null
 	fi
-	say "kernels: $k61 $k612"
+	say "kernels: ${kpkgs[*]}"
+}
+
+# The build roots of the kernels of other suites, and their guest kernels.
+root_steps() {
+	local root
+	for root in $("$here/scripts/kernels.sh" --table | awk '$5 != "host" {print $5}' | sort -u); do
+		if [ "$(id -u)" != 0 ]; then
+			[ -f "$("$here/scripts/kernels.sh" --cache)/roots/$root/.lxbsm-root" ] || need_root
+		fi
+		"$here/scripts/buildroot.sh" "$root"
+	done
 }
 
 venv_steps() {
@@ -102,6 +130,7 @@ venv_steps() {
 }
 
 apt_steps
+root_steps
 venv_steps
 mkdir -p "$(dirname "$stamp")"
 touch "$stamp"

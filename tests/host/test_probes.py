@@ -10,9 +10,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def a_kernel() -> str:
-    return subprocess.run(
+    """A supported kernel whose headers are on this host (ROOT "host")."""
+    lines = subprocess.run(
         [str(REPO / "scripts" / "kernels.sh")], check=True, capture_output=True, text=True
-    ).stdout.split()[0]
+    ).stdout.splitlines()
+    return next(line.split()[1] for line in lines if line.split()[3] == "host")
 
 
 def probe(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:

@@ -124,11 +124,26 @@ def test_guests_run_round_robin_tcg_unless_asked(tmp_path: Path) -> None:
     )
 
 
-def test_list_shows_installed_kernels(capsys: pytest.CaptureFixture[str]) -> None:
+def test_list_shows_every_supported_kernel(capsys: pytest.CaptureFixture[str]) -> None:
     rc = vm.main(["--list"])
     out = capsys.readouterr().out
-    assert rc == 0
-    assert set(line.split("\t")[0] for line in out.splitlines()) == set(vm.installed_kernels())
+    assert rc == 0, out
+    rows = [line.split("\t") for line in out.splitlines()[1:]]
+    listed = {r[0]: r for r in rows}
+    supported = vm.supported_kernels()
+    assert {"5.10", "6.1", "6.1-rt", "6.12", "6.12-rt", "6.12-bpo", "7.2", "7.3"} <= set(listed)
+    for k in supported:
+        assert listed[k.id][2] == k.version
+        assert k.image.is_file()
+
+
+def test_kernel_ids_resolve_to_their_versions() -> None:
+    ids = {"6.12": "6.12.118+deb13-amd64", "6.12-bpo": "6.12.95+deb12-amd64"}
+    assert vm.resolve_kernel("6.12", [], ids) == "6.12.118+deb13-amd64"
+    assert vm.resolve_kernel("6.12-bpo", [], ids) == "6.12.95+deb12-amd64"
+    assert vm.resolve_kernel("6.12.95+deb12-amd64", ["6.12.95+deb12-amd64"], ids) == (
+        "6.12.95+deb12-amd64"
+    )
 
 
 def test_command_is_required(capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,14 +23,20 @@ REPO = Path(__file__).resolve().parents[2]
 
 def newest_supported_kernel() -> str:
     out = subprocess.run(
-        [str(REPO / "scripts" / "kernels.sh")], check=True, capture_output=True, text=True
+        [str(REPO / "scripts" / "kernels.sh"), "--versions"],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     return out[-1]
 
 
 def supported_kernels() -> list[str]:
     return subprocess.run(
-        [str(REPO / "scripts" / "kernels.sh")], check=True, capture_output=True, text=True
+        [str(REPO / "scripts" / "kernels.sh"), "--versions"],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
 
 
