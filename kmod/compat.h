@@ -12,6 +12,7 @@
 #define LXBSM_COMPAT_H
 
 #include <linux/fs.h>
+#include <linux/fs_struct.h>
 #include <linux/mm.h>
 
 #include "lxbsm_probes.h"
@@ -43,6 +44,19 @@ static inline struct timespec64 lxbsm_inode_ctime(const struct inode *inode)
 	return inode_get_ctime(inode);
 #else
 	return inode->i_ctime;
+#endif
+}
+
+/*
+ * The plain seqcount inside fs_struct's seq: a seqcount_spinlock_t beside
+ * fs->lock until 6.x, a seqlock_t holding the lock in 7.x.
+ */
+static inline seqcount_t *lxbsm_fs_seqcount(struct fs_struct *fs)
+{
+#ifdef LXBSM_HAVE_FS_STRUCT_SEQLOCK
+	return &fs->seq.seqcount.seqcount;
+#else
+	return &fs->seq.seqcount;
 #endif
 }
 

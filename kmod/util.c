@@ -9,6 +9,7 @@
 #include <linux/namei.h>
 #include <linux/uaccess.h>
 
+#include "compat.h"
 #include "lxbsm.h"
 
 /* strncpy_from_user_nofault() is not exported; this is its body. */
@@ -50,7 +51,7 @@ const char *lxbsm_file_path(struct lxbsm_rec *r, int which, const struct file *f
  */
 bool lxbsm_fs_path(struct fs_struct *fs, bool root, struct path *out)
 {
-	seqcount_t *sc = &fs->seq.seqcount;
+	seqcount_t *sc = lxbsm_fs_seqcount(fs);
 	unsigned int seq;
 	int i;
 

@@ -83,7 +83,7 @@ suite_lists() { # suite -> apt source lines
 base_suite=$(echo "$rows" | awk 'NR == 1 {print $2}')
 base_suite=${base_suite%-backports}
 sources=$(echo "$rows" | awk '{print $2}' | sort -u | while read -r s; do suite_lists "$s"; done | sort -u)
-includes="gcc,make,kmod,bash"
+includes="gcc,make,kmod,bash,perl"
 while read -r _ suite flavour _; do
 	case $suite in
 	*-backports) includes+=",linux-headers-$flavour/$suite" ;;
