@@ -11,9 +11,11 @@
 #ifndef LXBSM_COMPAT_H
 #define LXBSM_COMPAT_H
 
+#include <crypto/sha2.h>
 #include <linux/fs.h>
 #include <linux/fs_struct.h>
 #include <linux/mm.h>
+#include <linux/timer.h>
 
 #include "lxbsm_probes.h"
 
@@ -44,6 +46,40 @@ static inline struct timespec64 lxbsm_inode_ctime(const struct inode *inode)
 	return inode_get_ctime(inode);
 #else
 	return inode->i_ctime;
+#endif
+}
+
+/* The SHA-256 library hashes into a struct sha256_ctx from 6.17, a struct sha256_state before. */
+struct lxbsm_sha256 {
+#ifdef LXBSM_HAVE_SHA256_CTX
+	struct sha256_ctx ctx;
+#else
+	struct sha256_state ctx;
+#endif
+};
+
+static inline void lxbsm_sha256_init(struct lxbsm_sha256 *h)
+{
+	sha256_init(&h->ctx);
+}
+
+static inline void lxbsm_sha256_update(struct lxbsm_sha256 *h, const u8 *data, unsigned int len)
+{
+	sha256_update(&h->ctx, data, len);
+}
+
+static inline void lxbsm_sha256_final(struct lxbsm_sha256 *h, u8 *out)
+{
+	sha256_final(&h->ctx, out);
+}
+
+/* timer_delete_sync() from 6.2; del_timer_sync(), its old name, is gone in 7.x. */
+static inline int lxbsm_timer_delete_sync(struct timer_list *t)
+{
+#ifdef LXBSM_HAVE_TIMER_DELETE_SYNC
+	return timer_delete_sync(t);
+#else
+	return del_timer_sync(t);
 #endif
 }
 

@@ -26,6 +26,7 @@
 #include <linux/string.h>
 #include <linux/timer.h>
 
+#include "compat.h"
 #include "hooks.h"
 
 /* kretprobe instances: more than CPUs, as calls sleep (exec, open, accept) */
@@ -238,7 +239,7 @@ void lxbsm_hooks_exit(void)
 	bool tracepoints = false;
 
 	if (missed_timer_on) {
-		del_timer_sync(&missed_timer);
+		lxbsm_timer_delete_sync(&missed_timer);
 		missed_timer_on = false;
 	}
 

@@ -657,7 +657,7 @@ static bool hash_unloading;
 
 static int hash_file(struct file *file, u8 *out)
 {
-	struct sha256_state st;
+	struct lxbsm_sha256 st;
 	loff_t pos = 0;
 	ssize_t n;
 	void *buf;
@@ -665,9 +665,9 @@ static int hash_file(struct file *file, u8 *out)
 	buf = kmalloc(PAGE_SIZE * 4, GFP_KERNEL);
 	if (!buf)
 		return -ENOMEM;
-	sha256_init(&st);
+	lxbsm_sha256_init(&st);
 	while ((n = kernel_read(file, buf, PAGE_SIZE * 4, &pos)) > 0) {
-		sha256_update(&st, buf, n);
+		lxbsm_sha256_update(&st, buf, n);
 		if (pos > HASH_FILE_MAX || fatal_signal_pending(current)) {
 			n = -EFBIG;
 			break;
@@ -677,7 +677,7 @@ static int hash_file(struct file *file, u8 *out)
 	kfree(buf);
 	if (n < 0)
 		return n;
-	sha256_final(&st, out);
+	lxbsm_sha256_final(&st, out);
 	return 0;
 }
 
