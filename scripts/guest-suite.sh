@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Run tests/guest inside a QEMU guest for every supported kernel and say which
-# kernels ran.  Fails if any kernel is missing, any test fails, or any guest's
-# kernel log shows a splat (lxbsm-vm checks that).  Guests boot with memory-error
+# kernels ran what.  Each kernel's role in scripts/kernels.sh picks the tests:
+# "full" the whole suite, "smoke" the smoke set (tests/guest/smoke.txt),
+# "security" the smoke set and the hardening tests.  Fails if any kernel is
+# missing, any test fails, or any guest's kernel log shows a splat (lxbsm-vm
+# checks that).  Guests boot with memory-error
 # detection (lxbsm-vm --memcheck: slub_debug, KFENCE where the kernel has it), so
 # an overflow that does not oops is still reported, and fails the run.
 #
@@ -13,7 +16,26 @@ set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
-kernels=$(scripts/kernels.sh) || exit 1
+table=$(scripts/kernels.sh) || exit 1
+declare -A role kid
+kernels=""
+# Longest first, so that two slots finish together: full, security, smoke.
+for r in full security smoke; do
+	while read -r id v rl _; do
+		[ "$rl" = "$r" ] || continue
+		role[$v]=$rl kid[$v]=$id
+		kernels="$kernels $v"
+	done <<<"$table"
+done
+mapfile -t smoke < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' tests/guest/smoke.txt)
+
+tests_of() { # role
+	case $1 in
+	full) echo tests/guest ;;
+	smoke) echo "${smoke[@]}" ;;
+	security) echo "${smoke[@]}" tests/guest/test_hardening_*.py ;;
+	esac
+}
 jobs=${LXBSM_GUEST_JOBS:-$(nproc)}
 declare -A result pid
 
@@ -22,9 +44,10 @@ run_one() { # kernel
 	start=$(date +%s)
 	mkdir -p "$rundir"
 	# The run directory is the guest's writable share: results land there.
+	# shellcheck disable=SC2046
 	.venv/bin/lxbsm-vm --kernel "$k" --load --no-build --memcheck --rundir "$rundir" -- \
-		python3 -m pytest -p no:cacheprovider -v --junitxml="$rundir/junit.xml" tests/guest \
-		2>&1 | sed -u "s/^/[$k] /"
+		python3 -m pytest -p no:cacheprovider -v --durations=15 --junitxml="$rundir/junit.xml" \
+		$(tests_of "${role[$k]}") 2>&1 | sed -u "s/^/[${kid[$k]}] /"
 	rc=${PIPESTATUS[0]}
 	echo $(( $(date +%s) - start )) >"$rundir/suite-seconds"
 	return "$rc"
@@ -36,10 +59,13 @@ finish() { # kernel
 	rc=$?
 	local secs
 	secs=$(cat "$here/build/guest/$k/suite-seconds" 2>/dev/null || echo "?")
+	local what="${role[$k]} set"
+	[ "${role[$k]}" = full ] && what="full suite"
+	[ "${role[$k]}" = security ] && what="smoke set + hardening tests"
 	if [ $rc -eq 0 ]; then
-		result[$k]="passed (${secs} s)"
+		result[$k]="$what passed (${secs} s)"
 	else
-		result[$k]="FAILED, status $rc (${secs} s)"
+		result[$k]="$what FAILED, status $rc (${secs} s)"
 		status=1
 	fi
 }
@@ -51,7 +77,7 @@ for k in $kernels; do
 		finish "${running[0]}"
 		running=("${running[@]:1}")
 	fi
-	echo "=== guest suite on $k"
+	echo "=== guest tests on ${kid[$k]} ($k): ${role[$k]}"
 	run_one "$k" &
 	pid[$k]=$!
 	running+=("$k")
@@ -61,6 +87,6 @@ for k in "${running[@]}"; do
 done
 echo "=== guest suite summary"
 for k in $kernels; do
-	echo "  $k: ${result[$k]}"
+	printf '  %-9s %-26s %s\n' "${kid[$k]}" "$k" "${result[$k]}"
 done
 exit $status

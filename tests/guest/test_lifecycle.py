@@ -168,3 +168,26 @@ def test_hundred_reloads_under_a_storm_leave_nothing_behind() -> None:
     # A leaked 16 MiB ring per cycle would cost 1.6 GiB; allow page-cache noise.
     assert base - mem_available_kib() < 32 * 1024
     load_module()
+
+
+def test_twenty_load_unload_cycles_each_record_an_exec() -> None:
+    """The smoke set's cycles: each load audits at once, each unload is clean."""
+    from .audit import auditing, spawn
+
+    ko = os.environ["LXBSM_KO"]
+    base = mem_available_kib()
+    for cycle in range(20):
+        if module_loaded():
+            run("rmmod", "lxbsm")
+        run("insmod", ko)
+        with auditing(flags="ex", naflags="ex") as a:
+            pid, status, _ = spawn("/bin/true", f"cycle-{cycle}")
+            assert status == 0
+            recs = a.records(event="AUE_EXECVE", pid=pid)
+            assert len(recs) == 1, f"cycle {cycle}: {len(recs)} exec records for pid {pid}"
+            assert recs[0].first("exec_args").args == ["/bin/true", f"cycle-{cycle}"]
+        run("rmmod", "lxbsm")
+        assert not module_loaded()
+        assert not lxbsm_vmalloc_areas(), f"cycle {cycle}: the ring outlived rmmod"
+    # Twenty rings of 16 MiB came and went: the memory is back (within 8 MiB).
+    assert mem_available_kib() > base - 8192
