@@ -95,9 +95,12 @@ demo: modules
 LXBSM_BENCH_ROUNDS ?= 5
 LXBSM_BENCH_SCALE ?= 1.0
 LXBSM_BENCH_STORM ?= 6
+# The kernels (ids of scripts/kernels.sh) the benchmarks run on.
+LXBSM_BENCH_KERNELS ?= 6.1 6.12
+BENCH_VERSIONS = $$(scripts/kernels.sh | awk -v ids=" $(LXBSM_BENCH_KERNELS) " 'index(ids, " " $$1 " ") {print $$2}')
 bench: modules progs
 	@rm -rf build/bench/vm-*; mkdir -p build/bench; start=$$(date +%s); \
-	for k in $$(scripts/kernels.sh --versions); do \
+	for k in $(BENCH_VERSIONS); do \
 		.venv/bin/lxbsm-vm --kernel "$$k" --no-build --timeout 3000 --rundir build/bench/vm-$$k -- \
 			env LXBSM_BENCH_ROUNDS=$(LXBSM_BENCH_ROUNDS) LXBSM_BENCH_SCALE=$(LXBSM_BENCH_SCALE) \
 			LXBSM_BENCH_STORM=$(LXBSM_BENCH_STORM) python3 bench/lxbsm_bench.py \
@@ -113,7 +116,7 @@ bench-tools: deps
 
 # Exec latency without and with 1000 exec control rules, one guest boot per kernel.
 bench-execctl: modules progs
-	@for k in $$(scripts/kernels.sh --versions); do \
+	@for k in $(BENCH_VERSIONS); do \
 		.venv/bin/lxbsm-vm --kernel "$$k" --load --no-build --rundir build/bench/execctl-$$k -- \
 			python3 bench/execctl_bench.py || exit 1; done
 
