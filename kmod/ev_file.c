@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * open, openat, openat2, creat (every ABI, through do_sys_openat2), io_uring
- * opens (through do_filp_open, in io_uring context only), and close.
+ * opens (through do_filp_open, do_file_open from 7.x, in io_uring context
+ * only), and close.
  *
  * The event follows the flags as on FreeBSD: AUE_OPEN_R .. AUE_OPEN_RWTC for
  * open(2), AUE_OPENAT_* for openat(2) and openat2(2), AUE_CREAT for creat(2),

@@ -79,6 +79,9 @@ static struct lxbsm_hook hooks[] = {
 	     lxbsm_open_data_size, ACTIVE_SLEEPY),
 	KRET("do_filp_open", false, 0, lxbsm_filp_open_entry, lxbsm_filp_open_ret,
 	     lxbsm_filp_open_data_size, ACTIVE_SLEEPY),
+	/* ... its name from 7.x on: each kernel has one of the two */
+	KRET("do_file_open", false, 0, lxbsm_filp_open_entry, lxbsm_filp_open_ret,
+	     lxbsm_filp_open_data_size, ACTIVE_SLEEPY),
 	KRET("__x64_sys_close", true, 0, lxbsm_close_entry, lxbsm_close_ret,
 	     lxbsm_close_data_size, ACTIVE_QUICK),
 	KRET("__ia32_sys_close", false, 0, lxbsm_close_entry, lxbsm_close_ret,

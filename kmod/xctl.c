@@ -135,7 +135,9 @@ static void file_id(const struct file *f, u64 *dev, u64 *ino)
  * the least recently used by the clock (second chance) rule. ----
  */
 #define DIGEST_BITS	10
-#define DIGEST_MAX	4096
+static unsigned int digest_cache_entries = 4096;
+module_param(digest_cache_entries, uint, 0444);
+MODULE_PARM_DESC(digest_cache_entries, "Digests of files kept for exec control (default 4096, at least 16)");
 #define DIGEST_SCAN	32		/* referenced entries passed over per eviction */
 #define HASH_FILE_MAX	(256 << 20)	/* larger files are not hashed */
 
@@ -721,7 +723,7 @@ static void digest_insert(const struct file_ident *id, const u8 *sha)
 	known = digest_lookup(id, old);
 	rcu_read_unlock();
 	if (!known) {
-		if (nr_digests >= DIGEST_MAX)
+		if (nr_digests >= max(digest_cache_entries, 16U))
 			digest_evict_one_locked();
 		hlist_add_head_rcu(&d->node, &digests[hash_64(id->ino, DIGEST_BITS)]);
 		list_add_tail(&d->lru, &digest_lru);

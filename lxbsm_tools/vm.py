@@ -70,7 +70,7 @@ class Kernel:
 
 
 def kernel_cache() -> Path:
-    return Path(os.environ.get("LXBSM_CACHE", "/var/cache/lxbsm"))
+    return Path(os.environ.get("LXBSM_CACHE", "/var/lib/lxbsm-build"))
 
 
 def kernel_image(version: str, root: str = "") -> Path:
@@ -434,7 +434,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 def list_kernels() -> int:
     kernels = supported_kernels()
     proc = subprocess.run(
-        [str(REPO / "scripts" / "kernels.sh"), "--table"], capture_output=True, text=True, check=True
+        [str(REPO / "scripts" / "kernels.sh"), "--table"],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     present = {k.id: k for k in kernels}
     missing = 0

@@ -2,7 +2,7 @@
 # Install, idempotently, everything lxbsm's build and guest tests need on a Debian 12 machine:
 # QEMU, the kernels of scripts/kernels.sh (this host's Debian 12 ones installed with their headers,
 # the others' build roots and guest images made by scripts/buildroot.sh, cached in
-# /var/cache/lxbsm), guest tooling, and the project's .venv. Safe to run again: each step checks before it acts.
+# /var/lib/lxbsm-build), guest tooling, and the project's .venv. Safe to run again: each step checks before it acts.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)

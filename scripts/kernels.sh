@@ -18,7 +18,9 @@
 # and the hardening tests (PREEMPT_RT: a lock taken in the wrong context splats).
 set -euo pipefail
 
-CACHE=${LXBSM_CACHE:-/var/cache/lxbsm}
+# Not under /var/cache: the guests (virtme-ng) hide that behind a tmpfs, and a
+# guest kernel's modules must be visible to it.
+CACHE=${LXBSM_CACHE:-/var/lib/lxbsm-build}
 
 TABLE='
 # ID       SUITE               FLAVOUR   GLOB                  ROOT              ROLE
