@@ -102,7 +102,17 @@ else
 	}
 	say "$root: making a $base_suite root with $includes"
 	start=$(date +%s)
-	rm -rf "$dir.new"
+	# An mmdebstrap that was killed may have left /proc, /sys or /dev mounted
+	# inside the half-made root: never let rm -rf walk into those.
+	if awk -v d="$dir.new/" 'index($2 "/", d) == 1 {found = 1} END {exit !found}' /proc/mounts; then
+		awk -v d="$dir.new/" 'index($2 "/", d) == 1 {print $2}' /proc/mounts | sort -r |
+			xargs -r -n 1 umount -l
+	fi
+	if awk -v d="$dir.new/" 'index($2 "/", d) == 1 {found = 1} END {exit !found}' /proc/mounts; then
+		echo "buildroot: file systems are still mounted under $dir.new: unmount them first" >&2
+		exit 1
+	fi
+	rm -rf --one-file-system "$dir.new"
 	mkdir -p "$CACHE/roots"
 	mapfile -t srcargs <<<"$sources"
 	# Check-Valid-Until: a mirror may serve a suite whose Release file has expired
@@ -115,7 +125,7 @@ else
 		exit 1
 	fi
 	printf '%s' "$want" >"$dir.new/.lxbsm-root"
-	rm -rf "$dir"
+	rm -rf --one-file-system "$dir"
 	mv "$dir.new" "$dir"
 	say "$root: made in $(($(date +%s) - start)) s ($(ls "$dir/lib/modules" | tr '\n' ' '))"
 fi
