@@ -11,6 +11,12 @@
  * security_socket_bind's for bind), and an accept's peer comes from the
  * socket the call installs (fd_install, after the wait, so a blocked accept
  * holds no kretprobe instance); __sys_accept4 only records failed accepts.
+ * A connect keeps its kretprobe instance while it waits; when blocked
+ * connects hold every one, a kprobe on security_socket_connect (before the
+ * wait) sees the call missed and has the task record it on its way back to
+ * user space, with the same record (connect_late()): no number of blocked
+ * connects hides another's, and the miss is recovered, not lost.  io_uring's
+ * connects are not recovered: they stay misses, lost records.
  * The "fd" argument comes from the syscall's registers; where no register
  * holds it (socketcall, io_uring) the record has none.  An io_uring accept
  * into a fixed-file slot (io_fixed_fd_install) returns 0: the slot is
