@@ -11,15 +11,24 @@
  * security_socket_bind's for bind), and an accept's peer comes from the
  * socket the call installs (fd_install, after the wait, so a blocked accept
  * holds no kretprobe instance); __sys_accept4 only records failed accepts.
+ * A connect keeps its kretprobe instance while it waits; when blocked
+ * connects hold every one, a kprobe on security_socket_connect (before the
+ * wait) sees the call missed and has the task record it on its way back to
+ * user space, with the same record (connect_late()): no number of blocked
+ * connects hides another's, and the miss is recovered, not lost.  io_uring's
+ * connects are not recovered: they stay misses, lost records.
  * The "fd" argument comes from the syscall's registers; where no register
  * holds it (socketcall, io_uring) the record has none.  An io_uring accept
  * into a fixed-file slot (io_fixed_fd_install) returns 0: the slot is
  * chosen after.
  */
+#include <linux/delay.h>
 #include <linux/file.h>
 #include <linux/in.h>
 #include <linux/in6.h>
+#include <linux/module.h>
 #include <linux/net.h>
+#include <linux/slab.h>
 #include <linux/socket.h>
 #include <linux/un.h>
 #include <net/af_unix.h>
@@ -28,7 +37,16 @@
 #include <asm/syscall.h>
 #include <asm/unistd.h>
 
+#include "compat.h"
 #include "hooks.h"
+
+/* A connect the kretprobe missed is recorded in task_work (connect_late()). */
+#if defined(LXBSM_HAVE_EXPORT_TASK_WORK_ADD) && defined(LXBSM_HAVE_EXPORT_SYNCHRONIZE_RCU_TASKS)
+#define CONNECT_LATE 1
+#include <linux/task_work.h>
+#else
+#define CONNECT_LATE 0
+#endif
 
 /* ia32 syscall numbers (a fixed ABI) */
 #define NR_IA32_SOCKETCALL	102
@@ -259,15 +277,17 @@ bool lxbsm_sock_peer_tid(int fd, struct lxbsm_tid *tid)
 	return peer_of(fd, &ss) && peer_tid(&ss, tid);
 }
 
-int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+/*
+ * The record of a socket call that returned @ret, from its context: the
+ * return handler's, or a connect's that the return handler missed
+ * (connect_late()).  @h is the hook that saw it.
+ */
+static void sock_record(struct lxbsm_hook *h, const struct sock_ctx *ctx, long ret)
 {
-	struct sock_ctx *ctx = (struct sock_ctx *)ri->data;
-	/* these return int: rax's upper half is not ours */
-	long ret = (int)regs_return_value(regs);
 	struct lxbsm_rec *r;
 
 	if (ctx->kind == SOCK_ACCEPT && ret >= 0)
-		return 0;		/* recorded as it was installed */
+		return;		/* recorded as it was installed */
 	/*
 	 * io_uring tries a connect without blocking first and, if it is in
 	 * progress, calls again once the socket is ready: that attempt is
@@ -275,13 +295,13 @@ int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	 * "already connected" of the second call is not.
 	 */
 	if (ctx->uring && (ret == -EAGAIN || ret == -EISCONN))
-		return 0;
+		return;
 	if (!lxbsm_selected(&ctx->sel, ret < 0))
-		return 0;
-	lxbsm_hook_hit(lxbsm_kret_hook(ri));
+		return;
+	lxbsm_hook_hit(h);
 	r = lxbsm_rec_begin(ctx->sel.ev);
 	if (!r)
-		return 0;
+		return;
 	if (ctx->have_fd)
 		lxbsm_tok_arg32(r, 1, ctx->fd, "fd");
 	if (ctx->addrlen)
@@ -289,9 +309,155 @@ int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	if (ctx->uring)
 		lxbsm_tok_text(r, "io_uring");
 	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
+}
+
+int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
+{
+	/* these return int: rax's upper half is not ours */
+	sock_record(lxbsm_kret_hook(ri), (struct sock_ctx *)ri->data,
+		    (int)regs_return_value(regs));
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_sock_ret);
+
+#if CONNECT_LATE
+/* A connect the return handler missed, recorded by its task (connect_late()). */
+struct late_connect {
+	struct callback_head cb;
+	struct lxbsm_hook *hook;	/* security_socket_connect's */
+	struct sock_ctx ctx;
+};
+
+/* Queued or running late connects: see lxbsm_net_quiesce(). */
+static atomic_t late_pending = ATOMIC_INIT(0);
+
+/*
+ * task_work, on the task's way back to user space after the connect, wait
+ * and all: its return value is still in the registers.  Nothing can have
+ * changed it yet: a pending signal is handled by get_signal(), which runs
+ * queued task_work before it delivers anything or rewrites the registers
+ * to restart the call, and a ptrace stop at the syscall's exit
+ * (ptrace_notify()) runs it before the tracer can look.  So an interrupted
+ * connect shows -ERESTARTSYS here, recorded as EINTR as the return handler
+ * records it.  A connect returns 0 or an error: anything else would be a
+ * restart's rewrite (the syscall number), recorded as EINTR too.
+ */
+static void late_connect_work(struct callback_head *cb)
+{
+	struct late_connect *lc = container_of(cb, struct late_connect, cb);
+	long ret = (int)syscall_get_return_value(current, task_pt_regs(current));
+
+	if (ret > 0)
+		ret = -EINTR;
+	sock_record(lc->hook, &lc->ctx, ret);
+	kfree(lc);
+	atomic_dec(&late_pending);
+	/* Last: the module may go from here on (lxbsm_net_quiesce() sees to the return). */
+	module_put(THIS_MODULE);
+}
+
+/*
+ * A connect(2) (or socketcall's) that __sys_connect_file's kretprobe missed,
+ * all of its instances held (by connects blocked for as long as their
+ * callers like, say): its task records it on its way back to user space.
+ * True if it will; false leaves it a miss, a lost record.
+ */
+static bool connect_late(struct lxbsm_hook *h, struct pt_regs *regs)
+{
+	struct late_connect *lc;
+	struct lxbsm_sel sel;
+	int fd;
+
+	/* io_uring's connects (io_uring_enter, io-wq workers) stay misses */
+	if (current->flags & (PF_KTHREAD | PF_IO_WORKER | PF_EXITING) ||
+	    !socket_syscall(SOCK_CONNECT, &fd))
+		return false;
+	/*
+	 * Interested, with no call in flight: the entry handler would have
+	 * kept it, so the kretprobe missed it.  Not interested: nothing to
+	 * record; had the kretprobe missed it, the loss is reported anyway,
+	 * as no one can tell it from a call the entry handler let go.
+	 */
+	if (!lxbsm_interested(LXBSM_EV_CONNECT, &sel))
+		return false;
+	/*
+	 * Queued, the connect holds the module until its task runs it: the
+	 * connect may wait for as long as anyone likes, and the kernel exports
+	 * no way to take a task_work back.  So rmmod is refused ("in use")
+	 * meanwhile, and can be retried.
+	 */
+	if (!try_module_get(THIS_MODULE))
+		return false;
+	lc = kmalloc(sizeof(*lc), GFP_ATOMIC | __GFP_NOWARN);
+	if (!lc)
+		goto out_put;
+	lc->hook = h;
+	lc->ctx.sel = sel;
+	lc->ctx.kind = SOCK_CONNECT;
+	lc->ctx.uring = false;
+	lc->ctx.fd = fd;
+	lc->ctx.have_fd = fd >= 0;
+	copy_addr(&lc->ctx, (const void *)regs_get_kernel_argument(regs, 1),
+		  (int)regs_get_kernel_argument(regs, 2));
+	init_task_work(&lc->cb, late_connect_work);
+	atomic_inc(&late_pending);	/* before the reference can go */
+	if (task_work_add(current, &lc->cb, TWA_RESUME)) {
+		atomic_dec(&late_pending);
+		kfree(lc);
+		goto out_put;
+	}
+	return true;
+out_put:
+	module_put(THIS_MODULE);
+	return false;
+}
+NOKPROBE_SYMBOL(connect_late);
+
+/*
+ * At unload, after the hooks are gone.  Every late connect holds a module
+ * reference, so none is queued or running by now (but after a failed init,
+ * where the loader does not look at references: wait for those); one may
+ * still be between its module_put() and its return, which
+ * synchronize_rcu_tasks() waits out.
+ */
+void lxbsm_net_quiesce(void)
+{
+	while (atomic_read(&late_pending))
+		msleep(20);
+	synchronize_rcu_tasks();
+}
+#else
+static bool connect_late(struct lxbsm_hook *h, struct pt_regs *regs)
+{
+	return false;
+}
+
+void lxbsm_net_quiesce(void)
+{
+}
+#endif
+
+/*
+ * security_socket_connect(struct socket *, struct sockaddr *, int addrlen):
+ * inside __sys_connect_file, after its entry handler and before any wait.
+ * A connect the kretprobe holds is its business; one it missed is recorded
+ * late (connect_late()), and counted as recovered so that the miss does not
+ * become a lost record.
+ */
+int lxbsm_connect_pre(struct kprobe *p, struct pt_regs *regs)
+{
+	struct sock_ctx *ctx;
+
+	if (current->rethooks.first) {
+		ctx = lxbsm_inflight(lxbsm_sock_entry);
+		if (ctx && ctx->kind == SOCK_CONNECT)
+			return 0;
+	}
+	if (connect_late(lxbsm_kprobe_hook(p), regs))
+		lxbsm_hook_recovered(lxbsm_kprobe_hook(p));
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_connect_pre);
 
 /*
  * fd_install of a socket (lxbsm_fd_install_pre): a successful accept,

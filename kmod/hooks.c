@@ -16,7 +16,9 @@
  * kprobe at a point after the wait instead.  Whatever a hook still misses
  * (no instance left, or a probe hit inside another probe) is counted by the
  * kernel in nmissed; a timer turns every new miss into a lost record
- * (LXBSM_LOST_NO_INSTANCE), so the trail shows the gap.
+ * (LXBSM_LOST_NO_INSTANCE), so the trail shows the gap.  A connect
+ * (blocking for as long as a user likes too) is recorded late, by its task,
+ * when its kretprobe missed it (ev_net.c): such a miss is recovered, not lost.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -109,6 +111,8 @@ static struct lxbsm_hook hooks[] = {
 	KPROBE("fd_install", true, lxbsm_fd_install_pre),
 	SOCK("__sys_accept4", true, 0),
 	SOCK("__sys_connect_file", true, 1),
+	/* ... and a connect it missed (no instance left) from here, before the wait */
+	KPROBE("security_socket_connect", true, lxbsm_connect_pre),
 	SOCK("__sys_bind", true, 2),
 	SOCK("__sys_bind_socket", false, 3),	/* io_uring bind, 6.11 on */
 	KPROBE("security_socket_bind", true, lxbsm_bind_addr_pre),
@@ -170,28 +174,39 @@ static unsigned long hook_missed(const struct lxbsm_hook *h)
 static struct timer_list missed_timer;
 static bool missed_timer_on;
 
-/* Every miss not yet reported becomes a lost record (one writer: the timer). */
-static void report_missed(void)
+static u64 missed_last;		/* every hook's misses at the previous poll */
+static u64 missed_lost;		/* misses reported as lost records */
+
+/*
+ * Every miss not recovered becomes a lost record (one writer: the timer,
+ * then unload).  A miss is counted at the call's entry, its recovery a
+ * moment later (a kprobe further into the call): only misses at least one
+ * poll old are reported, then, so as not to announce one being recovered;
+ * at unload (@final), with the hooks gone, all of them.
+ */
+static void report_missed(bool final)
 {
-	u64 n = 0;
+	u64 missed = 0, recovered = 0, upto;
 	int i;
 
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct lxbsm_hook *h = &hooks[i];
-		unsigned long now = hook_missed(h);
 
-		if (now != h->missed_seen) {
-			n += now - h->missed_seen;
-			h->missed_seen = now;
-		}
+		h->missed_seen = hook_missed(h);
+		missed += h->missed_seen;
+		recovered += atomic64_read(&h->recovered);
 	}
-	if (n)
-		lxbsm_lost_n(LXBSM_LOST_NO_INSTANCE, n);
+	upto = final ? missed : missed_last;
+	missed_last = missed;
+	if (upto > recovered + missed_lost) {
+		lxbsm_lost_n(LXBSM_LOST_NO_INSTANCE, upto - recovered - missed_lost);
+		missed_lost = upto - recovered;
+	}
 }
 
 static void missed_tick(struct timer_list *t)
 {
-	report_missed();
+	report_missed(false);
 	mod_timer(t, jiffies + MISSED_POLL);
 }
 
@@ -271,7 +286,7 @@ void lxbsm_hooks_exit(void)
 		unregister_kprobes(kps, nkp);
 	if (nkrp)
 		unregister_kretprobes(krps, nkrp);
-	report_missed();
+	report_missed(true);
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct lxbsm_hook *h = &hooks[i];
 
@@ -289,10 +304,13 @@ int lxbsm_hooks_init(void)
 {
 	int i, ret, on = 0, missing = 0;
 
+	missed_last = 0;
+	missed_lost = 0;
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct lxbsm_hook *h = &hooks[i];
 
 		atomic64_set(&h->hits, 0);
+		atomic64_set(&h->recovered, 0);
 		h->missed_seen = 0;
 		ret = attach(h);
 		if (!ret) {

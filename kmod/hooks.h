@@ -34,7 +34,8 @@ struct lxbsm_hook {
 	atomic64_t hits;
 	struct kretprobe krp;		/* a kprobe uses krp.kp only */
 	struct tracepoint *tp;
-	unsigned long missed_seen;	/* misses already reported as lost */
+	unsigned long missed_seen;	/* misses (hook_missed()) at the last poll */
+	atomic64_t recovered;		/* another hook's misses this one recorded */
 };
 
 /* The hook a kretprobe handler runs for. */
@@ -59,6 +60,15 @@ void *lxbsm_inflight(kretprobe_handler_t entry);
 static inline void lxbsm_hook_hit(struct lxbsm_hook *h)
 {
 	atomic64_inc(&h->hits);
+}
+
+/*
+ * @h took over a call another hook missed (it records it, or judges it not
+ * selected): that miss is no lost record.
+ */
+static inline void lxbsm_hook_recovered(struct lxbsm_hook *h)
+{
+	atomic64_inc(&h->recovered);
 }
 
 /* ev_exec.c; which exec a hook of lxbsm_exec_entry is (its arg) */
@@ -115,6 +125,7 @@ int lxbsm_sock_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 size_t lxbsm_sock_data_size(void);
 int lxbsm_bind_addr_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_connect_pre(struct kprobe *p, struct pt_regs *regs);
 void lxbsm_sock_installed(struct lxbsm_hook *h, int fd, struct socket *sock);
 int lxbsm_fixed_install_pre(struct kprobe *p, struct pt_regs *regs);
 

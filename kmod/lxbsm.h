@@ -231,6 +231,8 @@ bool lxbsm_fs_path(struct fs_struct *fs, bool root, struct path *out);
 
 int lxbsm_hooks_init(void);
 void lxbsm_hooks_exit(void);
+/* At unload, after the hooks: no late connect record may still run (ev_net.c). */
+void lxbsm_net_quiesce(void);
 u32 lxbsm_hooks_count(void);
 int lxbsm_hook_info(struct lxbsm_hook_info *info);
 void lxbsm_hooks_missed(struct lxbsm_status *st);

@@ -336,6 +336,7 @@ static int __init lxbsm_init(void)
 	return 0;
 
 err_misc:
+	lxbsm_net_quiesce();
 	lxbsm_xc_quiesce();
 	lxbsm_record_quiesce();
 	misc_deregister(&lxbsm_misc);
@@ -355,7 +356,11 @@ static void __exit lxbsm_exit(void)
 {
 	/* First stop every producer; no handler runs once this returns. */
 	lxbsm_hooks_exit();
-	/* Then every process about to hash a file or waiting to write a record. */
+	/*
+	 * Then every process about to record a connect, hash a file or write
+	 * a record.
+	 */
+	lxbsm_net_quiesce();
 	lxbsm_xc_quiesce();
 	lxbsm_record_quiesce();
 	/*

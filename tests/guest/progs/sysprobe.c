@@ -24,6 +24,16 @@
  *                                  rewrites its sockaddr to DIR/decoy; prints
  *                                  "ret errno peer rewrites" (peer from
  *                                  getpeername)
+ *   sysprobe connect-flood DIR N   N threads (in child processes, one socket
+ *                                  each) blocked in a Unix connect() to
+ *                                  DIR/flood (backlog 0, full), and a child
+ *                                  whose one blocked connect is interrupted
+ *                                  by a SA_RESTART signal (and restarted);
+ *                                  prints "child PID THREADS" per child,
+ *                                  "signalled PID", then "ready"; at EOF on
+ *                                  stdin closes the listener (every connect
+ *                                  fails), prints "done PID THREADS REFUSED"
+ *                                  per child and "end"
  *   sysprobe open-race PATH OTHER N  N opens of PATH while a sibling thread
  *                                  dup2()s a descriptor of OTHER onto the
  *                                  number each open returns; prints
@@ -187,6 +197,121 @@ static int connect_race(const char *dir)
 	memset(&peer, 0, sizeof(peer));
 	getpeername(c2, (struct sockaddr *)&peer, &plen);
 	printf("%d %d %s %ld\n", race_ret, race_errno, peer.sun_path, race_rewrites);
+	return 0;
+}
+
+static struct sockaddr_un flood_addr;
+static volatile pid_t flood_tid;
+static volatile sig_atomic_t flood_signals;
+
+static void *blocked_connect(void *arg)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	flood_tid = gettid();
+	*(int *)arg = fd < 0 || !connect(fd, (struct sockaddr *)&flood_addr, sizeof(flood_addr)) ?
+		      -1 : errno;
+	return NULL;
+}
+
+static void flood_signal(int sig)
+{
+	(void)sig;
+	flood_signals++;
+}
+
+/* Is thread tid asleep in connect()? */
+static int in_connect(pid_t tid)
+{
+	char path[64], buf[256];
+	FILE *f;
+	int nr = -1, ok;
+	char state = 0;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	ok = fscanf(f, "%d", &nr) == 1;
+	fclose(f);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && strrchr(buf, ')'))
+		state = strrchr(buf, ')')[2];
+	fclose(f);
+	return ok && nr == SYS_connect && state == 'S';
+}
+
+static void flood_child(int n, int ready, int sig)
+{
+	pthread_t *t = calloc(n, sizeof(*t));
+	int *res = calloc(n, sizeof(*res));
+	struct sigaction sa = { .sa_handler = flood_signal, .sa_flags = SA_RESTART };
+	pthread_attr_t attr;
+	int i, refused = 0;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 64 * 1024);
+	sigaction(SIGUSR1, &sa, NULL);
+	for (i = 0; i < n; i++)
+		if (pthread_create(&t[i], &attr, blocked_connect, &res[i]))
+			_exit(1);
+	if (sig) {
+		while (!flood_tid || !in_connect(flood_tid))
+			usleep(10000);
+		pthread_kill(t[0], SIGUSR1);
+		while (!flood_signals || !in_connect(flood_tid))
+			usleep(10000);
+		printf("signalled %d\n", getpid());
+	} else {
+		printf("child %d %d\n", getpid(), n);
+	}
+	fflush(stdout);
+	if (write(ready, "", 1) != 1)
+		_exit(1);
+	for (i = 0; i < n; i++) {
+		pthread_join(t[i], NULL);
+		refused += res[i] == ECONNREFUSED;
+	}
+	printf("done %d %d %d\n", getpid(), n, refused);
+	fflush(stdout);
+	_exit(0);
+}
+
+static int connect_flood(const char *dir, int n)
+{
+	int srv, c0, ready[2], k;
+	char buf[16];
+
+	flood_addr.sun_family = AF_UNIX;
+	snprintf(flood_addr.sun_path, sizeof(flood_addr.sun_path), "%s/flood", dir);
+	srv = unix_listener(flood_addr.sun_path, 0);
+	c0 = socket(AF_UNIX, SOCK_STREAM, 0);
+	/* c0 fills the backlog: every later connect sleeps until srv goes */
+	if (srv < 0 || c0 < 0 || connect(c0, (struct sockaddr *)&flood_addr, sizeof(flood_addr)) ||
+	    pipe(ready))
+		return report(-1);
+	for (; n > -FLOOD_PER_PROC; n -= FLOOD_PER_PROC) {
+		k = n > 0 ? (n < FLOOD_PER_PROC ? n : FLOOD_PER_PROC) : 1;
+		if (fork() == 0) {
+			close(srv);
+			close(c0);
+			flood_child(k, ready[1], n <= 0);
+		}
+		if (read(ready[0], buf, 1) != 1)
+			return report(-1);
+	}
+	printf("ready\n");
+	fflush(stdout);
+	while (read(0, buf, sizeof(buf)) > 0)
+		;
+	close(srv);
+	while (wait(NULL) > 0)
+		;
+	printf("end\n");
 	return 0;
 }
 
@@ -381,6 +506,8 @@ int main(int argc, char **argv)
 		return accept_flood(atoi(argv[2]));
 	if (!strcmp(argv[1], "connect-race") && argc >= 3)
 		return connect_race(argv[2]);
+	if (!strcmp(argv[1], "connect-flood") && argc >= 4)
+		return connect_flood(argv[2], atoi(argv[3]));
 	if (!strcmp(argv[1], "open-race") && argc >= 5)
 		return open_race(argv[2], argv[3], atoi(argv[4]));
 	if (!strcmp(argv[1], "execveat") && argc >= 4) {
