@@ -24,8 +24,7 @@ module: deps
 # The module for every supported kernel (build/<version>/lxbsm.ko); a supported
 # kernel that is missing or fails to build fails it.
 modules: deps
-	@ks=$$(scripts/kernels.sh --versions) || exit 1; \
-	for k in $$ks; do scripts/build-module.sh "$$k" || exit 1; done
+	@scripts/build-modules.sh
 
 # Helper programs the guest tests run (one of them 32-bit, for the ia32 ABI).
 PROGS := build/progs/sysprobe build/progs/sysprobe32 build/progs/lat_exec build/progs/lat_sys \
