@@ -159,7 +159,7 @@ int lxbsm_bind_addr_pre(struct kprobe *p, struct pt_regs *regs)
 {
 	struct sock_ctx *ctx;
 
-	if (!current->rethooks.first)
+	if (!lxbsm_inflight_any())
 		return 0;
 	ctx = lxbsm_inflight(lxbsm_sock_entry);
 	if (ctx && ctx->kind == SOCK_BIND)
@@ -214,7 +214,7 @@ static int peer_of(int fd, struct sockaddr_storage *ss)
 
 	if (!f)
 		return 0;
-	sock = sock_from_file(f);
+	sock = lxbsm_sock_from_file(f);
 	if (sock)
 		len = sock_peer(sock, ss);
 	fput(f);
@@ -351,7 +351,7 @@ int lxbsm_fixed_install_pre(struct kprobe *p, struct pt_regs *regs)
 
 	if (current->flags & PF_KTHREAD || !lxbsm_in_io_uring())
 		return 0;
-	sock = sock_from_file(f);
+	sock = lxbsm_sock_from_file(f);
 	if (sock)
 		lxbsm_sock_installed(lxbsm_kprobe_hook(p), 0, sock);
 	return 0;
