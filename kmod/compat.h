@@ -11,19 +11,45 @@
 #ifndef LXBSM_COMPAT_H
 #define LXBSM_COMPAT_H
 
-#include <crypto/sha2.h>
 #include <linux/fs.h>
 #include <linux/fs_struct.h>
+#include <linux/kprobes.h>
 #include <linux/mm.h>
+#include <linux/net.h>
+#include <linux/rcupdate.h>
+#include <linux/sched.h>
 #include <linux/timer.h>
 
 #include "lxbsm_probes.h"
+
+#ifdef LXBSM_HAVE_KRETPROBE_RETHOOK
+#include <linux/rethook.h>
+#endif
 
 /* asm/unaligned.h moved to linux/unaligned.h (6.12). */
 #ifdef LXBSM_HAVE_LINUX_UNALIGNED_H
 #include <linux/unaligned.h>
 #else
 #include <asm/unaligned.h>
+#endif
+
+/*
+ * Work queued to a task with task_work_add() (exported) whose callback is
+ * module code: at unload, synchronize_rcu_tasks() waits out a callback
+ * still returning.  That is exported where Tasks RCU is built; where it is
+ * not (a kernel without preemption: 5.10's), the header makes it
+ * synchronize_rcu(), which there waits out any code that cannot sleep.
+ */
+#if defined(LXBSM_HAVE_EXPORT_TASK_WORK_ADD) && \
+	(defined(LXBSM_HAVE_EXPORT_SYNCHRONIZE_RCU_TASKS) || defined(synchronize_rcu_tasks))
+#define LXBSM_HAVE_TASK_WORK 1
+#endif
+
+/* The SHA-2 library's header was crypto/sha.h until 5.11. */
+#ifdef LXBSM_HAVE_CRYPTO_SHA2_H
+#include <crypto/sha2.h>
+#else
+#include <crypto/sha.h>
 #endif
 
 /* vm_flags became read-only with vm_flags_set/clear (6.3; not in 6.1). */
@@ -105,5 +131,65 @@ static inline int lxbsm_open_flags(unsigned long open_flags_ptr)
 {
 	return *(const int *)open_flags_ptr;
 }
+
+/* The socket of a file, or NULL: sock_from_file() lost its error pointer in 5.11. */
+static inline struct socket *lxbsm_sock_from_file(struct file *f)
+{
+#ifdef LXBSM_HAVE_SOCK_FROM_FILE_1ARG
+	return sock_from_file(f);
+#else
+	int err;
+
+	return sock_from_file(f, &err);
+#endif
+}
+
+/* The kretprobe an instance belongs to: get_kretprobe() from 5.11, ri->rp before. */
+static inline struct kretprobe *lxbsm_ri_kretprobe(struct kretprobe_instance *ri)
+{
+#ifdef LXBSM_HAVE_GET_KRETPROBE
+	return get_kretprobe(ri);
+#else
+	return ri->rp;
+#endif
+}
+
+/*
+ * The calls in flight through the kretprobes a kprobe looks up
+ * (lxbsm_inflight(), hooks.h).  With kretprobes on rethook (5.19 on) each
+ * task lists its own hooked returns in current->rethooks, and hooks.c walks
+ * that list.  Before (5.10), the kernel keeps the instances in a hash of its
+ * own, so lxbsm keeps a table of the calls of the hooks marked .inflight
+ * (compat_inflight.c): lxbsm_inflight_track() makes a hook's handlers add
+ * and remove its calls.
+ */
+struct lxbsm_hook;
+
+#ifdef LXBSM_HAVE_KRETPROBE_RETHOOK
+static inline void lxbsm_inflight_track(struct lxbsm_hook *h)
+{
+}
+
+/* Might current have a call in flight through a kretprobe?  (Cheap.) */
+static inline bool lxbsm_inflight_any(void)
+{
+	return current->rethooks.first;
+}
+
+static inline void lxbsm_inflight_forget(struct task_struct *p)
+{
+}
+
+static inline void lxbsm_inflight_reset(void)
+{
+}
+#else
+void lxbsm_inflight_track(struct lxbsm_hook *h);
+bool lxbsm_inflight_any(void);
+/* @p (current) exits: a call of its still in the table never returns. */
+void lxbsm_inflight_forget(struct task_struct *p);
+/* Empty the table: at load, and at unload once no handler runs. */
+void lxbsm_inflight_reset(void);
+#endif
 
 #endif /* LXBSM_COMPAT_H */

@@ -183,7 +183,7 @@ int lxbsm_fd_install_pre(struct kprobe *p, struct pt_regs *regs)
 
 	if (current->flags & PF_KTHREAD)
 		return 0;
-	if (current->rethooks.first) {
+	if (lxbsm_inflight_any()) {
 		struct open_ctx *ctx = lxbsm_inflight(lxbsm_open_entry);
 
 		if (ctx && !ctx->recorded) {
@@ -195,7 +195,7 @@ int lxbsm_fd_install_pre(struct kprobe *p, struct pt_regs *regs)
 			return 0;
 		}
 	}
-	sock = sock_from_file(f);
+	sock = lxbsm_sock_from_file(f);
 	if (sock)
 		lxbsm_sock_installed(lxbsm_kprobe_hook(p), fd, sock);
 	return 0;

@@ -41,7 +41,12 @@
 #include "hooks.h"
 
 /* A connect the kretprobe missed is recorded in task_work (connect_late()). */
-#if defined(LXBSM_HAVE_EXPORT_TASK_WORK_ADD) && defined(LXBSM_HAVE_EXPORT_SYNCHRONIZE_RCU_TASKS)
+/*
+ * Only where kretprobes run on rethook: lxbsm_inflight() then sees every
+ * connect in flight (without rethook, connects are not in its table).
+ */
+#if defined(LXBSM_HAVE_EXPORT_TASK_WORK_ADD) && defined(LXBSM_HAVE_EXPORT_SYNCHRONIZE_RCU_TASKS) && \
+	defined(LXBSM_HAVE_KRETPROBE_RETHOOK)
 #define CONNECT_LATE 1
 #include <linux/task_work.h>
 #else
@@ -177,7 +182,7 @@ int lxbsm_bind_addr_pre(struct kprobe *p, struct pt_regs *regs)
 {
 	struct sock_ctx *ctx;
 
-	if (!current->rethooks.first)
+	if (!lxbsm_inflight_any())
 		return 0;
 	ctx = lxbsm_inflight(lxbsm_sock_entry);
 	if (ctx && ctx->kind == SOCK_BIND)
@@ -232,7 +237,7 @@ static int peer_of(int fd, struct sockaddr_storage *ss)
 
 	if (!f)
 		return 0;
-	sock = sock_from_file(f);
+	sock = lxbsm_sock_from_file(f);
 	if (sock)
 		len = sock_peer(sock, ss);
 	fput(f);
@@ -448,7 +453,7 @@ int lxbsm_connect_pre(struct kprobe *p, struct pt_regs *regs)
 {
 	struct sock_ctx *ctx;
 
-	if (current->rethooks.first) {
+	if (lxbsm_inflight_any()) {
 		ctx = lxbsm_inflight(lxbsm_sock_entry);
 		if (ctx && ctx->kind == SOCK_CONNECT)
 			return 0;
@@ -517,7 +522,7 @@ int lxbsm_fixed_install_pre(struct kprobe *p, struct pt_regs *regs)
 
 	if (current->flags & PF_KTHREAD || !lxbsm_in_io_uring())
 		return 0;
-	sock = sock_from_file(f);
+	sock = lxbsm_sock_from_file(f);
 	if (sock)
 		lxbsm_sock_installed(lxbsm_kprobe_hook(p), 0, sock);
 	return 0;

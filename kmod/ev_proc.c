@@ -46,6 +46,7 @@ void lxbsm_exit_probe(void *data, struct task_struct *p)
 	struct lxbsm_rec *r;
 	bool want;
 
+	lxbsm_inflight_forget(p);
 	if (p->flags & PF_KTHREAD || atomic_read(&p->signal->live))
 		return;		/* a kernel thread, or not the last thread */
 	want = lxbsm_interested(LXBSM_EV_EXIT, &sel) && lxbsm_selected(&sel, false);

@@ -18,6 +18,7 @@
 #include <linux/dcache.h>
 #include <linux/fs_struct.h>
 #include <linux/kdev_t.h>
+#include <linux/mount.h>
 #include <linux/sched/signal.h>
 #include <linux/tty.h>
 

@@ -24,7 +24,6 @@
 
 #include <linux/cpumask.h>
 #include <linux/kernel.h>
-#include <linux/rethook.h>
 #include <linux/string.h>
 #include <linux/timer.h>
 
@@ -35,9 +34,12 @@
 #define ACTIVE_SLEEPY	1024
 #define ACTIVE_QUICK	256
 
-#define KRET(sym, req, a, e, r, size, active)				\
+#define KRETX(sym, req, a, e, r, size, active, track)			\
 	{ .symbol = sym, .kind = LXBSM_KRETPROBE, .required = req, .arg = a, \
-	  .entry = e, .ret = r, .data_size = size, .maxactive = active }
+	  .entry = e, .ret = r, .data_size = size, .maxactive = active,	\
+	  .inflight = track }
+#define KRET(sym, req, a, e, r, size, active)				\
+	KRETX(sym, req, a, e, r, size, active, false)
 
 #define EXEC(sym, req, a)						\
 	KRET(sym, req, a, lxbsm_exec_entry, lxbsm_exec_ret, lxbsm_exec_data_size, ACTIVE_SLEEPY)
@@ -48,6 +50,10 @@
 	     ACTIVE_QUICK)
 #define SOCK(sym, req, a)						\
 	KRET(sym, req, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, ACTIVE_SLEEPY)
+/* a socket call whose calls security_socket_bind looks up */
+#define BIND(sym, req, a)						\
+	KRETX(sym, req, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, \
+	      ACTIVE_SLEEPY, true)
 #define KPROBE(sym, req, handler)					\
 	{ .symbol = sym, .kind = LXBSM_KPROBE, .required = req, .pre = handler }
 
@@ -77,8 +83,9 @@ static struct lxbsm_hook hooks[] = {
 	     lxbsm_exec_open_data_size, ACTIVE_QUICK),
 	KRET("security_mmap_file", true, 0, lxbsm_mmap_entry, lxbsm_mmap_ret,
 	     lxbsm_mmap_data_size, ACTIVE_SLEEPY),
-	KRET("do_sys_openat2", true, 0, lxbsm_open_entry, lxbsm_open_ret,
-	     lxbsm_open_data_size, ACTIVE_SLEEPY),
+	/* fd_install looks up the open in flight */
+	KRETX("do_sys_openat2", true, 0, lxbsm_open_entry, lxbsm_open_ret,
+	      lxbsm_open_data_size, ACTIVE_SLEEPY, true),
 	KRET("do_filp_open", false, 0, lxbsm_filp_open_entry, lxbsm_filp_open_ret,
 	     lxbsm_filp_open_data_size, ACTIVE_SLEEPY),
 	/* ... its name from 7.x on: each kernel has one of the two */
@@ -113,8 +120,8 @@ static struct lxbsm_hook hooks[] = {
 	SOCK("__sys_connect_file", true, 1),
 	/* ... and a connect it missed (no instance left) from here, before the wait */
 	KPROBE("security_socket_connect", true, lxbsm_connect_pre),
-	SOCK("__sys_bind", true, 2),
-	SOCK("__sys_bind_socket", false, 3),	/* io_uring bind, 6.11 on */
+	BIND("__sys_bind", true, 2),
+	BIND("__sys_bind_socket", false, 3),	/* io_uring bind, 6.11 on */
 	KPROBE("security_socket_bind", true, lxbsm_bind_addr_pre),
 	KPROBE("io_fixed_fd_install", false, lxbsm_fixed_install_pre),
 	KRET("audit_set_loginuid", false, 0, lxbsm_loginuid_entry, lxbsm_loginuid_ret,
@@ -123,10 +130,7 @@ static struct lxbsm_hook hooks[] = {
 
 static_assert(ARRAY_SIZE(hooks) <= LXBSM_HOOKS_MAX);
 
-#ifndef CONFIG_KRETPROBE_ON_RETHOOK
-#error "lxbsm needs CONFIG_KRETPROBE_ON_RETHOOK (x86_64 has it since 5.19)"
-#endif
-
+#ifdef LXBSM_HAVE_KRETPROBE_RETHOOK
 /*
  * Only current adds to and takes from its own list of hooked returns, newest
  * first; an NMI's entries are gone again before we resume, so current may
@@ -152,6 +156,7 @@ void *lxbsm_inflight(kretprobe_handler_t entry)
 	return NULL;
 }
 NOKPROBE_SYMBOL(lxbsm_inflight);
+#endif /* LXBSM_HAVE_KRETPROBE_RETHOOK; else compat_inflight.c */
 
 /* Calls a hook let through unseen: no instance left, or a probe in a probe. */
 static unsigned long hook_missed(const struct lxbsm_hook *h)
@@ -228,6 +233,8 @@ static int attach(struct lxbsm_hook *h)
 		h->krp.handler = h->ret;
 		h->krp.data_size = h->data_size();
 		h->krp.maxactive = max_t(int, h->maxactive, 2 * num_possible_cpus());
+		if (h->inflight)
+			lxbsm_inflight_track(h);
 		return register_kretprobe(&h->krp);
 	case LXBSM_KPROBE:
 		memset(&h->krp, 0, sizeof(h->krp));
@@ -287,6 +294,7 @@ void lxbsm_hooks_exit(void)
 	if (nkrp)
 		unregister_kretprobes(krps, nkrp);
 	report_missed(true);
+	lxbsm_inflight_reset();
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct lxbsm_hook *h = &hooks[i];
 
@@ -306,6 +314,7 @@ int lxbsm_hooks_init(void)
 
 	missed_last = 0;
 	missed_lost = 0;
+	lxbsm_inflight_reset();
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct lxbsm_hook *h = &hooks[i];
 

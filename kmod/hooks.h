@@ -10,6 +10,7 @@
 #include <linux/net.h>
 #include <linux/tracepoint.h>
 
+#include "compat.h"
 #include "lxbsm.h"
 
 enum lxbsm_hook_kind {
@@ -27,6 +28,7 @@ struct lxbsm_hook {
 	kretprobe_handler_t ret;
 	size_t (*data_size)(void);	/* per-call data (struct kretprobe) */
 	int maxactive;			/* calls in flight at once */
+	bool inflight;			/* a kprobe looks its calls up (lxbsm_inflight) */
 	void *probe;			/* tracepoint probe */
 	kprobe_pre_handler_t pre;	/* kprobe handler */
 	/* run time */
@@ -41,7 +43,7 @@ struct lxbsm_hook {
 /* The hook a kretprobe handler runs for. */
 static inline struct lxbsm_hook *lxbsm_kret_hook(struct kretprobe_instance *ri)
 {
-	return container_of(get_kretprobe(ri), struct lxbsm_hook, krp);
+	return container_of(lxbsm_ri_kretprobe(ri), struct lxbsm_hook, krp);
 }
 
 /* The hook a kprobe handler runs for. */
@@ -54,6 +56,8 @@ static inline struct lxbsm_hook *lxbsm_kprobe_hook(struct kprobe *p)
  * The per-call data of current's innermost call in flight through a
  * kretprobe whose entry handler is @entry (and whose entry kept it), or
  * NULL: how a kprobe deeper in that call hands the call what it saw.
+ * Only the calls of hooks marked .inflight are certain to be found (all
+ * of them are with rethook; compat_inflight.c keeps these alone).
  */
 void *lxbsm_inflight(kretprobe_handler_t entry);
 

@@ -39,7 +39,7 @@
 #include "lxbsm.h"
 #include "xctl.h"
 
-#if defined(LXBSM_HAVE_EXPORT_TASK_WORK_ADD) && defined(LXBSM_HAVE_EXPORT_SYNCHRONIZE_RCU_TASKS)
+#ifdef LXBSM_HAVE_TASK_WORK
 #define LXBSM_CAN_WAIT 1
 #include <linux/task_work.h>
 #else

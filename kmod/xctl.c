@@ -29,7 +29,6 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
-#include <crypto/sha2.h>
 #include <linux/cred.h>
 #include <linux/dcache.h>
 #include <linux/delay.h>
@@ -53,7 +52,7 @@
 #include "hooks.h"
 #include "xctl.h"
 
-#if defined(LXBSM_HAVE_EXPORT_TASK_WORK_ADD) && defined(LXBSM_HAVE_EXPORT_SYNCHRONIZE_RCU_TASKS)
+#ifdef LXBSM_HAVE_TASK_WORK
 #define XC_CAN_HASH 1
 #include <linux/task_work.h>
 #else
