@@ -49,6 +49,13 @@ VERSION = (REPO / "VERSION").read_text().strip()
 PACKAGES = ("lxbsm-dkms", "lxbsm-tools")
 STARTUP, SHUTDOWN = 45000, 45001
 # Written by apt and dpkg about what they did, not files of the packages.
+# A root shell's environment in the chroot (not the harness', whose PATH has the .venv).
+CHROOT_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "DEBIAN_FRONTEND": "noninteractive",
+    "LC_ALL": "C.UTF-8",
+    "HOME": "/root",
+}
 BOOKKEEPING = ("var/lib/dpkg/", "var/log/", "var/cache/", "var/lib/apt/", "var/audit/")
 
 
@@ -101,15 +108,9 @@ class Chroot:
 
     def run(self, cmd: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
         """@cmd (a shell command line) in the chroot, as root, with no network in reach."""
-        env = {
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-            "DEBIAN_FRONTEND": "noninteractive",
-            "LC_ALL": "C.UTF-8",
-            "HOME": "/root",
-        }
         return subprocess.run(
             ["chroot", str(self.root), "/bin/sh", "-c", cmd],
-            env=env,
+            env=CHROOT_ENV,
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -120,6 +121,28 @@ class Chroot:
         p = self.run(cmd, timeout)
         assert p.returncode == 0, f"{cmd}: exit {p.returncode}\n{p.stdout}\n{p.stderr}"
         return p.stdout
+
+    def logged(self, name: str, cmd: str, timeout: float) -> str:
+        """@cmd, its output written as it comes to @name in the run's files (or /tmp)."""
+        log = Path(os.environ.get("LXBSM_RUNDIR", "/tmp"), name)
+        with log.open("w") as out:
+            try:
+                rc = subprocess.run(
+                    ["chroot", str(self.root), "/bin/sh", "-c", cmd],
+                    env=CHROOT_ENV,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    timeout=timeout,
+                    check=False,
+                ).returncode
+            except subprocess.TimeoutExpired:
+                raise AssertionError(
+                    f"{cmd}: still running after {timeout:.0f} s; its output: {log}"
+                ) from None
+        text = log.read_text()
+        assert rc == 0, f"{cmd}: exit {rc}\n{text}"
+        return text
 
     def step(self, what: str) -> None:
         """Note how long the test has run when @what is done (also in the run's files)."""
@@ -194,7 +217,11 @@ def test_install_load_run_purge(chroot: Chroot) -> None:
     # (Not --no-download: with it apt refuses local .debs, "Pathname to
     # install is not absolute".)
     names = " ".join(f"./{d.name}" for d in debs)
-    out = c.must(f"cd /tmp/debs && apt-get install -y -o Acquire::Retries=0 {names}", timeout=1200)
+    out = c.logged(
+        "apt-install.log",
+        f"cd /tmp/debs && apt-get install -y -o Acquire::Retries=0 {names}",
+        timeout=1500,
+    )
     c.step("apt-get install (DKMS build included)")
     status = c.must("dkms status lxbsm")
     assert f"lxbsm/{VERSION}, {kver}, x86_64: installed" in status, f"{status}\n{out}"
@@ -221,7 +248,7 @@ def test_install_load_run_purge(chroot: Chroot) -> None:
     log = c.base / "auditd.log"
     with log.open("wb") as err:
         daemon = subprocess.Popen(
-            ["chroot", str(c.root), *cmd], stdout=err, stderr=subprocess.STDOUT
+            ["chroot", str(c.root), *cmd], stdout=err, stderr=subprocess.STDOUT, env=CHROOT_ENV
         )
     try:
         deadline = time.monotonic() + 180
@@ -237,7 +264,7 @@ def test_install_load_run_purge(chroot: Chroot) -> None:
         assert "audit daemon started" in text and "Audit startup" in text, text
         c.step("lxbsm-praudit read the trail")
 
-        out = c.must(f"apt-get purge -y {' '.join(PACKAGES)}", timeout=600)
+        out = c.logged("apt-purge.log", f"apt-get purge -y {' '.join(PACKAGES)}", timeout=600)
         c.step("apt-get purge")
         # lxbsm-tools' prerm stopped the daemon, lxbsm-dkms' prerm unloaded the module.
         assert daemon.wait(60) == 0, log.read_text()
