@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYSRC := lxbsm_tools tests bench
 
-.PHONY: all deps module modules progs lint checkpatch test-host test-guest check demo bench bench-tools bench-execctl install clean
+.PHONY: all deps module modules progs lint checkpatch test-host test-guest check demo bench bench-tools bench-execctl install deb clean
 
 all: module
 
@@ -118,6 +118,14 @@ bench-execctl: modules progs
 	@for k in $(BENCH_VERSIONS); do \
 		.venv/bin/lxbsm-vm --kernel "$$k" --load --no-build --rundir build/bench/execctl-$$k -- \
 			python3 bench/execctl_bench.py || exit 1; done
+
+# Debian packages (build/deb/): lxbsm-dkms_<v>_all.deb, the module's source
+# that DKMS builds for each kernel (again after a kernel upgrade), and
+# lxbsm-tools_<v>_all.deb, the tools as a Debian Python package, the systemd
+# unit, the audit user and the /etc/security defaults; <v> is VERSION's.
+# Lintian errors fail it.  Install: apt-get install ./build/deb/lxbsm-*.deb
+deb: deps
+	@scripts/build-deb.sh
 
 # Install on a real host, for the running kernel (or KVER=...): the module
 # (modprobe lxbsm), the tools in their own venv under /opt/lxbsm with links

@@ -19,7 +19,10 @@
 #include "include/uapi/lxbsm.h"
 #include "ring.h"
 
-#define LXBSM_VERSION "0.2.0"
+/* LXBSM_VERSION comes from the top-level VERSION file (kmod/Kbuild). */
+#ifndef LXBSM_VERSION
+#error "LXBSM_VERSION is not defined: build through kmod/Kbuild"
+#endif
 
 /* Budgets inside one record (a BSM record is at most 32767 bytes). */
 #define LXBSM_ARGV_MAX		16384	/* exec_args strings */

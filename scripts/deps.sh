@@ -23,7 +23,8 @@ need_root() {
 host_pkgs=(qemu-system-x86 qemu-utils busybox-static kmod cpio zstd
 	build-essential bc flex bison libelf-dev libssl-dev dwarves
 	stress-ng strace openssh-server openssh-client sudo auditd python3 python3-venv
-	linux-source-6.1 gcc-multilib liburing-dev libseccomp2 mmdebstrap)
+	linux-source-6.1 gcc-multilib liburing-dev libseccomp2 mmdebstrap
+	dkms debhelper dh-dkms dh-python lintian python3-construct python3-pyudev python3-rich)
 
 backports_list=/etc/apt/sources.list.d/lxbsm-bookworm-backports.list
 

@@ -50,6 +50,7 @@ def build_broken(tmp_path: Path, kernel: str, cflags: str) -> Path:
         ignore=shutil.ignore_patterns("*.o", "*.ko", "*.cmd", "*.mod*", "*.order"),
     )
     shutil.copy(REPO / "Kbuild", src / "Kbuild")
+    shutil.copy(REPO / "VERSION", src / "VERSION")
     env = dict(
         os.environ,
         LXBSM_SRC=str(src),
