@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYSRC := lxbsm_tools tests bench
 
-.PHONY: all deps module modules progs lint checkpatch test-host test-guest check demo bench bench-tools bench-execctl install deb clean
+.PHONY: all deps module modules progs deb test-packages lint checkpatch test-host test-guest check demo bench bench-tools bench-execctl install deb clean
 
 all: module
 
@@ -126,6 +126,14 @@ bench-execctl: modules progs
 # Lintian errors fail it.  Install: apt-get install ./build/deb/lxbsm-*.deb
 deb: deps
 	@scripts/build-deb.sh
+
+# The packages installed, used and purged in a 6.1 and a 6.12 guest
+# (tests/guest/test_packages.py; DKMS compiles the module in the guest, which
+# under TCG takes 6-20 minutes: not part of make check).
+test-packages: deb
+	@for k in 6.1 6.12-bpo; do \
+		.venv/bin/lxbsm-vm --kernel $$k --timeout 3600 --rundir build/vm/deb-$$k -- \
+			python3 -m pytest -p no:cacheprovider -q tests/guest/test_packages.py || exit 1; done
 
 # Install on a real host, for the running kernel (or KVER=...): the module
 # (modprobe lxbsm), the tools in their own venv under /opt/lxbsm with links

@@ -19,7 +19,7 @@ build_one() { # version
 	# Sources only: objects of another kernel's build must not come along.
 	tar -C "$here" --exclude='*.o' --exclude='*.ko' --exclude='.*.cmd' --exclude='*.mod' \
 		--exclude='*.mod.c' --exclude='*.order' --exclude='Module.symvers' --exclude='.*.d' \
-		-cf - Kbuild kmod | tar -C "$src" -xpf -
+		-cf - VERSION Kbuild kmod | tar -C "$src" -xpf -
 	LXBSM_SRC=$src scripts/build-module.sh "$k" >"$src/make.log" 2>&1
 	rc=$?
 	if [ $rc -eq 0 ]; then
