@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYSRC := lxbsm_tools tests bench
 
-.PHONY: all deps module modules progs deb test-packages lint checkpatch test-host test-guest check demo bench bench-tools bench-execctl install deb clean
+.PHONY: all deps module modules progs test-packages lint checkpatch test-host test-guest check demo bench bench-tools bench-execctl install deb clean
 
 all: module
 

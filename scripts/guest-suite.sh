@@ -20,6 +20,7 @@ table=$(scripts/kernels.sh) || exit 1
 declare -A role kid
 kernels=""
 # Longest first, so that two slots finish together: full, security, smoke.
+built=""
 for r in full security smoke; do
 	while read -r id v rl _; do
 		[ "$rl" = "$r" ] || continue
@@ -27,6 +28,9 @@ for r in full security smoke; do
 		kernels="$kernels $v"
 	done <<<"$table"
 done
+while read -r id v rl _; do
+	[ "$rl" = build ] && built="$built $id ($v)"
+done <<<"$table"
 mapfile -t smoke < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' tests/guest/smoke.txt)
 
 tests_of() { # role
@@ -88,6 +92,7 @@ for k in "${running[@]}"; do
 	finish "$k"
 done
 echo "=== guest suite summary"
+[ -z "$built" ] || echo "  built only, no guest run (role build in scripts/kernels.sh):$built"
 for k in $kernels; do
 	printf '  %-9s %-26s %s\n' "${kid[$k]}" "$k" "${result[$k]}"
 done
