@@ -51,7 +51,8 @@ run_one() { # kernel
 	mkdir -p "$rundir"
 	# The run directory is the guest's writable share: results land there.
 	# shellcheck disable=SC2046
-	.venv/bin/lxbsm-vm --kernel "$k" --load --no-build --memcheck --rundir "$rundir" -- \
+	# --timeout: a full suite takes 20-30 minutes on an idle machine.
+	.venv/bin/lxbsm-vm --kernel "$k" --load --no-build --memcheck --timeout 3600 --rundir "$rundir" -- \
 		python3 -m pytest -p no:cacheprovider -v --durations=15 --junitxml="$rundir/junit.xml" \
 		$(tests_of "${role[$k]}") 2>&1 | sed -u "s/^/[${kid[$k]}] /"
 	rc=${PIPESTATUS[0]}
