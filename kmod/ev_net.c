@@ -335,6 +335,8 @@ struct late_connect {
 
 /* Queued or running late connects: see lxbsm_net_quiesce(). */
 static atomic_t late_pending = ATOMIC_INIT(0);
+/* Was any ever queued (since load)?  If not, unload need not wait for one. */
+static bool late_used;
 
 /*
  * task_work, on the task's way back to user space after the connect, wait
@@ -405,6 +407,7 @@ static bool connect_late(struct lxbsm_hook *h, struct pt_regs *regs)
 	copy_addr(&lc->ctx, (const void *)regs_get_kernel_argument(regs, 1),
 		  (int)regs_get_kernel_argument(regs, 2));
 	init_task_work(&lc->cb, late_connect_work);
+	WRITE_ONCE(late_used, true);
 	atomic_inc(&late_pending);	/* before the reference can go */
 	if (task_work_add(current, &lc->cb, TWA_RESUME)) {
 		atomic_dec(&late_pending);
@@ -423,13 +426,15 @@ NOKPROBE_SYMBOL(connect_late);
  * reference, so none is queued or running by now (but after a failed init,
  * where the loader does not look at references: wait for those); one may
  * still be between its module_put() and its return, which
- * synchronize_rcu_tasks() waits out.
+ * synchronize_rcu_tasks() waits out, if any was ever queued (a Tasks RCU
+ * grace period is slow: unload does not wait for one it does not need).
  */
 void lxbsm_net_quiesce(void)
 {
 	while (atomic_read(&late_pending))
 		msleep(20);
-	synchronize_rcu_tasks();
+	if (READ_ONCE(late_used))
+		synchronize_rcu_tasks();
 }
 #else
 static bool connect_late(struct lxbsm_hook *h, struct pt_regs *regs)
