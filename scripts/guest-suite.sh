@@ -60,16 +60,14 @@ run_one() { # kernel
 	return "$rc"
 }
 
-finish() { # kernel
-	local k=$1 rc
-	wait "${pid[$k]}"
-	rc=$?
-	local secs
+# The result of kernel $1, whose run ended with status $2.
+finish() { # kernel status
+	local k=$1 rc=$2 secs
 	secs=$(cat "$here/build/guest/$k/suite-seconds" 2>/dev/null || echo "?")
 	local what="${role[$k]} set"
 	[ "${role[$k]}" = full ] && what="full suite"
 	[ "${role[$k]}" = security ] && what="smoke set + hardening tests"
-	if [ $rc -eq 0 ]; then
+	if [ "$rc" -eq 0 ]; then
 		result[$k]="$what passed (${secs} s)"
 	else
 		result[$k]="$what FAILED, status $rc (${secs} s)"
@@ -77,20 +75,36 @@ finish() { # kernel
 	fi
 }
 
+# Wait for whichever running kernel ends first (not the oldest: a slot that
+# finished a short run takes the next kernel at once).
+reap_one() {
+	local done_pid rc k keep=()
+	wait -n -p done_pid "${pid[@]}"
+	rc=$?
+	for k in "${running[@]}"; do
+		if [ "${pid[$k]}" = "$done_pid" ]; then
+			finish "$k" "$rc"
+			unset "pid[$k]"
+		else
+			keep+=("$k")
+		fi
+	done
+	running=("${keep[@]}")
+}
+
 status=0
 running=()
 for k in $kernels; do
-	if [ ${#running[@]} -ge "$jobs" ]; then
-		finish "${running[0]}"
-		running=("${running[@]:1}")
-	fi
+	while [ ${#running[@]} -ge "$jobs" ]; do
+		reap_one
+	done
 	echo "=== guest tests on ${kid[$k]} ($k): ${role[$k]}"
 	run_one "$k" &
 	pid[$k]=$!
 	running+=("$k")
 done
-for k in "${running[@]}"; do
-	finish "$k"
+while [ ${#running[@]} -gt 0 ]; do
+	reap_one
 done
 echo "=== guest suite summary"
 [ -z "$built" ] || echo "  built only, no guest run (role build in scripts/kernels.sh):$built"
