@@ -22,24 +22,30 @@
 #include <linux/list.h>
 #include <linux/mm_types.h>
 #include <linux/sched/mm.h>
-#include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <asm/syscall.h>
 #include <asm/unistd.h>
 
 #include "hooks.h"
+#include "pool.h"
 #include "xctl.h"
 
 /*
  * A path too long for the in-flight exec's own data (a kretprobe instance
  * holds at most KRETPROBE_MAX_DATA_SIZE bytes, a path up to PATH_MAX) lives
- * in a buffer of its own.  The buffers are on a list, so that an unload,
- * after which no return handler runs to free them, frees what is left.
+ * in a buffer of its own, from a pool (pool.h).  The buffers are on a list,
+ * so that an unload, after which no return handler runs to give them back,
+ * gives back what is left.  Such paths are rare: 8 buffers (64 KiB) serve 8
+ * execs at once; one more gets the end of its path after "...".
  */
 struct long_path {
 	struct list_head node;
 	char path[PATH_MAX];
 };
+
+#define LONG_PATH_POOL	8
+LXBSM_POOL_DEFINE(lxbsm_long_path_pool, "exec long path", sizeof(struct long_path),
+		  LONG_PATH_POOL);
 
 struct exec_ctx {
 	struct hlist_node node;
@@ -176,7 +182,7 @@ static void exec_path(struct exec_ctx *ctx, const struct file *file, const char 
 			return;
 		}
 	}
-	lp = kmalloc(sizeof(*lp), GFP_ATOMIC | __GFP_NOWARN);
+	lp = lxbsm_pool_get(&lxbsm_long_path_pool);
 	if (!lp) {
 		if (IS_ERR(path))
 			strscpy(ctx->path, "...", EXEC_PATH_SIZE);
@@ -471,7 +477,7 @@ kill:
 	if (ctx->xc_hit && ctx->xc_mode == LXBSM_XC_KILL && ret == 0)
 		send_sig(SIGKILL, current, 1);
 out:
-	kfree(lp);
+	lxbsm_pool_put(&lxbsm_long_path_pool, lp);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_exec_ret);
@@ -487,5 +493,5 @@ void lxbsm_exec_exit(void)
 	list_splice_init(&long_paths, &gone);
 	raw_spin_unlock_irqrestore(&inflight_lock, flags);
 	list_for_each_entry_safe(lp, tmp, &gone, node)
-		kfree(lp);
+		lxbsm_pool_put(&lxbsm_long_path_pool, lp);
 }

@@ -4,8 +4,10 @@
  *
  * Context rules for everything called from a hook (kprobe, kretprobe,
  * tracepoint): no sleeping, no faulting user copies (only the *_nofault
- * helpers below), allocations only GFP_ATOMIC with the failure counted,
- * raw spinlocks only, short critical sections.
+ * helpers below), no allocator at all (not even GFP_ATOMIC: on PREEMPT_RT
+ * the slab allocator and kfree() take sleeping locks) but the pools of
+ * pool.h with the failure counted, raw spinlocks only (a spinlock_t sleeps
+ * on PREEMPT_RT), short critical sections.
  */
 #ifndef LXBSM_H
 #define LXBSM_H

@@ -19,6 +19,7 @@
 
 #include "compat.h"
 #include "lxbsm.h"
+#include "pool.h"
 #include "xctl.h"
 
 static unsigned int ring_size_kb = 16384;
@@ -301,11 +302,14 @@ static int __init lxbsm_init(void)
 	size_t size;
 	int ret;
 
+	ret = lxbsm_pools_init();
+	if (ret)
+		return ret;
 	size = roundup_pow_of_two(max_t(size_t, ring_size_kb, 64) * (size_t)SZ_1K);
 	ret = lxbsm_ring_init(&lxbsm_ring, size);
 	if (ret) {
 		pr_err("cannot allocate a %zu KiB ring: %d\n", size >> 10, ret);
-		return ret;
+		goto err_pools;
 	}
 	ret = lxbsm_cfg_init();
 	if (ret)
@@ -349,6 +353,8 @@ err_cfg:
 	lxbsm_cfg_exit();
 err_ring:
 	lxbsm_ring_destroy(&lxbsm_ring);
+err_pools:
+	lxbsm_pools_exit();
 	return ret;
 }
 
@@ -373,6 +379,8 @@ static void __exit lxbsm_exit(void)
 	lxbsm_xc_exit();
 	lxbsm_cfg_exit();
 	lxbsm_ring_destroy(&lxbsm_ring);
+	/* Last: every object is back (proc entries after rcu_barrier()). */
+	lxbsm_pools_exit();
 	pr_info("unloaded\n");
 }
 

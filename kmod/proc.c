@@ -11,10 +11,12 @@
  * the module was loaded, seeded from the kernel's own loginuid and session.
  *
  * Lookups are RCU; each entry has a raw spinlock for its fields; each
- * bucket group has a raw spinlock for insert and delete.  Allocation is
- * GFP_ATOMIC from a slab cache; a failure is counted, and the process is
- * then described from its task until an entry can be made.  No two entry
- * locks are ever held at once.
+ * bucket group has a raw spinlock for insert and delete.  Entries come
+ * from a pool (pool.h: a handler may not call the allocator on PREEMPT_RT)
+ * and go back to it after a grace period; an empty pool is counted, and the
+ * process is then described from its task until an entry can be made (its
+ * next event, once the pool is refilled).  No two entry locks are ever held
+ * at once.
  *
  * The table also carries the session rules (the paper's login inference),
  * which docs/kernel.md "Sessions" explains:
@@ -52,10 +54,10 @@
 #include <linux/hash.h>
 #include <linux/rculist.h>
 #include <linux/sched/signal.h>
-#include <linux/slab.h>
 #include <linux/user_namespace.h>
 
 #include "lxbsm.h"
+#include "pool.h"
 
 #define PROC_HASH_BITS	12
 #define PROC_LOCK_BITS	6
@@ -123,13 +125,21 @@ static atomic_t idcands = ATOMIC_INIT(0);
 
 static struct hlist_head proc_hash[1 << PROC_HASH_BITS];
 static raw_spinlock_t proc_locks[1 << PROC_LOCK_BITS];
-static struct kmem_cache *proc_cache;
+/*
+ * Entries kept ready: fork storms take them faster than the pool's work
+ * refills it only while the table grows, as each exit gives one back.  4096
+ * entries (about 600 KiB) cover a table that grows by 3072 processes before
+ * the refill runs; beyond that, processes are seeded on first sight.
+ */
+#define PROC_POOL	4096
+LXBSM_POOL_DEFINE(lxbsm_proc_pool, "process table", sizeof(struct lxbsm_proc), PROC_POOL);
+
 static atomic64_t proc_entries = ATOMIC64_INIT(0);
 atomic64_t lxbsm_proc_alloc_failed = ATOMIC64_INIT(0);
 
 static void proc_free_rcu(struct rcu_head *head)
 {
-	kmem_cache_free(proc_cache, container_of(head, struct lxbsm_proc, rcu));
+	lxbsm_pool_put(&lxbsm_proc_pool, container_of(head, struct lxbsm_proc, rcu));
 }
 
 static inline u32 bucket_of(pid_t tgid)
@@ -150,8 +160,7 @@ int lxbsm_proc_init(void)
 		raw_spin_lock_init(&proc_locks[i]);
 	for (i = 0; i < ARRAY_SIZE(proc_hash); i++)
 		INIT_HLIST_HEAD(&proc_hash[i]);
-	proc_cache = KMEM_CACHE(lxbsm_proc, 0);
-	return proc_cache ? 0 : -ENOMEM;
+	return 0;
 }
 
 /* Only once no hook can run: frees every entry. */
@@ -164,13 +173,12 @@ void lxbsm_proc_exit(void)
 	for (i = 0; i < ARRAY_SIZE(proc_hash); i++) {
 		hlist_for_each_entry_safe(p, tmp, &proc_hash[i], node) {
 			hlist_del(&p->node);
-			kmem_cache_free(proc_cache, p);
+			lxbsm_pool_put(&lxbsm_proc_pool, p);
 		}
 	}
 	atomic64_set(&proc_entries, 0);
 	atomic_set(&idcands, 0);
-	rcu_barrier();		/* entries freed by call_rcu() */
-	kmem_cache_destroy(proc_cache);
+	rcu_barrier();		/* entries given back by call_rcu() */
 }
 
 u64 lxbsm_proc_count(void)
@@ -218,7 +226,7 @@ static struct lxbsm_proc *insert(struct lxbsm_proc *new, bool replace)
 	old = lookup_rcu(new->tgid);
 	if (old && !replace) {
 		raw_spin_unlock_irqrestore(lock_of(b), flags);
-		kmem_cache_free(proc_cache, new);
+		lxbsm_pool_put(&lxbsm_proc_pool, new);
 		return old;
 	}
 	if (old) {
@@ -256,7 +264,7 @@ void lxbsm_proc_snapshot(struct task_struct *task, struct lxbsm_proc_snap *snap)
 	rcu_read_lock();
 	p = lookup_rcu(task_tgid_nr(task));
 	if (!p) {
-		p = kmem_cache_alloc(proc_cache, GFP_ATOMIC | __GFP_NOWARN);
+		p = lxbsm_pool_get(&lxbsm_proc_pool);
 		if (p) {
 			seed_from_task(task, p);
 			p = insert(p, false);
@@ -285,7 +293,7 @@ void lxbsm_proc_fork(struct task_struct *parent, struct task_struct *child)
 
 	if (child->tgid == parent->tgid)	/* a thread, not a process */
 		return;
-	p = kmem_cache_alloc(proc_cache, GFP_ATOMIC | __GFP_NOWARN);
+	p = lxbsm_pool_get(&lxbsm_proc_pool);
 	if (!p) {
 		/* The child will be seeded from its task on first sight. */
 		atomic64_inc(&lxbsm_proc_alloc_failed);

@@ -37,6 +37,7 @@
 
 #include "compat.h"
 #include "lxbsm.h"
+#include "pool.h"
 #include "xctl.h"
 
 #ifdef LXBSM_HAVE_TASK_WORK
@@ -527,14 +528,36 @@ static bool emit_lost_notice(u64 n)
 	return write_stamped(buf, r.len, 0) == 0;
 }
 
-#if LXBSM_CAN_WAIT
 /* A record waiting, with its process, for room in the ring. */
 struct deferred {
 	struct callback_head cb;
+	struct lxbsm_pool *pool;	/* where it came from */
 	u32 len;
 	u32 seq_off;
 	u8 rec[];
 };
+
+/*
+ * Deferred records come from pools (pool.h), by size: most records are
+ * short (a few hundred bytes), those of an exec with its arguments and
+ * environment up to the BSM maximum.  Usually one record waits per process
+ * that runs into a full ring, so 256 short ones (256 KiB) and 8 of the
+ * maximum size (512 KiB) serve that many processes at once.  A record for
+ * which neither pool has a buffer is counted as lost, as with cnt.
+ */
+#define DEFER_SHORT		(1024 - sizeof(struct deferred))
+#define DEFER_POOL		(LXBSM_CAN_WAIT ? 256 : 0)
+#define DEFER_BIG_POOL		(LXBSM_CAN_WAIT ? 8 : 0)
+LXBSM_POOL_DEFINE(lxbsm_defer_pool, "deferred record", sizeof(struct deferred) + DEFER_SHORT,
+		  DEFER_POOL);
+LXBSM_POOL_DEFINE(lxbsm_defer_big_pool, "deferred big record",
+		  sizeof(struct deferred) + LXBSM_MAX_RECORD, DEFER_BIG_POOL);
+
+#if LXBSM_CAN_WAIT
+static void deferred_free(struct deferred *d)
+{
+	lxbsm_pool_put(d->pool, d);
+}
 
 static atomic_t deferred_pending = ATOMIC_INIT(0);
 static bool unloading;
@@ -560,13 +583,14 @@ static void deferred_write(struct callback_head *cb)
 	}
 	atomic64_inc(&waited);
 out:
-	kfree(d);
+	deferred_free(d);
 	atomic_dec(&deferred_pending);
 }
 
 /* Hand the record to its process to write once there is room. */
 static bool defer(struct lxbsm_rec *r)
 {
+	struct lxbsm_pool *pool;
 	struct deferred *d;
 
 	if (current->flags & (PF_KTHREAD | PF_EXITING) || READ_ONCE(unloading))
@@ -586,9 +610,15 @@ static bool defer(struct lxbsm_rec *r)
 	 */
 	if (!try_module_get(THIS_MODULE))
 		return false;
-	d = kmalloc(struct_size(d, rec, r->len), GFP_ATOMIC | __GFP_NOWARN);
+	pool = r->len <= DEFER_SHORT ? &lxbsm_defer_pool : &lxbsm_defer_big_pool;
+	d = lxbsm_pool_get(pool);
+	if (!d && pool == &lxbsm_defer_pool) {
+		pool = &lxbsm_defer_big_pool;
+		d = lxbsm_pool_get(pool);
+	}
 	if (!d)
 		goto out_put;
+	d->pool = pool;
 	d->len = r->len;
 	d->seq_off = r->seq_off;
 	memcpy(d->rec, r->buf, r->len);
@@ -596,7 +626,7 @@ static bool defer(struct lxbsm_rec *r)
 	atomic_inc(&deferred_pending);	/* before the reference can go */
 	if (task_work_add(current, &d->cb, TWA_RESUME)) {
 		atomic_dec(&deferred_pending);
-		kfree(d);
+		deferred_free(d);
 		goto out_put;
 	}
 	return true;

@@ -50,6 +50,7 @@
 
 #include "compat.h"
 #include "hooks.h"
+#include "pool.h"
 #include "xctl.h"
 
 #ifdef LXBSM_HAVE_TASK_WORK
@@ -642,7 +643,6 @@ void lxbsm_xc_exit(void)
 	kvfree(x);
 }
 
-#if XC_CAN_HASH
 /*
  * ---- hashing, in the process's own context (task_work) ----
  */
@@ -652,6 +652,17 @@ struct hash_job {
 	u64 exec_id;			/* current->self_exec_id when queued */
 	bool exec;			/* an exec (else an executable mapping) */
 };
+
+/*
+ * Jobs come from a pool (pool.h).  One is queued per exec or executable
+ * mapping of a file whose digest is not cached, and runs before the process
+ * returns to user space: 256 (16 KiB) serve that many processes at once.
+ * Without a job the file runs unhashed, as when the module is going.
+ */
+#define HASH_JOB_POOL	(XC_CAN_HASH ? 256 : 0)
+LXBSM_POOL_DEFINE(lxbsm_hash_job_pool, "hash job", sizeof(struct hash_job), HASH_JOB_POOL);
+
+#if XC_CAN_HASH
 
 static atomic_t hash_pending = ATOMIC_INIT(0);
 static bool hash_unloading;
@@ -783,7 +794,7 @@ out:
 	kfree(buf);
 	kfree(v);
 	fput(job->file);
-	kfree(job);
+	lxbsm_pool_put(&lxbsm_hash_job_pool, job);
 	atomic_dec(&hash_pending);
 	/* Last: the module may go from here on (lxbsm_xc_quiesce() sees to the return). */
 	module_put(THIS_MODULE);
@@ -807,7 +818,7 @@ void lxbsm_xc_hash_later(struct file *file, bool exec)
 	 */
 	if (!try_module_get(THIS_MODULE))
 		return;
-	job = kmalloc(sizeof(*job), GFP_ATOMIC | __GFP_NOWARN);
+	job = lxbsm_pool_get(&lxbsm_hash_job_pool);
 	if (!job)
 		goto out_put;
 	job->file = get_file(file);
@@ -818,7 +829,7 @@ void lxbsm_xc_hash_later(struct file *file, bool exec)
 	if (task_work_add(current, &job->cb, TWA_RESUME)) {
 		atomic_dec(&hash_pending);
 		fput(file);
-		kfree(job);
+		lxbsm_pool_put(&lxbsm_hash_job_pool, job);
 		goto out_put;
 	}
 	return;
