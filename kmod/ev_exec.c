@@ -366,7 +366,7 @@ int lxbsm_exec_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 		lxbsm_rec_finish(r, &snap, ret);
 	}
 	if (oc->v.mode == LXBSM_XC_KILL)
-		send_sig(SIGKILL, current, 1);
+		lxbsm_xc_kill_current();
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_exec_open_ret);
@@ -475,7 +475,7 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 kill:
 	/* Kill mode: the program started; it ends before its first instruction. */
 	if (ctx->xc_hit && ctx->xc_mode == LXBSM_XC_KILL && ret == 0)
-		send_sig(SIGKILL, current, 1);
+		lxbsm_xc_kill_current();
 out:
 	lxbsm_pool_put(&lxbsm_long_path_pool, lp);
 	return 0;

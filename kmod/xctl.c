@@ -655,9 +655,10 @@ struct hash_job {
 
 /*
  * Jobs come from a pool (pool.h).  One is queued per exec or executable
- * mapping of a file whose digest is not cached, and runs before the process
- * returns to user space: 256 (16 KiB) serve that many processes at once.
- * Without a job the file runs unhashed, as when the module is going.
+ * mapping of a file whose digest is not cached, or to kill a program in kill
+ * mode (lxbsm_xc_kill_current()), and runs before the process returns to
+ * user space: 256 (16 KiB) serve that many processes at once.  Without a
+ * job the file runs unhashed, as when the module is going.
  */
 #define HASH_JOB_POOL	(XC_CAN_HASH ? 256 : 0)
 LXBSM_POOL_DEFINE(lxbsm_hash_job_pool, "hash job", sizeof(struct hash_job), HASH_JOB_POOL);
@@ -800,6 +801,46 @@ out:
 	module_put(THIS_MODULE);
 }
 
+/*
+ * task_work of lxbsm_xc_kill_current(): SIGKILL, in the process's context
+ * on its way back to user space, so it runs no instruction of the program.
+ */
+static void kill_work(struct callback_head *cb)
+{
+	send_sig(SIGKILL, current, 1);
+	lxbsm_pool_put(&lxbsm_hash_job_pool, container_of(cb, struct hash_job, cb));
+	atomic_dec(&hash_pending);
+	module_put(THIS_MODULE);
+}
+
+/*
+ * From a handler: kill current before it runs another instruction in user
+ * space.  send_sig() takes siglock, a sleeping lock on PREEMPT_RT, which a
+ * handler must not take: the signal is sent from task_work, with a job of
+ * the hash pool (and held like a hash job, see lxbsm_xc_hash_later()).
+ * Without one (the pool empty, the module going), it is sent at once: a
+ * program refused is never let run.
+ */
+void lxbsm_xc_kill_current(void)
+{
+	struct hash_job *job;
+
+	if (!(current->flags & (PF_KTHREAD | PF_EXITING)) && try_module_get(THIS_MODULE)) {
+		job = lxbsm_pool_get(&lxbsm_hash_job_pool);
+		if (job) {
+			job->file = NULL;
+			init_task_work(&job->cb, kill_work);
+			atomic_inc(&hash_pending);
+			if (!task_work_add(current, &job->cb, TWA_RESUME))
+				return;
+			atomic_dec(&hash_pending);
+			lxbsm_pool_put(&lxbsm_hash_job_pool, job);
+		}
+		module_put(THIS_MODULE);
+	}
+	send_sig(SIGKILL, current, 1);
+}
+
 /* From a handler: hash @file before current runs it (see hash_work). */
 void lxbsm_xc_hash_later(struct file *file, bool exec)
 {
@@ -858,6 +899,11 @@ void lxbsm_xc_hash_later(struct file *file, bool exec)
 
 void lxbsm_xc_quiesce(void)
 {
+}
+
+void lxbsm_xc_kill_current(void)
+{
+	send_sig(SIGKILL, current, 1);
 }
 #endif
 
@@ -930,7 +976,7 @@ int lxbsm_mmap_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 		lxbsm_rec_finish(r, &snap, ret);
 	}
 	if (ctx->v.mode == LXBSM_XC_KILL)
-		send_sig(SIGKILL, current, 1);
+		lxbsm_xc_kill_current();
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_mmap_ret);

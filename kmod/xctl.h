@@ -36,6 +36,8 @@ long lxbsm_xc_file_id(struct lxbsm_file_id __user *ureq);
 void lxbsm_xc_exit(void);
 /* Hash @file in current's context before it returns to user space. */
 void lxbsm_xc_hash_later(struct file *file, bool exec);
+/* From a handler: SIGKILL to current before it returns to user space. */
+void lxbsm_xc_kill_current(void);
 void lxbsm_xc_quiesce(void);
 
 #endif /* LXBSM_XCTL_H */
