@@ -116,6 +116,7 @@ int lxbsm_pools_init(void)
 	for (i = 0; i < ARRAY_SIZE(lxbsm_pools); i++) {
 		struct lxbsm_pool *pool = lxbsm_pools[i];
 
+		pool->low = pool->capacity - pool->capacity / 4;
 		pool->dying = false;
 		atomic64_set(&pool->empty, 0);
 		if (!balance(pool)) {

@@ -43,14 +43,14 @@ void lxbsm_pool_work(struct work_struct *work);
 
 /*
  * A pool of @cap objects of @sz bytes (at least a pointer), refilled once
- * fewer than three quarters of them are left.
+ * fewer than three quarters of them are left (->low, set at load: the
+ * capacity may be a module parameter).
  */
 #define LXBSM_POOL_DEFINE(var, nm, sz, cap)				\
 	struct lxbsm_pool var = {					\
 		.name = nm,						\
 		.size = (sz) + BUILD_BUG_ON_ZERO((sz) < sizeof(void *)), \
 		.capacity = cap,					\
-		.low = (cap) - (cap) / 4,				\
 		.lock = __RAW_SPIN_LOCK_UNLOCKED(var.lock),		\
 		.work = __WORK_INITIALIZER(var.work, lxbsm_pool_work),	\
 		.empty = ATOMIC64_INIT(0),				\

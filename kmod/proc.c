@@ -52,6 +52,7 @@
 #include <linux/capability.h>
 #include <linux/cred.h>
 #include <linux/hash.h>
+#include <linux/moduleparam.h>
 #include <linux/rculist.h>
 #include <linux/sched/signal.h>
 #include <linux/user_namespace.h>
@@ -133,6 +134,8 @@ static raw_spinlock_t proc_locks[1 << PROC_LOCK_BITS];
  */
 #define PROC_POOL	4096
 LXBSM_POOL_DEFINE(lxbsm_proc_pool, "process table", sizeof(struct lxbsm_proc), PROC_POOL);
+module_param_named(proc_pool, lxbsm_proc_pool.capacity, uint, 0444);
+MODULE_PARM_DESC(proc_pool, "Process table entries kept ready for handlers (default 4096; 0 for tests: every process described from its task)");
 
 static atomic64_t proc_entries = ATOMIC64_INIT(0);
 atomic64_t lxbsm_proc_alloc_failed = ATOMIC64_INIT(0);

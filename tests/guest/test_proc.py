@@ -7,7 +7,10 @@ import os
 import signal
 import threading
 
+from lxbsm_tools import uapi
+
 from .audit import PROGS, assert_return, assert_subject, auditing, failed, settle, spawn
+from .conftest import load_module
 
 
 def child_pid(rec) -> int:  # type: ignore[no-untyped-def]
@@ -115,3 +118,35 @@ def test_setuid_family_and_setgroups() -> None:
     assert_return(bad, errno=errno.EPERM)
     assert_return(groups_denied, errno=errno.EPERM)
     assert_subject(groups_denied, pid, uid=1000, gid=100)
+
+
+def test_empty_process_table_pool_seeds_processes_from_their_task() -> None:
+    """Handlers never allocate: an empty pool (here always) costs the entry, not the ids.
+
+    With no entry kept ready, every fork and first sight finds the process
+    table's pool empty; a storm of children of a process that set its audit
+    id is then described from each task (the kernel's loginuid and session)
+    and audited under that id, and each failure is counted.
+    """
+    auid = 4243
+    n = 200
+    load_module("proc_pool=0")
+    with auditing(flags="", naflags="", policy="", users={auid: ("ex", "")}) as a:
+        before = uapi.get_status(a.ctl).table_alloc_failed
+        script = (
+            f"echo {auid} > /proc/self/loginuid || exit 9; "
+            f"i=0; while [ $i -lt {n} ]; do /bin/true & i=$((i+1)); done; wait; "
+            "read s < /proc/self/sessionid; echo $s"
+        )
+        _, rc, out = spawn("sh", "-c", script)
+        assert rc == 0, out
+        settle()
+        execs = a.records(
+            "AUE_EXECVE", where=lambda r: r.subject is not None and r.subject.auid == auid
+        )
+        failed_gets = uapi.get_status(a.ctl).table_alloc_failed - before
+    subjects = [r.subject for r in execs if r.subject is not None]
+    assert len(subjects) == n
+    assert len({s.pid for s in subjects}) == n
+    assert {s.sid for s in subjects} == {int(out.split()[-1])}
+    assert failed_gets >= n

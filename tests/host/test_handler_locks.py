@@ -8,10 +8,15 @@ kernels cannot show the splat, so this check reads the source instead: every
 use of such a lock in kmod/*.c (comments stripped) must be listed below with
 the reason it is safe, and every listed line must still exist.
 
+Sending a signal takes siglock, so send_sig() and its kin count as such a
+lock.  The allocator takes sleeping locks on PREEMPT_RT too, even for
+GFP_ATOMIC: handlers use the pools of kmod/pool.h, and no GFP_ATOMIC or
+GFP_NOWAIT allocation may appear in kmod/ at all.
+
 What it cannot see, and docs/kernel.md ("Context rules") says: locks taken
 inside the kernel functions the handlers call (d_path's retry pass takes
-rename_lock and mount_lock), and GFP_ATOMIC allocations, which PREEMPT_RT
-also forbids with preemption disabled.
+rename_lock and mount_lock), and a GFP_KERNEL allocation or a kfree() called
+from a handler (the guest runs on the RT kernels see those).
 """
 
 from __future__ import annotations
@@ -26,9 +31,13 @@ SLEEPING = re.compile(
     r"(?<![\w>.])(spin_lock|spin_lock_irq|spin_lock_irqsave|spin_lock_bh|spin_trylock"
     r"|spin_trylock_irqsave|read_lock|write_lock|read_seqlock_excl|mutex_lock"
     r"|mutex_lock_interruptible|mutex_lock_killable|down_read|down_write"
-    r"|read_seqcount_begin|read_seqbegin|lock_task_sighand)\s*\("
+    r"|read_seqcount_begin|read_seqbegin|lock_task_sighand"
+    r"|send_sig|send_sig_info|force_sig|kill_pid|group_send_sig_info)\s*\("
     r"|siglock|fs->lock"
 )
+
+# The allocator in atomic context: never, on any kernel (one code path).
+ATOMIC_ALLOC = re.compile(r"\bGFP_ATOMIC\b|\bGFP_NOWAIT\b|\bkmem_cache_alloc\s*\(")
 
 PROCESS_CONTEXT = "ioctl or module init/exit: process context, never a handler"
 
@@ -46,6 +55,11 @@ ALLOWED: dict[tuple[str, str], str] = {
         "ev_session.c",
         "spin_unlock_irqrestore(&sighand->siglock, flags);",
     ): "the unlock of the trylock above",
+    (
+        "xctl.c",
+        "send_sig(SIGKILL, current, 1);",
+    ): "task_work (hash_work, kill_work), or lxbsm_xc_kill_current()'s last resort when no job"
+    " can be queued (the hash job pool empty, the module going): a refused program must not run",
 }
 
 
@@ -75,6 +89,16 @@ def test_every_sleeping_lock_in_kmod_has_a_reason() -> None:
     assert bad == [], "sleeping lock (on PREEMPT_RT) without a reason:\n" + "\n".join(bad)
 
 
+def test_no_atomic_allocation_in_kmod() -> None:
+    found = []
+    for src in sorted(KMOD.glob("*.c")):
+        code = strip_comments(src.read_text())
+        for n, line in enumerate(code.splitlines(), 1):
+            if ATOMIC_ALLOC.search(line):
+                found.append(f"kmod/{src.name}:{n}: {line.strip()}")
+    assert found == [], "allocation in atomic context (use kmod/pool.h):\n" + "\n".join(found)
+
+
 def test_every_allowed_line_still_exists() -> None:
     seen = {(f, line) for f, _, line in sleeping_lock_lines()}
     stale = [k for k in ALLOWED if k not in seen]
@@ -89,8 +113,16 @@ def test_the_check_sees_what_it_must() -> None:
         "mutex_lock(&m);",
         "seq = read_seqcount_begin(&fs->seq);",
         "read_lock(&tasklist_lock);",
+        "send_sig(SIGKILL, current, 1);",
     ):
         assert SLEEPING.search(line), line
+    for line in (
+        "p = kmalloc(n, GFP_ATOMIC | __GFP_NOWARN);",
+        "p = kmem_cache_alloc(cache, GFP_KERNEL);",
+        "p = kzalloc(n, GFP_NOWAIT);",
+    ):
+        assert ATOMIC_ALLOC.search(line), line
+    assert not ATOMIC_ALLOC.search("p = kmalloc(n, GFP_KERNEL);")
     for line in (
         "raw_spin_lock_irqsave(&p->lock, flags);",
         "raw_spin_lock(lock_of(b));",
