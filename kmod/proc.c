@@ -127,10 +127,10 @@ static atomic_t idcands = ATOMIC_INIT(0);
 static struct hlist_head proc_hash[1 << PROC_HASH_BITS];
 static raw_spinlock_t proc_locks[1 << PROC_LOCK_BITS];
 /*
- * Entries kept ready: fork storms take them faster than the pool's work
- * refills it only while the table grows, as each exit gives one back.  4096
- * entries (about 600 KiB) cover a table that grows by 3072 processes before
- * the refill runs; beyond that, processes are seeded on first sight.
+ * Entries kept ready (128 bytes each: 512 KiB).  The pool drains only while
+ * the table grows, as each exit gives an entry back: a fork storm empties it
+ * only if the table grows by 4096 processes before the refill, queued after
+ * the first 1024, has run; processes are then seeded on first sight.
  */
 #define PROC_POOL	4096
 LXBSM_POOL_DEFINE(lxbsm_proc_pool, "process table", sizeof(struct lxbsm_proc), PROC_POOL);
