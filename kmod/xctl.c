@@ -825,7 +825,9 @@ void lxbsm_xc_kill_current(void)
 {
 	struct hash_job *job;
 
-	if (!(current->flags & (PF_KTHREAD | PF_EXITING)) && try_module_get(THIS_MODULE)) {
+	if (current->flags & PF_EXITING)	/* runs no more user code */
+		return;
+	if (!(current->flags & PF_KTHREAD) && try_module_get(THIS_MODULE)) {
 		job = lxbsm_pool_get(&lxbsm_hash_job_pool);
 		if (job) {
 			job->file = NULL;
