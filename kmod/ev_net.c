@@ -39,6 +39,7 @@
 
 #include "compat.h"
 #include "hooks.h"
+#include "pool.h"
 
 /* A connect the kretprobe missed is recorded in task_work (connect_late()). */
 /*
@@ -333,6 +334,16 @@ struct late_connect {
 	struct sock_ctx ctx;
 };
 
+/*
+ * Late connects queued at once: as many as connects run while every
+ * instance of the kretprobe is held (1024 blocked callers) and the pool is
+ * not refilled, in process context, soon after it falls to three quarters.
+ * Empty, the connect stays a miss: a lost record, as without a late record.
+ */
+#define LATE_CONNECT_POOL	256
+LXBSM_POOL_DEFINE(lxbsm_late_connect_pool, "late connect", sizeof(struct late_connect),
+		  LATE_CONNECT_POOL);
+
 /* Queued or running late connects: see lxbsm_net_quiesce(). */
 static atomic_t late_pending = ATOMIC_INIT(0);
 /* Was any ever queued (since load)?  If not, unload need not wait for one. */
@@ -357,7 +368,7 @@ static void late_connect_work(struct callback_head *cb)
 	if (ret > 0)
 		ret = -EINTR;
 	sock_record(lc->hook, &lc->ctx, ret);
-	kfree(lc);
+	lxbsm_pool_put(&lxbsm_late_connect_pool, lc);
 	atomic_dec(&late_pending);
 	/* Last: the module may go from here on (lxbsm_net_quiesce() sees to the return). */
 	module_put(THIS_MODULE);
@@ -395,7 +406,7 @@ static bool connect_late(struct lxbsm_hook *h, struct pt_regs *regs)
 	 */
 	if (!try_module_get(THIS_MODULE))
 		return false;
-	lc = kmalloc(sizeof(*lc), GFP_ATOMIC | __GFP_NOWARN);
+	lc = lxbsm_pool_get(&lxbsm_late_connect_pool);
 	if (!lc)
 		goto out_put;
 	lc->hook = h;
@@ -411,7 +422,7 @@ static bool connect_late(struct lxbsm_hook *h, struct pt_regs *regs)
 	atomic_inc(&late_pending);	/* before the reference can go */
 	if (task_work_add(current, &lc->cb, TWA_RESUME)) {
 		atomic_dec(&late_pending);
-		kfree(lc);
+		lxbsm_pool_put(&lxbsm_late_connect_pool, lc);
 		goto out_put;
 	}
 	return true;

@@ -24,6 +24,7 @@ static struct lxbsm_pool *const lxbsm_pools[] = {
 	&lxbsm_hash_job_pool,
 	&lxbsm_defer_pool,
 	&lxbsm_defer_big_pool,
+	&lxbsm_late_connect_pool,
 };
 
 static void push(struct lxbsm_pool *pool, void *obj)

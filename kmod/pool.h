@@ -72,5 +72,6 @@ extern struct lxbsm_pool lxbsm_long_path_pool;	/* ev_exec.c: exec paths over 4 K
 extern struct lxbsm_pool lxbsm_hash_job_pool;	/* xctl.c: files to hash in task_work */
 extern struct lxbsm_pool lxbsm_defer_pool;	/* record.c: deferred records */
 extern struct lxbsm_pool lxbsm_defer_big_pool;	/* ... too big for the above */
+extern struct lxbsm_pool lxbsm_late_connect_pool; /* ev_net.c: connects the kretprobe missed */
 
 #endif /* LXBSM_POOL_H */
