@@ -39,6 +39,7 @@
 
 #include "compat.h"
 #include "hooks.h"
+#include "later.h"
 #include "pool.h"
 
 /* A connect the kretprobe missed is recorded in task_work (connect_late()). */
@@ -46,10 +47,8 @@
  * Only where kretprobes run on rethook: lxbsm_inflight() then sees every
  * connect in flight (without rethook, connects are not in its table).
  */
-#if defined(LXBSM_HAVE_EXPORT_TASK_WORK_ADD) && defined(LXBSM_HAVE_EXPORT_SYNCHRONIZE_RCU_TASKS) && \
-	defined(LXBSM_HAVE_KRETPROBE_RETHOOK)
+#if defined(LXBSM_HAVE_TASK_WORK) && defined(LXBSM_HAVE_KRETPROBE_RETHOOK)
 #define CONNECT_LATE 1
-#include <linux/task_work.h>
 #else
 #define CONNECT_LATE 0
 #endif
@@ -326,7 +325,6 @@ int lxbsm_sock_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 }
 NOKPROBE_SYMBOL(lxbsm_sock_ret);
 
-#if CONNECT_LATE
 /* A connect the return handler missed, recorded by its task (connect_late()). */
 struct late_connect {
 	struct callback_head cb;
@@ -335,19 +333,15 @@ struct late_connect {
 };
 
 /*
- * Late connects queued at once: as many as connects run while every
- * instance of the kretprobe is held (1024 blocked callers) and the pool is
- * not refilled, in process context, soon after it falls to three quarters.
- * Empty, the connect stays a miss: a lost record, as without a late record.
+ * One per connect made while blocked connects hold every instance of the
+ * kretprobe, until its task has recorded it; the pool's work refills it
+ * once a quarter is used.  Empty, the connect stays a miss: a lost record.
  */
-#define LATE_CONNECT_POOL	256
+#define LATE_CONNECT_POOL	(CONNECT_LATE ? 256 : 0)
 LXBSM_POOL_DEFINE(lxbsm_late_connect_pool, "late connect", sizeof(struct late_connect),
 		  LATE_CONNECT_POOL);
 
-/* Queued or running late connects: see lxbsm_net_quiesce(). */
-static atomic_t late_pending = ATOMIC_INIT(0);
-/* Was any ever queued (since load)?  If not, unload need not wait for one. */
-static bool late_used;
+#if CONNECT_LATE
 
 /*
  * task_work, on the task's way back to user space after the connect, wait
@@ -369,9 +363,7 @@ static void late_connect_work(struct callback_head *cb)
 		ret = -EINTR;
 	sock_record(lc->hook, &lc->ctx, ret);
 	lxbsm_pool_put(&lxbsm_late_connect_pool, lc);
-	atomic_dec(&late_pending);
-	/* Last: the module may go from here on (lxbsm_net_quiesce() sees to the return). */
-	module_put(THIS_MODULE);
+	lxbsm_later_done(false);
 }
 
 /*
@@ -398,17 +390,9 @@ static bool connect_late(struct lxbsm_hook *h, struct pt_regs *regs)
 	 */
 	if (!lxbsm_interested(LXBSM_EV_CONNECT, &sel))
 		return false;
-	/*
-	 * Queued, the connect holds the module until its task runs it: the
-	 * connect may wait for as long as anyone likes, and the kernel exports
-	 * no way to take a task_work back.  So rmmod is refused ("in use")
-	 * meanwhile, and can be retried.
-	 */
-	if (!try_module_get(THIS_MODULE))
-		return false;
 	lc = lxbsm_pool_get(&lxbsm_late_connect_pool);
 	if (!lc)
-		goto out_put;
+		return false;
 	lc->hook = h;
 	lc->ctx.sel = sel;
 	lc->ctx.kind = SOCK_CONNECT;
@@ -417,44 +401,18 @@ static bool connect_late(struct lxbsm_hook *h, struct pt_regs *regs)
 	lc->ctx.have_fd = fd >= 0;
 	copy_addr(&lc->ctx, (const void *)regs_get_kernel_argument(regs, 1),
 		  (int)regs_get_kernel_argument(regs, 2));
-	init_task_work(&lc->cb, late_connect_work);
-	WRITE_ONCE(late_used, true);
-	atomic_inc(&late_pending);	/* before the reference can go */
-	if (task_work_add(current, &lc->cb, TWA_RESUME)) {
-		atomic_dec(&late_pending);
-		lxbsm_pool_put(&lxbsm_late_connect_pool, lc);
-		goto out_put;
-	}
-	return true;
-out_put:
-	module_put(THIS_MODULE);
+	/* Queued, it holds the module until its task runs it (later.h). */
+	if (lxbsm_later(&lc->cb, late_connect_work))
+		return true;
+	lxbsm_pool_put(&lxbsm_late_connect_pool, lc);
 	return false;
 }
 NOKPROBE_SYMBOL(connect_late);
 
-/*
- * At unload, after the hooks are gone.  Every late connect holds a module
- * reference, so none is queued or running by now (but after a failed init,
- * where the loader does not look at references: wait for those); one may
- * still be between its module_put() and its return, which
- * synchronize_rcu_tasks() waits out, if any was ever queued (a Tasks RCU
- * grace period is slow: unload does not wait for one it does not need).
- */
-void lxbsm_net_quiesce(void)
-{
-	while (atomic_read(&late_pending))
-		msleep(20);
-	if (READ_ONCE(late_used))
-		synchronize_rcu_tasks();
-}
 #else
 static bool connect_late(struct lxbsm_hook *h, struct pt_regs *regs)
 {
 	return false;
-}
-
-void lxbsm_net_quiesce(void)
-{
 }
 #endif
 

@@ -216,7 +216,6 @@ void lxbsm_lost(enum lxbsm_lost_reason why);
 void lxbsm_lost_n(enum lxbsm_lost_reason why, u64 n);
 int lxbsm_record_init(void);
 void lxbsm_record_exit(void);
-void lxbsm_record_quiesce(void);
 bool lxbsm_record_can_wait(void);
 u64 lxbsm_record_waited(void);
 
@@ -236,8 +235,6 @@ bool lxbsm_fs_path(struct fs_struct *fs, bool root, struct path *out);
 
 int lxbsm_hooks_init(void);
 void lxbsm_hooks_exit(void);
-/* At unload, after the hooks: no late connect record may still run (ev_net.c). */
-void lxbsm_net_quiesce(void);
 u32 lxbsm_hooks_count(void);
 int lxbsm_hook_info(struct lxbsm_hook_info *info);
 void lxbsm_hooks_missed(struct lxbsm_status *st);

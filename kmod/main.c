@@ -18,6 +18,7 @@
 #include <linux/uaccess.h>
 
 #include "compat.h"
+#include "later.h"
 #include "lxbsm.h"
 #include "pool.h"
 #include "xctl.h"
@@ -340,9 +341,7 @@ static int __init lxbsm_init(void)
 	return 0;
 
 err_misc:
-	lxbsm_net_quiesce();
-	lxbsm_xc_quiesce();
-	lxbsm_record_quiesce();
+	lxbsm_later_quiesce();
 	misc_deregister(&lxbsm_misc);
 err_record:
 	lxbsm_record_exit();
@@ -366,9 +365,7 @@ static void __exit lxbsm_exit(void)
 	 * Then every process about to record a connect, hash a file or write
 	 * a record.
 	 */
-	lxbsm_net_quiesce();
-	lxbsm_xc_quiesce();
-	lxbsm_record_quiesce();
+	lxbsm_later_quiesce();
 	/*
 	 * fops.owner pins the module while /dev/lxbsm is open or mapped, so
 	 * no file can reach the ring once the device is gone.

@@ -37,12 +37,12 @@
 
 #include "compat.h"
 #include "lxbsm.h"
+#include "later.h"
 #include "pool.h"
 #include "xctl.h"
 
 #ifdef LXBSM_HAVE_TASK_WORK
 #define LXBSM_CAN_WAIT 1
-#include <linux/task_work.h>
 #else
 #define LXBSM_CAN_WAIT 0
 #endif
@@ -559,23 +559,20 @@ static void deferred_free(struct deferred *d)
 	lxbsm_pool_put(d->pool, d);
 }
 
-static atomic_t deferred_pending = ATOMIC_INIT(0);
-static bool unloading;
-
 /*
  * task_work: runs in the process, on its way back to user space.  Queued,
- * the record held the module (see defer()); running, it lets the module go,
- * still counted in deferred_pending, so that unload can tell it to give up
- * (within one 10 ms wait) and wait for it, rather than be refused for as long
- * as the ring stays full.
+ * the record held the module (later.h); running, it lets the module go,
+ * still counted as pending, so that unload can tell it to give up (within
+ * one 10 ms wait) and wait for it, rather than be refused for as long as
+ * the ring stays full.
  */
 static void deferred_write(struct callback_head *cb)
 {
 	struct deferred *d = container_of(cb, struct deferred, cb);
 
-	module_put(THIS_MODULE);
+	lxbsm_later_unhold();
 	while (write_stamped(d->rec, d->len, d->seq_off)) {
-		if (READ_ONCE(unloading) || fatal_signal_pending(current)) {
+		if (lxbsm_later_unloading() || fatal_signal_pending(current)) {
 			lxbsm_lost(LXBSM_LOST_RING_FULL);
 			goto out;
 		}
@@ -584,7 +581,7 @@ static void deferred_write(struct callback_head *cb)
 	atomic64_inc(&waited);
 out:
 	deferred_free(d);
-	atomic_dec(&deferred_pending);
+	lxbsm_later_done(true);
 }
 
 /* Hand the record to its process to write once there is room. */
@@ -593,22 +590,13 @@ static bool defer(struct lxbsm_rec *r)
 	struct lxbsm_pool *pool;
 	struct deferred *d;
 
-	if (current->flags & (PF_KTHREAD | PF_EXITING) || READ_ONCE(unloading))
+	if (current->flags & (PF_KTHREAD | PF_EXITING) || lxbsm_later_unloading())
 		return false;
 	/*
 	 * The consumer never waits: the room it would wait for is what only it
 	 * frees.  Its record is counted as lost, and the notice says so.
 	 */
 	if (lxbsm_current_is_consumer())
-		return false;
-	/*
-	 * Queued, the record holds the module: its task may block in the
-	 * kernel for as long as anyone likes before it returns to user space,
-	 * and a queued task_work cannot be taken back, so rmmod is refused ("in
-	 * use") meanwhile rather than wait.  Once the module is going, nothing
-	 * is deferred.
-	 */
-	if (!try_module_get(THIS_MODULE))
 		return false;
 	pool = r->len <= DEFER_SHORT ? &lxbsm_defer_pool : &lxbsm_defer_big_pool;
 	d = lxbsm_pool_get(pool);
@@ -617,45 +605,24 @@ static bool defer(struct lxbsm_rec *r)
 		d = lxbsm_pool_get(pool);
 	}
 	if (!d)
-		goto out_put;
+		return false;
 	d->pool = pool;
 	d->len = r->len;
 	d->seq_off = r->seq_off;
 	memcpy(d->rec, r->buf, r->len);
-	init_task_work(&d->cb, deferred_write);
-	atomic_inc(&deferred_pending);	/* before the reference can go */
-	if (task_work_add(current, &d->cb, TWA_RESUME)) {
-		atomic_dec(&deferred_pending);
-		deferred_free(d);
-		goto out_put;
-	}
-	return true;
-out_put:
-	module_put(THIS_MODULE);
+	/*
+	 * Queued, the record holds the module (later.h): once the module is
+	 * going, nothing is deferred.
+	 */
+	if (lxbsm_later(&d->cb, deferred_write))
+		return true;
+	deferred_free(d);
 	return false;
-}
-
-/*
- * At unload, after the hooks are gone.  No record is queued (each would hold
- * the module) but after a failed init; let every process still waiting for
- * room give up, then wait until none can still be running the callback's
- * last lines.
- */
-void lxbsm_record_quiesce(void)
-{
-	WRITE_ONCE(unloading, true);
-	while (atomic_read(&deferred_pending))
-		msleep(20);
-	synchronize_rcu_tasks();
 }
 #else
 static bool defer(struct lxbsm_rec *r)
 {
 	return false;
-}
-
-void lxbsm_record_quiesce(void)
-{
 }
 #endif
 

@@ -31,7 +31,6 @@
 
 #include <linux/cred.h>
 #include <linux/dcache.h>
-#include <linux/delay.h>
 #include <linux/device.h>
 #include <linux/file.h>
 #include <linux/fs.h>
@@ -50,12 +49,12 @@
 
 #include "compat.h"
 #include "hooks.h"
+#include "later.h"
 #include "pool.h"
 #include "xctl.h"
 
 #ifdef LXBSM_HAVE_TASK_WORK
 #define XC_CAN_HASH 1
-#include <linux/task_work.h>
 #else
 #define XC_CAN_HASH 0
 #endif
@@ -665,9 +664,6 @@ LXBSM_POOL_DEFINE(lxbsm_hash_job_pool, "hash job", sizeof(struct hash_job), HASH
 
 #if XC_CAN_HASH
 
-static atomic_t hash_pending = ATOMIC_INIT(0);
-static bool hash_unloading;
-
 static int hash_file(struct file *file, u8 *out)
 {
 	struct lxbsm_sha256 st;
@@ -758,7 +754,7 @@ static void hash_work(struct callback_head *cb)
 	char *buf = NULL;
 	bool cacheable;
 
-	if (READ_ONCE(hash_unloading))
+	if (lxbsm_later_unloading())
 		goto out;
 	cacheable = ident_for_hash(job->file, &id);
 	if (hash_file(job->file, sha))
@@ -796,9 +792,7 @@ out:
 	kfree(v);
 	fput(job->file);
 	lxbsm_pool_put(&lxbsm_hash_job_pool, job);
-	atomic_dec(&hash_pending);
-	/* Last: the module may go from here on (lxbsm_xc_quiesce() sees to the return). */
-	module_put(THIS_MODULE);
+	lxbsm_later_done(false);
 }
 
 /*
@@ -809,8 +803,7 @@ static void kill_work(struct callback_head *cb)
 {
 	send_sig(SIGKILL, current, 1);
 	lxbsm_pool_put(&lxbsm_hash_job_pool, container_of(cb, struct hash_job, cb));
-	atomic_dec(&hash_pending);
-	module_put(THIS_MODULE);
+	lxbsm_later_done(false);
 }
 
 /*
@@ -827,18 +820,12 @@ void lxbsm_xc_kill_current(void)
 
 	if (current->flags & PF_EXITING)	/* runs no more user code */
 		return;
-	if (!(current->flags & PF_KTHREAD) && try_module_get(THIS_MODULE)) {
-		job = lxbsm_pool_get(&lxbsm_hash_job_pool);
-		if (job) {
-			job->file = NULL;
-			init_task_work(&job->cb, kill_work);
-			atomic_inc(&hash_pending);
-			if (!task_work_add(current, &job->cb, TWA_RESUME))
-				return;
-			atomic_dec(&hash_pending);
-			lxbsm_pool_put(&lxbsm_hash_job_pool, job);
-		}
-		module_put(THIS_MODULE);
+	job = lxbsm_pool_get(&lxbsm_hash_job_pool);
+	if (job) {
+		job->file = NULL;
+		if (lxbsm_later(&job->cb, kill_work))
+			return;
+		lxbsm_pool_put(&lxbsm_hash_job_pool, job);
 	}
 	send_sig(SIGKILL, current, 1);
 }
@@ -848,58 +835,28 @@ void lxbsm_xc_hash_later(struct file *file, bool exec)
 {
 	struct hash_job *job;
 
-	if (current->flags & (PF_KTHREAD | PF_EXITING) || READ_ONCE(hash_unloading))
+	if (current->flags & (PF_KTHREAD | PF_EXITING) || lxbsm_later_unloading())
 		return;
 	/*
-	 * A queued job holds the module until it has run: the task may block
-	 * in the kernel before it gets to it (the rest of an exec reading from
-	 * a hung filesystem), the read may block (FUSE, a hung disk), and the
-	 * kernel exports no way to take a task_work back.  So rmmod is refused
-	 * ("in use") meanwhile instead of waiting, and can be retried.  None is
-	 * queued once the module is going (try_module_get() fails): that file
-	 * runs unhashed.
+	 * A queued job holds the module until it has run (later.h): the task
+	 * may block in the kernel before it gets to it (the rest of an exec
+	 * reading from a hung filesystem), and the read may block (FUSE, a
+	 * hung disk).  None is queued once the module is going: that file runs
+	 * unhashed.
 	 */
-	if (!try_module_get(THIS_MODULE))
-		return;
 	job = lxbsm_pool_get(&lxbsm_hash_job_pool);
 	if (!job)
-		goto out_put;
+		return;
 	job->file = get_file(file);
 	job->exec = exec;
 	job->exec_id = current->self_exec_id;
-	init_task_work(&job->cb, hash_work);
-	atomic_inc(&hash_pending);
-	if (task_work_add(current, &job->cb, TWA_RESUME)) {
-		atomic_dec(&hash_pending);
-		fput(file);
-		lxbsm_pool_put(&lxbsm_hash_job_pool, job);
-		goto out_put;
-	}
-	return;
-out_put:
-	module_put(THIS_MODULE);
-}
-
-/*
- * At unload, after the hooks are gone.  Every hash job holds a module
- * reference, so none is queued or running by now (but after a failed init,
- * where the loader does not look at references: wait for those); one may
- * still be between its module_put() and its return, which
- * synchronize_rcu_tasks() waits out.
- */
-void lxbsm_xc_quiesce(void)
-{
-	WRITE_ONCE(hash_unloading, true);
-	while (atomic_read(&hash_pending))
-		msleep(20);
-	synchronize_rcu_tasks();
+	if (lxbsm_later(&job->cb, hash_work))
+		return;
+	fput(file);
+	lxbsm_pool_put(&lxbsm_hash_job_pool, job);
 }
 #else
 void lxbsm_xc_hash_later(struct file *file, bool exec)
-{
-}
-
-void lxbsm_xc_quiesce(void)
 {
 }
 

@@ -38,6 +38,5 @@ void lxbsm_xc_exit(void);
 void lxbsm_xc_hash_later(struct file *file, bool exec);
 /* From a handler: SIGKILL to current before it returns to user space. */
 void lxbsm_xc_kill_current(void);
-void lxbsm_xc_quiesce(void);
 
 #endif /* LXBSM_XCTL_H */
