@@ -163,7 +163,8 @@ static struct exec_ctx *inflight_find(void)
 /*
  * @file's path for the exec record: in the exec's own data when it fits,
  * else in a buffer of its own.  @path is the path if already made (in a
- * buffer of @len bytes), else NULL.  No lock held: d_path() takes seqlocks.
+ * buffer of @len bytes), else NULL.  No lock held: d_path() takes seqlocks
+ * (lxbsm_d_path() takes none on PREEMPT_RT, see dpath.c).
  * Without memory for a long path, the record gets its end after "...".
  */
 static void exec_path(struct exec_ctx *ctx, const struct file *file, const char *path,
@@ -174,7 +175,7 @@ static void exec_path(struct exec_ctx *ctx, const struct file *file, const char 
 	size_t n;
 
 	if (!path)
-		path = d_path(&file->f_path, buf, len);
+		path = lxbsm_d_path(&file->f_path, buf, len);
 	if (!IS_ERR(path)) {
 		n = strlen(path);
 		if (n < EXEC_PATH_SIZE) {
@@ -190,7 +191,7 @@ static void exec_path(struct exec_ctx *ctx, const struct file *file, const char 
 			snprintf(ctx->path, EXEC_PATH_SIZE, "...%s", path + n - (EXEC_PATH_SIZE - 4));
 		return;
 	}
-	path = d_path(&file->f_path, lp->path, sizeof(lp->path));
+	path = lxbsm_d_path(&file->f_path, lp->path, sizeof(lp->path));
 	if (IS_ERR(path))
 		lp->path[0] = '\0';
 	else
@@ -330,7 +331,7 @@ int lxbsm_exec_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	oc->deny = oc->v.mode == LXBSM_XC_ENFORCE;
 	/* What the record says of the file, taken here where it is at hand. */
 	if (!oc->v.path) {
-		const char *p = d_path(&file->f_path, oc->path, EXEC_OPEN_PATH_SIZE);
+		const char *p = lxbsm_d_path(&file->f_path, oc->path, EXEC_OPEN_PATH_SIZE);
 
 		oc->v.path = IS_ERR(p) ? "" : p;
 	}

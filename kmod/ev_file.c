@@ -312,7 +312,7 @@ int lxbsm_close_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	f = fget_raw(ctx->fd);
 	if (f) {
 		size_t room = CLOSE_DATA_SIZE - sizeof(*ctx);
-		char *s = d_path(&f->f_path, ctx->path, room);
+		char *s = lxbsm_d_path(&f->f_path, ctx->path, room);
 
 		if (IS_ERR(s))
 			ctx->path[0] = '\0';

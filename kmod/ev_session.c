@@ -56,7 +56,7 @@ static enum lxbsm_prog prog_of(const struct file *file)
 	rcu_read_unlock();
 	if (!maybe)
 		return LXBSM_PROG_NONE;
-	path = d_path(&file->f_path, buf, sizeof(buf));
+	path = lxbsm_d_path(&file->f_path, buf, sizeof(buf));
 	if (IS_ERR(path))
 		return LXBSM_PROG_NONE;
 	for (i = 0; i < ARRAY_SIZE(login_progs); i++)

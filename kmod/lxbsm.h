@@ -230,6 +230,10 @@ const char *lxbsm_file_path(struct lxbsm_rec *r, int which, const struct file *f
 struct fs_struct;
 /* fs->root or fs->pwd without fs->lock or waiting; under rcu_read_lock(). */
 bool lxbsm_fs_path(struct fs_struct *fs, bool root, struct path *out);
+/* d_path() for handlers; without locks on PREEMPT_RT (dpath.c). */
+char *lxbsm_d_path(const struct path *path, char *buf, int buflen);
+/* At load: can lxbsm_d_path() work on this kernel?  0 or an error (logged). */
+int lxbsm_d_path_selftest(void);
 
 /* ---- hooks (hooks.c) ---- */
 

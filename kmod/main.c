@@ -303,6 +303,9 @@ static int __init lxbsm_init(void)
 	size_t size;
 	int ret;
 
+	ret = lxbsm_d_path_selftest();
+	if (ret)
+		return ret;
 	ret = lxbsm_pools_init();
 	if (ret)
 		return ret;

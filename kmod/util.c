@@ -32,7 +32,7 @@ long lxbsm_strncpy_user_nofault(char *dst, const char __user *src, long count)
 const char *lxbsm_file_path(struct lxbsm_rec *r, int which, const struct file *file)
 {
 	char *buf = lxbsm_rec_pathbuf(r, which);
-	char *p = d_path(&file->f_path, buf, LXBSM_PATH_MAX);
+	char *p = lxbsm_d_path(&file->f_path, buf, LXBSM_PATH_MAX);
 
 	return IS_ERR(p) ? "" : p;
 }
@@ -76,7 +76,7 @@ static char *cwd_path(char *buf, int len)
 		return ERR_PTR(-ENOENT);
 	rcu_read_lock();
 	if (lxbsm_fs_path(fs, false, &pwd))
-		p = d_path(&pwd, buf, len);
+		p = lxbsm_d_path(&pwd, buf, len);
 	else
 		p = ERR_PTR(-EAGAIN);
 	rcu_read_unlock();
@@ -105,7 +105,7 @@ const char *lxbsm_abs_path(struct lxbsm_rec *r, int dfd, const char *name)
 
 		if (!f)
 			return name;
-		base = d_path(&f->f_path, dir, LXBSM_PATH_MAX);
+		base = lxbsm_d_path(&f->f_path, dir, LXBSM_PATH_MAX);
 		fput(f);
 	}
 	if (IS_ERR(base))

@@ -397,7 +397,7 @@ static bool xc_check(const struct file *file, char *buf, int len, struct lxbsm_x
 	if (!x || x->mode == LXBSM_XC_OFF)
 		goto out;
 	if (x->need_path) {
-		path = d_path(&file->f_path, buf, len);
+		path = lxbsm_d_path(&file->f_path, buf, len);
 		if (IS_ERR(path))
 			path = NULL;
 		v->path = path;
@@ -903,7 +903,7 @@ int lxbsm_mmap_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 		return 1;
 	}
 	/* d_path() writes at the end of the buffer: move the path to its start. */
-	p = ctx->v.path ? ctx->v.path : d_path(&file->f_path, ctx->path, MMAP_PATH_SIZE);
+	p = ctx->v.path ? ctx->v.path : lxbsm_d_path(&file->f_path, ctx->path, MMAP_PATH_SIZE);
 	if (IS_ERR(p))
 		ctx->path[0] = '\0';
 	else

@@ -17,6 +17,8 @@ import os
 import shutil
 import subprocess
 import sys
+import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -222,3 +224,97 @@ def test_usermode_helper_exec_is_recorded(tmp_path: Path) -> None:
     (fail,) = gone
     assert_return(fail, errno=errno.ENOENT)
     assert texts(fail) == ["usermode helper: started by the kernel (kernel_execve)"]
+
+
+RACE_SECONDS = 8
+NOBODY_UID = 65534
+DEPTH = 24  # directories between the renamed one and the files: a longer walk
+RENAMER = (
+    "import os, sys, time\n"
+    "d, end, n = sys.argv[1], time.monotonic() + float(sys.argv[2]), 0\n"
+    "while time.monotonic() < end:\n"
+    "    os.rename(d + '/a', d + '/b')\n"
+    "    os.rename(d + '/b', d + '/a')\n"
+    "    n += 2\n"
+    "print(n)\n"
+)
+OPENER = (
+    "import os, sys, time\n"
+    "d, sub, end, n = sys.argv[1], sys.argv[3], time.monotonic() + float(sys.argv[2]), 0\n"
+    "while time.monotonic() < end:\n"
+    "    for top in ('a', 'b'):\n"
+    "        try:\n"
+    "            os.close(os.open(f'{d}/{top}/{sub}/f', os.O_RDONLY))\n"
+    "            n += 1\n"
+    "        except OSError:\n"
+    "            pass\n"
+    "print(n)\n"
+)
+EXECER = (
+    "import os, sys, time\n"
+    "d, sub, end, n = sys.argv[1], sys.argv[3], time.monotonic() + float(sys.argv[2]), 0\n"
+    "while time.monotonic() < end:\n"
+    "    for top in ('a', 'b'):\n"
+    "        p = f'{d}/{top}/{sub}/true'\n"
+    "        try:\n"
+    "            pid = os.posix_spawn(p, [p], {})\n"
+    "        except OSError:\n"
+    "            continue\n"
+    "        os.waitpid(pid, 0)\n"
+    "        n += 1\n"
+    "print(n)\n"
+)
+
+
+def test_renames_racing_path_walks_neither_splat_nor_garble_paths(tmp_path: Path) -> None:
+    """nobody renames a directory in a loop while opening and running files
+    deep below it.  Every open and exec makes its file's path in a handler,
+    with preemption disabled; d_path() would take rename_lock when a rename
+    overlaps its walk, a sleeping lock on PREEMPT_RT ("BUG: scheduling while
+    atomic", which fails the run).  Every path recorded is one the file had:
+    under a or under b, or none (a walk that kept overlapping renames)."""
+    sub = "/".join(["d"] * DEPTH)
+    with public_dir("lxbsm-rename-race") as base:
+        leaf = base / "a" / sub
+        leaf.mkdir(parents=True)
+        (leaf / "f").write_text("x")
+        shutil.copy2(TRUE, leaf / "true")
+        for p in [base / "a", *(base / "a").rglob("*")]:
+            os.chown(p, NOBODY_UID, NOBODY_UID)  # the sticky base: renamed by its owner
+        want = {f"{base}/{top}/{sub}/{name}" for top in "ab" for name in ("f", "true")}
+        # A path rule: exec control makes every exec's path too.
+        rules = "deny /usr/bin/df\n"
+        with auditing(flags="ex,fr", naflags="ex,fr") as a, exec_rules(tmp_path, rules):
+            procs = [
+                subprocess.Popen(
+                    [*NOBODY, sys.executable, "-c", code, str(base), str(RACE_SECONDS), sub],
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+                for code in (RENAMER, OPENER, OPENER, EXECER)
+            ]
+            while any(p.poll() is None for p in procs):
+                a.collect()  # keep the ring drained
+                time.sleep(0.2)
+            counts = [int(p.communicate()[0]) for p in procs]
+            mine = a.records(
+                where=lambda r: (
+                    r.success
+                    and r.subject is not None
+                    and r.subject.ruid == NOBODY_UID
+                    and bool(paths(r))
+                    and paths(r)[0].startswith(f"{base}/")
+                )
+            )
+    renames, opens, execs = counts[0], counts[1] + counts[2], counts[3]
+    assert renames > 100 and opens > 100 and execs > 0, counts
+    got = Counter(paths(r)[0] for r in mine)
+    assert set(got) <= want, sorted(set(got) - want)[:5]
+    named = {
+        what: sum(n for p, n in got.items() if p.endswith("/" + what)) for what in ("f", "true")
+    }
+    # Nearly every successful call's record names its file: only a walk
+    # that renames kept overlapping has none (so is not counted here).
+    assert named["f"] >= opens * 9 // 10, (named, opens)
+    assert named["true"] >= execs * 9 // 10, (named, execs)
+    print(f"{renames} renames, {opens} opens, {execs} execs: paths recorded {named}")
