@@ -100,15 +100,50 @@ apt_steps() {
 	say "kernels: ${kpkgs[*]}"
 }
 
-# The build roots of the kernels of other suites, and their guest kernels.
+# The build roots of the kernels of other suites, and their guest kernels.  Each
+# root is its own directory and its work is mostly downloading, so they are made
+# side by side (bg_step); on a fresh machine that is the time of the largest.
 root_steps() {
-	local root
-	for root in $("$here/scripts/kernels.sh" --table | awk '$5 != "host" {print $5}' | sort -u); do
+	local root roots
+	roots=$("$here/scripts/kernels.sh" --table | awk '$5 != "host" {print $5}' | sort -u)
+	for root in $roots; do
 		if [ "$(id -u)" != 0 ]; then
 			[ -f "$("$here/scripts/kernels.sh" --cache)/roots/$root/.lxbsm-root" ] || need_root
 		fi
-		"$here/scripts/buildroot.sh" "$root"
 	done
+	for root in $roots; do
+		bg_step "root-$root" "$here/scripts/buildroot.sh" "$root"
+	done
+}
+
+# Steps that run in the background, each with its output in build/deps/NAME.log:
+# wait_steps waits for all, shows each one's output (whole, in the order they
+# were started) and fails if any failed.
+bg_names=() bg_pids=()
+trap '[ ${#bg_pids[@]} -eq 0 ] || kill "${bg_pids[@]}" 2>/dev/null; exit 130' INT TERM
+bg_step() { # name cmd...
+	local name=$1
+	shift
+	mkdir -p "$here/build/deps"
+	"$@" >"$here/build/deps/$name.log" 2>&1 &
+	bg_names+=("$name") bg_pids+=($!)
+}
+wait_steps() {
+	local i rc failed=()
+	for i in "${!bg_pids[@]}"; do
+		rc=0
+		wait "${bg_pids[$i]}" || rc=$?
+		cat "$here/build/deps/${bg_names[$i]}.log"
+		if [ "$rc" -ne 0 ]; then
+			say "${bg_names[$i]} FAILED, status $rc (log: build/deps/${bg_names[$i]}.log)"
+			failed+=("${bg_names[$i]}")
+		fi
+	done
+	bg_names=() bg_pids=()
+	if [ ${#failed[@]} -gt 0 ]; then
+		say "failed: ${failed[*]}"
+		exit 1
+	fi
 }
 
 venv_steps() {
@@ -131,8 +166,11 @@ venv_steps() {
 }
 
 apt_steps
+# The roots (apt in chroots of their own) and the venv (pip) need only what
+# apt_steps installed, not each other: all of them at once.
 root_steps
-venv_steps
+bg_step venv venv_steps
+wait_steps
 mkdir -p "$(dirname "$stamp")"
 touch "$stamp"
 say "ready"
