@@ -159,7 +159,12 @@ static void open_record(struct open_ctx *ctx, long ret, struct file *f)
 int lxbsm_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct open_ctx *ctx = (struct open_ctx *)ri->data;
-	long ret = regs_return_value(regs);
+	/*
+	 * do_sys_openat2() returns an int from 7.x on (a long before): rax's
+	 * upper half is then not part of it, and -EACCES would read as a
+	 * large fd.  An fd or an errno fits in an int on every kernel.
+	 */
+	long ret = (int)regs_return_value(regs);
 
 	if (ret >= 0 || ctx->recorded || !lxbsm_selected(&ctx->sel, true))
 		return 0;
