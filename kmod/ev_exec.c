@@ -259,7 +259,7 @@ int lxbsm_bprm_check_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct bprm_ctx *bc = (struct bprm_ctx *)ri->data;
 
 	/* Another LSM's refusal stands as it is. */
-	if (bc->deny && regs_return_value(regs) == 0)
+	if (bc->deny && (int)regs_return_value(regs) == 0)	/* an int function */
 		regs_set_return_value(regs, -EACCES);
 	return 0;
 }
@@ -390,7 +390,8 @@ static void interpreter_path(struct lxbsm_rec *r)
 int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct exec_ctx *ctx = (struct exec_ctx *)ri->data;
-	long ret = regs_return_value(regs);
+	/* an int (kernel_execve) or an int's value (the syscalls) */
+	long ret = (int)regs_return_value(regs);
 	const unsigned long *a = ctx->args;
 	enum lxbsm_event ev = LXBSM_EV_EXECVE;
 	const char __user *name = NULL;

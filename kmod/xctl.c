@@ -917,7 +917,7 @@ NOKPROBE_SYMBOL(lxbsm_mmap_entry);
 int lxbsm_mmap_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct mmap_ctx *ctx = (struct mmap_ctx *)ri->data;
-	long ret = regs_return_value(regs);
+	long ret = (int)regs_return_value(regs);	/* an int function */
 	struct lxbsm_proc_snap snap;
 	struct lxbsm_rec *r;
 
