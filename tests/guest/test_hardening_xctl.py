@@ -331,9 +331,14 @@ def test_a_reused_device_and_inode_number_do_not_reuse_a_digest(progs: Path) -> 
     assert lines["status"] == ["137"], out  # killed before its first instruction
 
 
+# Rounds until the attack's condition (same inode number, same ctime) was met
+# three times: a round meets it only if both copies fall within one second,
+# which a slow guest misses more often (1 to 3 rounds of 30 under TCG).
 REUSE_1S = """
 cd "$1"
-for i in $(seq 30); do
+i=0 hits=0
+while [ "$hits" -lt 3 ] && [ "$i" -lt 120 ]; do
+    i=$((i + 1))
     cp "$2" prog
     ./prog
     a=$(stat -c '%i %Z' prog)
@@ -341,7 +346,9 @@ for i in $(seq 30); do
     cp "$3" prog
     b=$(stat -c '%i %Z' prog)
     ./prog
-    echo $? $([ "$a" = "$b" ] && echo 1 || echo 0)
+    rc=$?
+    if [ "$a" = "$b" ]; then hit=1 hits=$((hits + 1)); else hit=0; fi
+    echo "$rc" "$hit"
 done
 """
 
@@ -353,10 +360,12 @@ def test_an_inode_reused_within_one_timestamp_does_not_reuse_a_digest(progs: Pat
     with exec_rules(f"deny sha256:{sha(progs / 'X')}\n"), ext4_1s() as mnt, nobody_dir(mnt) as d:
         out = as_nobody("sh", "-c", REUSE_1S, "reuse", d, progs / "Y", progs / "X")
     rows = [ln.split() for ln in out.stdout.splitlines()]
-    assert len(rows) == 30, out
+    assert rows, out
     assert all(r[0] == "137" for r in rows), out  # X killed before its first instruction
     # Same inode number and same ctime as the Y just run: the attack's condition.
-    assert sum(r[1] == "1" for r in rows) >= 3, out
+    hits = sum(r[1] == "1" for r in rows)
+    assert hits >= 3, out
+    print(f"{len(rows)} rounds, {hits} with the attack's condition: X never ran")
 
 
 # digest_cache_entries for the flood (the module's floor is 16); the flood is
