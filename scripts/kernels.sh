@@ -22,7 +22,8 @@
 # interpreter test expects an mmap record that its missing uselib(2) cannot
 # give, and its 100-reload storm needs about an hour under TCG).  6.1 runs the
 # hardening tests but not the full suite: its 100-reload storm takes 28 s a
-# cycle under TCG (an insmod alone 20 s), which with the rest passes the
+# cycle under TCG (an insmod 20 s during the storm, beside another guest;
+# 7 s a cycle in the 20-cycle test alone), which with the rest passes the
 # hour a guest run may take; the storm runs on 6.12-bpo (15 s a cycle).
 set -euo pipefail
 
