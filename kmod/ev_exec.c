@@ -31,19 +31,22 @@
 #include "xctl.h"
 
 /*
- * A path too long for the in-flight exec's own data (a kretprobe instance
- * holds at most KRETPROBE_MAX_DATA_SIZE bytes, a path up to PATH_MAX) lives
- * in a buffer of its own, from a pool (pool.h).  The buffers are on a list,
+ * The kernel allocates each hook's kretprobe instances (a thousand for the
+ * calls that sleep) at load, so an instance's data is kept small: an exec
+ * keeps its path there when it fits in EXEC_PATH_SIZE bytes, as almost all
+ * do.  A longer one (up to PATH_MAX) lives in a buffer of its own, from a
+ * pool (pool.h) that is refilled as it is used.  The buffers are on a list,
  * so that an unload, after which no return handler runs to give them back,
- * gives back what is left.  Such paths are rare: 8 buffers (64 KiB) serve 8
- * execs at once; one more gets the end of its path after "...".
+ * gives back what is left.  Only when the pool is empty, more long paths in
+ * flight at once than it was refilled for, does an exec's record get the
+ * end of its path after "...".
  */
 struct long_path {
 	struct list_head node;
 	char path[PATH_MAX];
 };
 
-#define LONG_PATH_POOL	8
+#define LONG_PATH_POOL	32
 LXBSM_POOL_DEFINE(lxbsm_long_path_pool, "exec long path", sizeof(struct long_path),
 		  LONG_PATH_POOL);
 
@@ -65,8 +68,8 @@ struct exec_ctx {
 	char path[];			/* the file named, as the kernel resolved it */
 };
 
-#define EXEC_DATA_SIZE	KRETPROBE_MAX_DATA_SIZE
-#define EXEC_PATH_SIZE	(EXEC_DATA_SIZE - sizeof(struct exec_ctx))
+#define EXEC_PATH_SIZE	256
+#define EXEC_DATA_SIZE	(sizeof(struct exec_ctx) + EXEC_PATH_SIZE)
 #define INFLIGHT_BITS	6
 
 /* The in-flight execs (their nodes and tasks) and the long paths. */
@@ -128,11 +131,9 @@ NOKPROBE_SYMBOL(lxbsm_exec_entry);
 struct bprm_ctx {
 	bool deny;
 	struct lxbsm_xc_verdict v;
-	char path[];
 };
 
-#define BPRM_DATA_SIZE	KRETPROBE_MAX_DATA_SIZE
-#define BPRM_PATH_SIZE	(BPRM_DATA_SIZE - sizeof(struct bprm_ctx))
+#define BPRM_DATA_SIZE	sizeof(struct bprm_ctx)
 
 size_t lxbsm_bprm_check_data_size(void)
 {
@@ -162,20 +163,21 @@ static struct exec_ctx *inflight_find(void)
 
 /*
  * @file's path for the exec record: in the exec's own data when it fits,
- * else in a buffer of its own.  @path is the path if already made (in a
- * buffer of @len bytes), else NULL.  No lock held: d_path() takes seqlocks
- * (lxbsm_d_path() takes none on PREEMPT_RT, see dpath.c).
+ * else in a buffer of its own.  @path is the path if already made (in
+ * @buf, of LXBSM_PATH_MAX bytes), else NULL; @buf may be NULL (none to
+ * be had).  No lock held: d_path() takes seqlocks (lxbsm_d_path() takes
+ * none on PREEMPT_RT, see dpath.c).
  * Without memory for a long path, the record gets its end after "...".
  */
 static void exec_path(struct exec_ctx *ctx, const struct file *file, const char *path,
-		      char *buf, size_t len)
+		      char *buf)
 {
 	struct long_path *lp;
 	unsigned long flags;
 	size_t n;
 
 	if (!path)
-		path = lxbsm_d_path(&file->f_path, buf, len);
+		path = buf ? lxbsm_d_path(&file->f_path, buf, LXBSM_PATH_MAX) : ERR_PTR(-ENOMEM);
 	if (!IS_ERR(path)) {
 		n = strlen(path);
 		if (n < EXEC_PATH_SIZE) {
@@ -191,11 +193,12 @@ static void exec_path(struct exec_ctx *ctx, const struct file *file, const char 
 			snprintf(ctx->path, EXEC_PATH_SIZE, "...%s", path + n - (EXEC_PATH_SIZE - 4));
 		return;
 	}
-	path = lxbsm_d_path(&file->f_path, lp->path, sizeof(lp->path));
+	if (IS_ERR(path))
+		path = lxbsm_d_path(&file->f_path, lp->path, sizeof(lp->path));
 	if (IS_ERR(path))
 		lp->path[0] = '\0';
-	else
-		memmove(lp->path, path, strlen(path) + 1);	/* within lp->path */
+	else	/* from a buffer of PATH_MAX bytes (or within lp->path) */
+		memmove(lp->path, path, strlen(path) + 1);
 	raw_spin_lock_irqsave(&inflight_lock, flags);
 	list_add(&lp->node, &long_paths);
 	raw_spin_unlock_irqrestore(&inflight_lock, flags);
@@ -203,7 +206,8 @@ static void exec_path(struct exec_ctx *ctx, const struct file *file, const char 
 }
 
 /* The first file of an exec: its path and attributes, for the record. */
-static void exec_first_file(struct exec_ctx *ctx, struct linux_binprm *bprm, struct bprm_ctx *bc)
+static void exec_first_file(struct exec_ctx *ctx, struct linux_binprm *bprm, struct bprm_ctx *bc,
+			    char *buf)
 {
 	/*
 	 * fexecve(3) is execveat(fd, "", ..., AT_EMPTY_PATH), which the kernel
@@ -216,7 +220,7 @@ static void exec_first_file(struct exec_ctx *ctx, struct linux_binprm *bprm, str
 		snprintf(want, sizeof(want), "/dev/fd/%d", (int)ctx->args[0]);
 		ctx->fexecve = !strcmp(bprm->filename, want);
 	}
-	exec_path(ctx, bprm->file, bc->v.path, bc->path, BPRM_PATH_SIZE);
+	exec_path(ctx, bprm->file, bc->v.path, buf);
 	lxbsm_attr_of(file_inode(bprm->file), &ctx->attr);
 	ctx->have_attr = true;
 }
@@ -235,20 +239,25 @@ int lxbsm_bprm_check_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct linux_binprm *bprm = (struct linux_binprm *)regs_get_kernel_argument(regs, 0);
 	struct bprm_ctx *bc = (struct bprm_ctx *)ri->data;
 	struct exec_ctx *ctx;
+	char *buf;
 	bool deny;
 
 	if (!bprm->file)
 		return 1;
-	deny = lxbsm_xc_check(bprm->file, bc->path, BPRM_PATH_SIZE, &bc->v);
+	buf = lxbsm_hook_pathbuf_get();
+	deny = lxbsm_xc_check(bprm->file, buf, LXBSM_PATH_MAX, &bc->v);
 	if (bc->v.need_hash)
 		lxbsm_xc_hash_later(bprm->file, true);
 	ctx = inflight_find();
 	if (ctx) {
 		if (ctx->files++ == 0)
-			exec_first_file(ctx, bprm, bc);
+			exec_first_file(ctx, bprm, bc, buf);
 		if (deny)
 			exec_denied(ctx, &bc->v);
 	}
+	if (buf)
+		lxbsm_hook_pathbuf_put(buf);
+	bc->v.path = NULL;		/* it was in buf */
 	bc->deny = deny && bc->v.mode == LXBSM_XC_ENFORCE;
 	return !bc->deny;
 }
@@ -296,13 +305,12 @@ static bool in_uselib(void)
 struct exec_open_ctx {
 	bool deny;
 	struct exec_ctx *exec;		/* current's exec in flight, if any */
+	struct file *file;		/* the opener holds it until after the return */
 	struct lxbsm_attr attr;
 	struct lxbsm_xc_verdict v;
-	char path[];
 };
 
-#define EXEC_OPEN_DATA_SIZE	KRETPROBE_MAX_DATA_SIZE
-#define EXEC_OPEN_PATH_SIZE	(EXEC_OPEN_DATA_SIZE - sizeof(struct exec_open_ctx))
+#define EXEC_OPEN_DATA_SIZE	sizeof(struct exec_open_ctx)
 
 size_t lxbsm_exec_open_data_size(void)
 {
@@ -313,6 +321,8 @@ int lxbsm_exec_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct file *file = (struct file *)regs_get_kernel_argument(regs, 0);
 	struct exec_open_ctx *oc = (struct exec_open_ctx *)ri->data;
+	char *buf;
+	bool deny;
 
 	/* uselib opens without __FMODE_EXEC from 6.8 on ("uselib: remove use of __FMODE_EXEC"). */
 	if (!(file->f_flags & __FMODE_EXEC) && !in_uselib())
@@ -323,18 +333,19 @@ int lxbsm_exec_open_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	/* The program of an exec we follow: security_bprm_check judges it. */
 	if (oc->exec && !oc->exec->files)
 		return 1;
-	if (!lxbsm_xc_check(file, oc->path, EXEC_OPEN_PATH_SIZE, &oc->v)) {
+	buf = lxbsm_hook_pathbuf_get();
+	deny = lxbsm_xc_check(file, buf, LXBSM_PATH_MAX, &oc->v);
+	if (buf)
+		lxbsm_hook_pathbuf_put(buf);
+	oc->v.path = NULL;		/* it was in buf */
+	if (!deny) {
 		if (oc->v.need_hash)
 			lxbsm_xc_hash_later(file, !!oc->exec);
 		return 1;
 	}
 	oc->deny = oc->v.mode == LXBSM_XC_ENFORCE;
-	/* What the record says of the file, taken here where it is at hand. */
-	if (!oc->v.path) {
-		const char *p = lxbsm_d_path(&file->f_path, oc->path, EXEC_OPEN_PATH_SIZE);
-
-		oc->v.path = IS_ERR(p) ? "" : p;
-	}
+	/* The record's path is made at the return, in the record's buffer. */
+	oc->file = file;
 	lxbsm_attr_of(file_inode(file), &oc->attr);
 	return 0;
 }
@@ -361,7 +372,7 @@ int lxbsm_exec_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	lxbsm_proc_snapshot(current, &snap);
 	r = lxbsm_rec_begin(in_uselib() ? LXBSM_EV_MMAP : LXBSM_EV_EXECVE);
 	if (r) {
-		lxbsm_tok_path(r, oc->v.path);
+		lxbsm_tok_path(r, lxbsm_file_path(r, 0, oc->file));
 		lxbsm_tok_attr32(r, &oc->attr);
 		lxbsm_tok_text(r, oc->v.text);
 		lxbsm_rec_finish(r, &snap, ret);

@@ -181,6 +181,17 @@ void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc,
 		      long ret);
 /* A scratch buffer of LXBSM_PATH_MAX bytes owned by the open record. */
 char *lxbsm_rec_pathbuf(struct lxbsm_rec *r, int which);
+/*
+ * A per-CPU buffer of LXBSM_PATH_MAX bytes for an entry handler's own use
+ * (exec control's path), given back before the handler returns: a path a
+ * return handler needs is made there again, from the file, into the
+ * record's buffer.  Kept out of the kretprobe instances, of which there
+ * are thousands.  NULL (counted as lost, LXBSM_LOST_NO_SCRATCH) if taken:
+ * handlers run with preemption disabled and do not nest, so never in
+ * practice.
+ */
+char *lxbsm_hook_pathbuf_get(void);
+void lxbsm_hook_pathbuf_put(char *buf);
 
 void lxbsm_tok_arg32(struct lxbsm_rec *r, u8 n, u32 value, const char *text);
 void lxbsm_tok_path(struct lxbsm_rec *r, const char *path);

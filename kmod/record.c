@@ -80,8 +80,10 @@ struct lxbsm_rec {
 
 struct lxbsm_scratch {
 	bool busy;
+	bool hook_busy;			/* hook_path is taken */
 	struct lxbsm_rec rec;
 	char path[2][LXBSM_PATH_MAX];
+	char hook_path[LXBSM_PATH_MAX];
 	u8 buf[LXBSM_MAX_RECORD];
 };
 
@@ -213,6 +215,29 @@ void lxbsm_rec_abort(struct lxbsm_rec *r)
 char *lxbsm_rec_pathbuf(struct lxbsm_rec *r, int which)
 {
 	return container_of(r, struct lxbsm_scratch, rec)->path[which];
+}
+
+char *lxbsm_hook_pathbuf_get(void)
+{
+	struct lxbsm_scratch *s;
+
+	preempt_disable();
+	s = this_cpu_read(scratch);
+	if (unlikely(s->hook_busy)) {
+		preempt_enable();
+		lxbsm_lost(LXBSM_LOST_NO_SCRATCH);
+		return NULL;
+	}
+	s->hook_busy = true;
+	return s->hook_path;
+}
+
+void lxbsm_hook_pathbuf_put(char *buf)
+{
+	struct lxbsm_scratch *s = container_of(buf, struct lxbsm_scratch, hook_path[0]);
+
+	s->hook_busy = false;
+	preempt_enable();
 }
 
 /* ---- tokens ---- */

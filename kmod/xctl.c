@@ -396,7 +396,7 @@ static bool xc_check(const struct file *file, char *buf, int len, struct lxbsm_x
 	x = rcu_dereference(xc_rules);
 	if (!x || x->mode == LXBSM_XC_OFF)
 		goto out;
-	if (x->need_path) {
+	if (x->need_path && buf) {
 		path = lxbsm_d_path(&file->f_path, buf, len);
 		if (IS_ERR(path))
 			path = NULL;
@@ -875,17 +875,14 @@ void lxbsm_xc_kill_current(void)
  */
 struct mmap_ctx {
 	bool deny;
+	struct file *file;		/* the caller holds it until after the return */
 	struct lxbsm_xc_verdict v;
 	struct lxbsm_attr attr;
-	char path[];
 };
-
-#define MMAP_DATA_SIZE	KRETPROBE_MAX_DATA_SIZE
-#define MMAP_PATH_SIZE	(MMAP_DATA_SIZE - sizeof(struct mmap_ctx))
 
 size_t lxbsm_mmap_data_size(void)
 {
-	return MMAP_DATA_SIZE;
+	return sizeof(struct mmap_ctx);
 }
 
 int lxbsm_mmap_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
@@ -893,21 +890,23 @@ int lxbsm_mmap_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct file *file = (struct file *)regs_get_kernel_argument(regs, 0);
 	unsigned long prot = regs_get_kernel_argument(regs, 1);
 	struct mmap_ctx *ctx = (struct mmap_ctx *)ri->data;
-	const char *p;
+	char *buf;
+	bool deny;
 
 	if (!file || !(prot & PROT_EXEC) || current->in_execve)
 		return 1;
-	if (!lxbsm_xc_check(file, ctx->path, MMAP_PATH_SIZE, &ctx->v)) {
+	buf = lxbsm_hook_pathbuf_get();
+	deny = lxbsm_xc_check(file, buf, LXBSM_PATH_MAX, &ctx->v);
+	if (buf)
+		lxbsm_hook_pathbuf_put(buf);
+	ctx->v.path = NULL;		/* it was in buf */
+	if (!deny) {
 		if (ctx->v.need_hash)
 			lxbsm_xc_hash_later(file, false);
 		return 1;
 	}
-	/* d_path() writes at the end of the buffer: move the path to its start. */
-	p = ctx->v.path ? ctx->v.path : lxbsm_d_path(&file->f_path, ctx->path, MMAP_PATH_SIZE);
-	if (IS_ERR(p))
-		ctx->path[0] = '\0';
-	else
-		memmove(ctx->path, p, strlen(p) + 1);
+	/* The record's path is made at the return, in the record's buffer. */
+	ctx->file = file;
 	lxbsm_attr_of(file_inode(file), &ctx->attr);
 	ctx->deny = ctx->v.mode == LXBSM_XC_ENFORCE;
 	return 0;
@@ -929,7 +928,7 @@ int lxbsm_mmap_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	lxbsm_proc_snapshot(current, &snap);
 	r = lxbsm_rec_begin(LXBSM_EV_MMAP);
 	if (r) {
-		lxbsm_tok_path(r, ctx->path);
+		lxbsm_tok_path(r, lxbsm_file_path(r, 0, ctx->file));
 		lxbsm_tok_attr32(r, &ctx->attr);
 		lxbsm_tok_text(r, ctx->v.text);
 		lxbsm_rec_finish(r, &snap, ret);

@@ -29,6 +29,11 @@ bool lxbsm_current_is_consumer(void);
 extern const struct attribute_group *lxbsm_xc_groups[];
 
 bool lxbsm_xc_active(void);
+/*
+ * Does a deny rule refuse @file?  @buf (@len bytes) holds its path if a rule
+ * needs one (v->path points into it); with no buffer, path rules do not
+ * match and the others still apply.
+ */
 bool lxbsm_xc_check(const struct file *file, char *buf, int len, struct lxbsm_xc_verdict *v);
 long lxbsm_xc_set(const struct lxbsm_xc_config __user *ureq);
 long lxbsm_xc_get(struct lxbsm_xc_config __user *ureq);

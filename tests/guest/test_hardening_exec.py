@@ -61,13 +61,16 @@ def long_path(base: Path, length: int, leaf: str) -> Path:
     return Path(full)
 
 
-LENGTHS = (3500, 3599, 3600, 3608, 3640, 3700, 3743, 3745, 4000, 4090)
+# Around the end of the path an exec keeps in its kretprobe instance (255
+# bytes; longer ones go to a buffer of their own), and around the instance's
+# old size, where the old module overflowed.
+LENGTHS = (250, 255, 256, 257, 300, 3500, 3599, 3600, 3608, 3640, 3700, 3743, 3745, 4000, 4090)
 # 40 execs where the old module overflowed (3608-3743 bytes), 8 elsewhere.
 RUNS = {n: 40 if 3608 <= n <= 3743 else 8 for n in LENGTHS}
 
 
 def test_exec_at_long_paths_is_recorded_whole_and_still_controlled(tmp_path: Path) -> None:
-    """Defect 1: execs at 3600-3745-byte paths, with a path rule active."""
+    """Defect 1: execs at 250-4090-byte paths, with a path rule active."""
     with public_dir("lxbsm-longexec") as base:
         targets = {n: long_path(base / f"t{n}", n, "true") for n in LENGTHS}
         denied = {n: long_path(base / f"dn{n}", n, "denied") for n in (3640, 3743)}
