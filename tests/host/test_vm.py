@@ -179,4 +179,10 @@ def test_memcheck_appends_its_kernel_parameters(tmp_path: Path) -> None:
     run = _run(tmp_path, append=(*vm.MEMCHECK_PARAMS, "quiet"))
     cmd = vm.vng_command(run, "vng", tmp_path / "vmlinuz", tmp_path / "guest.sh")
     appended = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--append"]
-    assert appended == ["slub_debug=FZPU", "kfence.sample_interval=1", "quiet"]
+    assert appended == ["tsc=reliable", "slub_debug=FZPU", "kfence.sample_interval=1", "quiet"]
+
+
+def test_every_guest_keeps_the_tsc_clock(tmp_path: Path) -> None:
+    """Without tsc=reliable 5.10 and 6.1 guests fall back to the HPET under TCG."""
+    cmd = vm.vng_command(_run(tmp_path), "vng", tmp_path / "vmlinuz", tmp_path / "guest.sh")
+    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--append"] == ["tsc=reliable"]
