@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Run tests/guest inside a QEMU guest for every supported kernel and say which
 # kernels ran what.  Each kernel's role in scripts/kernels.sh picks the tests:
-# "full" the whole suite, "smoke" the smoke set (tests/guest/smoke.txt),
-# "security" the smoke set and the hardening tests.  Fails if any kernel is
+# "full" the whole suite but the 100-reload storm, "storm" the smoke set
+# (tests/guest/smoke.txt) and the storm, "smoke" the smoke set, "security" the
+# smoke set and the hardening tests.  Fails if any kernel is
 # missing, any test fails, or any guest's kernel log shows a splat (lxbsm-vm
 # checks that).  Guests boot with memory-error
 # detection (lxbsm-vm --memcheck: slub_debug, KFENCE where the kernel has it), so
@@ -19,9 +20,9 @@ cd "$here"
 table=$(scripts/kernels.sh) || exit 1
 declare -A role kid
 kernels=""
-# Longest first, so that two slots finish together: full, security, smoke.
+# Longest first, so that two slots finish together.
 built=""
-for r in full security smoke; do
+for r in storm full security smoke; do
 	while read -r id v rl _; do
 		[ "$rl" = "$r" ] || continue
 		role[$v]=$rl kid[$v]=$id
@@ -32,12 +33,14 @@ while read -r id v rl _; do
 	[ "$rl" = build ] && built="$built $id ($v)"
 done <<<"$table"
 mapfile -t smoke < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' tests/guest/smoke.txt)
+STORM=tests/guest/test_lifecycle.py::test_hundred_reloads_under_a_storm_leave_nothing_behind
 
 tests_of() { # role
 	case $1 in
 	# test_packages.py is make test-packages' (it compiles the module with DKMS
 	# inside the guest: 6-20 minutes under TCG, more than make check can give)
-	full) echo tests/guest --ignore=tests/guest/test_packages.py ;;
+	full) echo tests/guest --ignore=tests/guest/test_packages.py --deselect "$STORM" ;;
+	storm) echo "${smoke[@]}" "$STORM" ;;
 	smoke) echo "${smoke[@]}" ;;
 	security) echo "${smoke[@]}" tests/guest/test_hardening_*.py ;;
 	esac
@@ -65,7 +68,8 @@ finish() { # kernel status
 	local k=$1 rc=$2 secs
 	secs=$(cat "$here/build/guest/$k/suite-seconds" 2>/dev/null || echo "?")
 	local what="${role[$k]} set"
-	[ "${role[$k]}" = full ] && what="full suite"
+	[ "${role[$k]}" = full ] && what="full suite but the storm"
+	[ "${role[$k]}" = storm ] && what="smoke set + 100-reload storm"
 	[ "${role[$k]}" = security ] && what="smoke set + hardening tests"
 	if [ "$rc" -eq 0 ]; then
 		result[$k]="$what passed (${secs} s)"
