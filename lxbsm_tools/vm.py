@@ -44,9 +44,9 @@ BAD_DMESG = re.compile(
 MEMCHECK_PARAMS = ("slub_debug=FZPU", "kfence.sample_interval=1")
 # Every guest boots with these.  5.10 and 6.1 find the vCPUs' TSCs "unsynchronized"
 # under TCG (the check races the round-robin vCPU scheduling), fall back to the
-# HPET, and every clock read then leaves the guest: their guests ran 2-6 times
-# slower than 6.12's (an insmod 20 s against 6 s).  TCG's TSC is one counter for
-# every vCPU, derived from the host's clock; a cloud guest gets kvm-clock instead.
+# HPET, and every clock read then leaves the guest: 6.1's 100-reload storm took
+# 32 s a cycle on the HPET, 13 s on the TSC (docs/kernel.md, "Guests").  TCG's
+# TSC is one counter for every vCPU, derived from the host's clock.
 GUEST_PARAMS = ("tsc=reliable",)
 EXIT_GUEST_DIED = 125
 EXIT_TIMEOUT = 124
@@ -176,6 +176,11 @@ class Run:
     tcg_threads: str = "single"
     append: tuple[str, ...] = ()
 
+    @property
+    def kernel_params(self) -> tuple[str, ...]:
+        """What the guest kernel's command line gets: GUEST_PARAMS, then append."""
+        return (*GUEST_PARAMS, *self.append)
+
     def guest_script(self) -> str:
         q = shlex.quote
         rd = q(str(self.rundir))
@@ -272,7 +277,7 @@ def vng_command(run: Run, vng: str, image: Path, script: Path) -> list[str]:
         "--rwdir",
         str(run.rundir),
     ]
-    for param in (*GUEST_PARAMS, *run.append):
+    for param in run.kernel_params:
         cmd += ["--append", param]
     for share in run.shares:
         cmd += ["--rwdir", str(share)]
@@ -292,10 +297,10 @@ def execute(run: Run) -> int:
     env = dict(os.environ)
     env["PATH"] = f"{Path(vng).parent}:{env.get('PATH', '')}"
 
-    extra = f"; kernel parameters: {' '.join((*GUEST_PARAMS, *run.append))}"
+    params = " ".join(run.kernel_params)
     say(
         f"booting {run.kernel} under QEMU TCG ({run.cpus} CPUs, {run.tcg_threads}-threaded, "
-        f"{run.memory}{extra})"
+        f"{run.memory}; kernel parameters: {params})"
     )
     start = time.monotonic()
     console = (run.rundir / "console.log").open("wb")

@@ -38,7 +38,7 @@ STORM=tests/guest/test_lifecycle.py::test_hundred_reloads_under_a_storm_leave_no
 tests_of() { # role
 	case $1 in
 	# test_packages.py is make test-packages' (it compiles the module with DKMS
-	# inside the guest: 6-20 minutes under TCG, more than make check can give)
+	# inside the guest: 18-40 minutes under TCG, more than make check can give)
 	full) echo tests/guest --ignore=tests/guest/test_packages.py --deselect "$STORM" ;;
 	storm) echo "${smoke[@]}" "$STORM" ;;
 	smoke) echo "${smoke[@]}" ;;
@@ -67,10 +67,13 @@ run_one() { # kernel
 finish() { # kernel status
 	local k=$1 rc=$2 secs
 	secs=$(cat "$here/build/guest/$k/suite-seconds" 2>/dev/null || echo "?")
-	local what="${role[$k]} set"
-	[ "${role[$k]}" = full ] && what="full suite but the storm"
-	[ "${role[$k]}" = storm ] && what="smoke set + 100-reload storm"
-	[ "${role[$k]}" = security ] && what="smoke set + hardening tests"
+	local what
+	case ${role[$k]} in
+	full) what="full suite but the storm" ;;
+	storm) what="smoke set + 100-reload storm" ;;
+	security) what="smoke set + hardening tests" ;;
+	*) what="${role[$k]} set" ;;
+	esac
 	if [ "$rc" -eq 0 ]; then
 		result[$k]="$what passed (${secs} s)"
 	else

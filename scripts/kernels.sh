@@ -19,10 +19,11 @@
 # hardening tests (PREEMPT_RT: a lock taken in the wrong context splats), and
 # "build" only builds the module (W=1, warnings fail), for a kernel whose guest
 # runs do not pass yet: 5.10, whose full suite has 6 hardening tests failing
-# (113 run; the rest pass).  The newest kernel runs the full suite.  The storm (100 load/unload cycles under a fork/exec/open/connect
-# load, about 15 s a cycle under TCG) runs once, on 6.12-bpo: on every kernel
-# it would pass the 45 minutes CI may take.  6.1 runs the hardening tests too,
-# as the kernel of Debian 12's users.
+# (113 run; the rest pass).  The newest kernel runs the full suite.  The storm
+# (100 load/unload cycles under a fork/exec/open/connect load, 13-15 s a cycle
+# under TCG) runs once, on 6.12-bpo: on every kernel it would pass the 45
+# minutes CI may take.  6.1 runs the hardening tests too, as the kernel of
+# Debian 12's users.
 set -euo pipefail
 
 # Not under /var/cache: the guests (virtme-ng) hide that behind a tmpfs, and a

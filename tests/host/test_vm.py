@@ -177,12 +177,20 @@ def test_memcheck_appends_its_kernel_parameters(tmp_path: Path) -> None:
     args = vm.parse_args(["--kernel", "6.1", "--memcheck", "--append", "quiet", "--", "true"])
     assert args.memcheck and args.append == ["quiet"]
     run = _run(tmp_path, append=(*vm.MEMCHECK_PARAMS, "quiet"))
+    assert appended(tmp_path, run) == [
+        "tsc=reliable",
+        "slub_debug=FZPU",
+        "kfence.sample_interval=1",
+        "quiet",
+    ]
+
+
+def appended(tmp_path: Path, run: vm.Run) -> list[str]:
+    """The kernel parameters lxbsm-vm gives vng for @run."""
     cmd = vm.vng_command(run, "vng", tmp_path / "vmlinuz", tmp_path / "guest.sh")
-    appended = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--append"]
-    assert appended == ["tsc=reliable", "slub_debug=FZPU", "kfence.sample_interval=1", "quiet"]
+    return [cmd[i + 1] for i, a in enumerate(cmd) if a == "--append"]
 
 
 def test_every_guest_keeps_the_tsc_clock(tmp_path: Path) -> None:
     """Without tsc=reliable 5.10 and 6.1 guests fall back to the HPET under TCG."""
-    cmd = vm.vng_command(_run(tmp_path), "vng", tmp_path / "vmlinuz", tmp_path / "guest.sh")
-    assert [cmd[i + 1] for i, a in enumerate(cmd) if a == "--append"] == ["tsc=reliable"]
+    assert appended(tmp_path, _run(tmp_path)) == ["tsc=reliable"]
