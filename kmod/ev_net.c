@@ -42,12 +42,12 @@
 #include "later.h"
 #include "pool.h"
 
-/* A connect the kretprobe missed is recorded in task_work (connect_late()). */
 /*
- * Only where kretprobes run on rethook: lxbsm_inflight() then sees every
- * connect in flight (without rethook, connects are not in its table).
+ * A connect the kretprobe missed is recorded in task_work (connect_late()):
+ * lxbsm_inflight() sees every connect in flight (its hook is marked for
+ * lookup), so one it does not see was missed.
  */
-#if defined(LXBSM_HAVE_TASK_WORK) && defined(LXBSM_HAVE_KRETPROBE_RETHOOK)
+#ifdef LXBSM_HAVE_TASK_WORK
 #define CONNECT_LATE 1
 #else
 #define CONNECT_LATE 0

@@ -50,8 +50,8 @@
 	     ACTIVE_QUICK)
 #define SOCK(sym, req, a)						\
 	KRET(sym, req, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, ACTIVE_SLEEPY)
-/* a socket call whose calls security_socket_bind looks up */
-#define BIND(sym, req, a)						\
+/* a socket call whose calls a kprobe looks up (security_socket_bind, _connect) */
+#define SOCK_LOOKED_UP(sym, req, a)					\
 	KRETX(sym, req, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, \
 	      ACTIVE_SLEEPY, true)
 #define KPROBE(sym, req, handler)					\
@@ -117,11 +117,11 @@ static struct lxbsm_hook hooks[] = {
 	 */
 	KPROBE("fd_install", true, lxbsm_fd_install_pre),
 	SOCK("__sys_accept4", true, 0),
-	SOCK("__sys_connect_file", true, 1),
+	SOCK_LOOKED_UP("__sys_connect_file", true, 1),
 	/* ... and a connect it missed (no instance left) from here, before the wait */
 	KPROBE("security_socket_connect", true, lxbsm_connect_pre),
-	BIND("__sys_bind", true, 2),
-	BIND("__sys_bind_socket", false, 3),	/* io_uring bind, 6.11 on */
+	SOCK_LOOKED_UP("__sys_bind", true, 2),
+	SOCK_LOOKED_UP("__sys_bind_socket", false, 3),	/* io_uring bind, 6.11 on */
 	KPROBE("security_socket_bind", true, lxbsm_bind_addr_pre),
 	KPROBE("io_fixed_fd_install", false, lxbsm_fixed_install_pre),
 	KRET("audit_set_loginuid", false, 0, lxbsm_loginuid_entry, lxbsm_loginuid_ret,
@@ -165,7 +165,8 @@ static unsigned long hook_missed(const struct lxbsm_hook *h)
 		return 0;
 	switch (h->kind) {
 	case LXBSM_KRETPROBE:
-		return (unsigned int)READ_ONCE(h->krp.nmissed) + READ_ONCE(h->krp.kp.nmissed);
+		return (unsigned int)READ_ONCE(h->krp.nmissed) + READ_ONCE(h->krp.kp.nmissed) +
+			atomic64_read(&h->dropped);
 	case LXBSM_KPROBE:
 		return READ_ONCE(h->krp.kp.nmissed);
 	case LXBSM_TRACEPOINT:
@@ -320,6 +321,7 @@ int lxbsm_hooks_init(void)
 
 		atomic64_set(&h->hits, 0);
 		atomic64_set(&h->recovered, 0);
+		atomic64_set(&h->dropped, 0);
 		h->missed_seen = 0;
 		ret = attach(h);
 		if (!ret) {

@@ -38,6 +38,7 @@ struct lxbsm_hook {
 	struct tracepoint *tp;
 	unsigned long missed_seen;	/* misses (hook_missed()) at the last poll */
 	atomic64_t recovered;		/* another hook's misses this one recorded */
+	atomic64_t dropped;		/* calls given up after entry (compat_inflight.c) */
 };
 
 /* The hook a kretprobe handler runs for. */
