@@ -45,6 +45,20 @@
 #define LXBSM_HAVE_TASK_WORK 1
 #endif
 
+/*
+ * Is current a kernel thread, rather than a program being started?  A
+ * usermode helper (modprobe, a core dump pipe) is forked by a kernel worker.
+ * 6.1's user_mode_thread() forks it without PF_KTHREAD; 5.10's
+ * kernel_thread() keeps the worker's flag until the helper's exec succeeds.
+ * No test of a version: while a task execs (in_execve) it is a program being
+ * started, recorded and under exec control as any other.  (kernel_execve()'s
+ * entry, before in_execve is set, is told apart by its hook: ev_exec.c.)
+ */
+static inline bool lxbsm_kthread(void)
+{
+	return current->flags & PF_KTHREAD && !current->in_execve;
+}
+
 /* The SHA-2 library's header was crypto/sha.h until 5.11. */
 #ifdef LXBSM_HAVE_CRYPTO_SHA2_H
 #include <crypto/sha2.h>

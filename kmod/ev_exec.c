@@ -88,7 +88,9 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	unsigned long flags;
 	int i;
 
-	if (current->flags & PF_KTHREAD)
+	ctx->kind = lxbsm_kret_hook(ri)->arg;
+	/* kernel_execve() is the exec of a usermode helper (lxbsm_kthread()) */
+	if (current->flags & PF_KTHREAD && ctx->kind != LXBSM_EXEC_KERNEL)
 		return 1;
 	if (!lxbsm_interested(LXBSM_EV_EXECVE, &ctx->sel)) {
 		/* Not pre-selected, but an exec control match is audited. */
@@ -97,7 +99,6 @@ int lxbsm_exec_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 		if (!ctx->sel.classes)
 			lxbsm_proc_snapshot(current, &ctx->sel.proc);
 	}
-	ctx->kind = lxbsm_kret_hook(ri)->arg;
 	if (ctx->kind == LXBSM_EXEC_KERNEL) {
 		/* kernel_execve(filename, argv, envp): kernel pointers */
 		for (i = 0; i < 3; i++)

@@ -24,7 +24,7 @@ static bool unloading;
 
 bool lxbsm_later(struct callback_head *cb, void (*fn)(struct callback_head *))
 {
-	if (current->flags & (PF_KTHREAD | PF_EXITING) || READ_ONCE(unloading))
+	if (lxbsm_kthread() || current->flags & PF_EXITING || READ_ONCE(unloading))
 		return false;
 	if (!try_module_get(THIS_MODULE))
 		return false;

@@ -326,7 +326,7 @@ bool lxbsm_current_is_consumer(void)
 
 static bool exempt(void)
 {
-	return current->flags & PF_KTHREAD || lxbsm_current_is_consumer();
+	return lxbsm_kthread() || lxbsm_current_is_consumer();
 }
 
 /* The caller's audit id, looked up once per check and only if a rule asks. */
@@ -835,7 +835,7 @@ void lxbsm_xc_hash_later(struct file *file, bool exec)
 {
 	struct hash_job *job;
 
-	if (current->flags & (PF_KTHREAD | PF_EXITING) || lxbsm_later_unloading())
+	if (lxbsm_kthread() || current->flags & PF_EXITING || lxbsm_later_unloading())
 		return;
 	/*
 	 * A queued job holds the module until it has run (later.h): the task

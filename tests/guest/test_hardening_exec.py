@@ -233,6 +233,34 @@ def test_usermode_helper_exec_is_recorded(tmp_path: Path) -> None:
     assert texts(fail) == ["usermode helper: started by the kernel (kernel_execve)"]
 
 
+def test_usermode_helper_is_under_exec_control(tmp_path: Path) -> None:
+    """A denied program the kernel starts for nobody (modprobe_path) is refused.
+    On 5.10 a usermode helper is a kernel thread until its exec succeeds, and
+    kernel threads are exempt: the helper ran, unrecorded."""
+    saved = MODPROBE.read_text().strip()
+    with public_dir("lxbsm-umh-xc") as d:
+        helper = d / "fake-modprobe"
+        mark = d / "helper-ran"
+        helper.write_text(f'#!/bin/sh\necho "$@" > {mark}\n')
+        helper.chmod(0o755)
+        try:
+            MODPROBE.write_text(str(helper))
+            with auditing(flags="ex", naflags="ex") as a, exec_rules(tmp_path, f"deny {helper}\n"):
+                r = as_nobody_py(SOCKET)
+                recs = a.records("AUE_EXECVE", where=lambda rec: paths(rec)[:1] == [str(helper)])
+        finally:
+            MODPROBE.write_text(saved)
+        ran = mark.exists()
+    assert r.stdout.split() == ["errno", str(errno.EAFNOSUPPORT)], r
+    assert not ran, "the denied usermode helper ran"
+    (rec,) = recs
+    assert_return(rec, errno=errno.EACCES)
+    assert texts(rec) == [
+        f"exec_control: denied by line 1 (deny {helper})",
+        "usermode helper: started by the kernel (kernel_execve)",
+    ]
+
+
 RACE_SECONDS = 8
 NOBODY_UID = 65534
 DEPTH = 24  # directories between the renamed one and the files: a longer walk
