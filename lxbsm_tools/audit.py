@@ -25,9 +25,6 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from rich.console import Console
-from rich.table import Table
-
 from lxbsm_tools import uapi
 
 DEFAULT_SOCKET = "/run/lxbsm-auditd.sock"
@@ -175,6 +172,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         return 0
     rows = status_rows(st, hooks, xc) + daemon_rows(daemon, why)
     if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table(title="lxbsm", show_header=False)
         table.add_column("what", style="bold")
         table.add_column("value", justify="right")
@@ -219,6 +219,9 @@ def cmd_rules(args: argparse.Namespace) -> int:
     rows = rule_rows(xc)
     title = f"exec control: {xc.mode}, {len(xc.rules)} rules, {xc.denied} refused or killed"
     if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
         table = Table(title=title)
         for h in head:
             table.add_column(h, justify="right" if h in ("line", "matched") else "left")
