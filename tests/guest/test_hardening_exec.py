@@ -197,26 +197,34 @@ SOCKET = (
 )
 
 
-def test_usermode_helper_exec_is_recorded(tmp_path: Path) -> None:
-    """Defect 14: socket() of an unknown family makes the kernel run modprobe_path."""
+@contextmanager
+def fake_modprobe(name: str) -> Iterator[tuple[Path, Path]]:
+    """modprobe_path set to a script that writes its arguments to a mark file,
+    in a public directory @name, for the block: (script, mark)."""
     saved = MODPROBE.read_text().strip()
-    with public_dir("lxbsm-umh") as d:
+    with public_dir(name) as d:
         helper = d / "fake-modprobe"
         mark = d / "helper-ran"
-        missing = d / "no-such-modprobe"
         helper.write_text(f'#!/bin/sh\necho "$@" > {mark}\n')
         helper.chmod(0o755)
         try:
             MODPROBE.write_text(str(helper))
-            with auditing(flags="ex", naflags="ex") as a:
-                r = as_nobody_py(SOCKET)
-                recs = a.records("AUE_EXECVE", where=lambda rec: paths(rec)[:1] == [str(helper)])
-                # A helper that cannot run: its failed exec is recorded too.
-                MODPROBE.write_text(str(missing))
-                r2 = as_nobody_py(SOCKET)
-                gone = a.records("AUE_EXECVE", where=lambda rec: paths(rec)[:1] == [str(missing)])
+            yield helper, mark
         finally:
             MODPROBE.write_text(saved)
+
+
+def test_usermode_helper_exec_is_recorded(tmp_path: Path) -> None:
+    """Defect 14: socket() of an unknown family makes the kernel run modprobe_path."""
+    with fake_modprobe("lxbsm-umh") as (helper, mark):
+        missing = helper.parent / "no-such-modprobe"
+        with auditing(flags="ex", naflags="ex") as a:
+            r = as_nobody_py(SOCKET)
+            recs = a.records("AUE_EXECVE", where=lambda rec: paths(rec)[:1] == [str(helper)])
+            # A helper that cannot run: its failed exec is recorded too.
+            MODPROBE.write_text(str(missing))
+            r2 = as_nobody_py(SOCKET)
+            gone = a.records("AUE_EXECVE", where=lambda rec: paths(rec)[:1] == [str(missing)])
         helper_args = mark.read_text().split() if mark.exists() else []
     assert r.stdout.split() == ["errno", str(errno.EAFNOSUPPORT)], r
     assert helper_args == ["-q", "--", "net-pf-27"], helper_args
@@ -237,19 +245,10 @@ def test_usermode_helper_is_under_exec_control(tmp_path: Path) -> None:
     """A denied program the kernel starts for nobody (modprobe_path) is refused.
     On 5.10 a usermode helper is a kernel thread until its exec succeeds, and
     kernel threads are exempt: the helper ran, unrecorded."""
-    saved = MODPROBE.read_text().strip()
-    with public_dir("lxbsm-umh-xc") as d:
-        helper = d / "fake-modprobe"
-        mark = d / "helper-ran"
-        helper.write_text(f'#!/bin/sh\necho "$@" > {mark}\n')
-        helper.chmod(0o755)
-        try:
-            MODPROBE.write_text(str(helper))
-            with auditing(flags="ex", naflags="ex") as a, exec_rules(tmp_path, f"deny {helper}\n"):
-                r = as_nobody_py(SOCKET)
-                recs = a.records("AUE_EXECVE", where=lambda rec: paths(rec)[:1] == [str(helper)])
-        finally:
-            MODPROBE.write_text(saved)
+    with fake_modprobe("lxbsm-umh-xc") as (helper, mark):
+        with auditing(flags="ex", naflags="ex") as a, exec_rules(tmp_path, f"deny {helper}\n"):
+            r = as_nobody_py(SOCKET)
+            recs = a.records("AUE_EXECVE", where=lambda rec: paths(rec)[:1] == [str(helper)])
         ran = mark.exists()
     assert r.stdout.split() == ["errno", str(errno.EAFNOSUPPORT)], r
     assert not ran, "the denied usermode helper ran"
