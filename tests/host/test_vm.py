@@ -194,3 +194,36 @@ def appended(tmp_path: Path, run: vm.Run) -> list[str]:
 def test_every_guest_keeps_the_tsc_clock(tmp_path: Path) -> None:
     """Without tsc=reliable 5.10 and 6.1 guests fall back to the HPET under TCG."""
     assert appended(tmp_path, _run(tmp_path)) == ["tsc=reliable"]
+
+
+def test_kernels_before_6_0_get_a_small_9p_msize() -> None:
+    assert vm.default_msize("5.10.0-46-amd64") == vm.OLD_9P_MSIZE
+    assert vm.default_msize("6.1.0-57-amd64") == 0
+    assert vm.default_msize("7.3.4+deb13-amd64") == 0
+
+
+def test_virtme_root_shim_mounts_the_root_with_the_msize(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import virtme.mkinitramfs as mk
+    from virtme.commands import run
+
+    from lxbsm_tools import virtme_root
+
+    seen: list[str] = []
+
+    def fake_main() -> int:
+        seen.append(mk._MOUNT_ROOT_HOST)
+        return 7
+
+    monkeypatch.setattr(run, "main", fake_main)
+    monkeypatch.setattr(mk, "_MOUNT_ROOT_HOST", mk._MOUNT_ROOT_HOST)
+    monkeypatch.setenv("LXBSM_9P_MSIZE", "32768")
+    assert virtme_root.main() == 7
+    assert "msize=32768" in seen[0] and virtme_root.VIRTME_MOUNT not in seen[0]
+
+    # A virtme-ng that mounts its root some other way is refused, not run.
+    monkeypatch.setattr(mk, "_MOUNT_ROOT_HOST", "mount -t 9p -o msize=1048576 /dev/root")
+    assert virtme_root.main() == 2
+    assert len(seen) == 1
+    assert "--msize 0" in capsys.readouterr().err
