@@ -48,19 +48,25 @@ MEMCHECK_PARAMS = ("slub_debug=FZPU", "kfence.sample_interval=1")
 # 32 s a cycle on the HPET, 13 s on the TSC (docs/kernel.md, "Guests").  TCG's
 # TSC is one counter for every vCPU, derived from the host's clock.
 GUEST_PARAMS = ("tsc=reliable",)
-# The guest root's 9p msize where virtme-ng's 524288 is slow: kernels before
-# 6.0 allocate and hand QEMU two buffers of the full msize for every request.
-# On 5.10 a stat of a root file took 3.6 ms at 524288 and 0.9 ms at 32768, a
-# 30 KB read 27 ms and 6.6 ms, the boot 44 s and 27 s (docs/kernel.md, "Guests").
+# How the guest's 9p root is mounted (lxbsm_tools/virtme_root.py; docs/kernel.md,
+# "Guests").  virtme-ng's msize=524288 is slow before 6.0, where every request
+# allocates and hands QEMU two buffers of the full msize: on 5.10 a stat of a
+# root file took 3.6 ms at 524288 and 0.9 ms at 32768, the boot 44 s and 27 s.
+# Its cache=none goes to the host for every lookup and read: with cache=loose
+# (the root is read-only and nothing changes it while a guest runs) 200 execs
+# of /bin/true took 17 s instead of 24 on 6.12 and a Python import 8.9 s
+# instead of 13.5.
+VIRTME_MSIZE = 524288
 OLD_9P_MSIZE = 32768
+ROOT_CACHES = ("loose", "none")
 
 
 def default_msize(version: str) -> int:
-    """The root's 9p msize for a kernel release ('5.10.0-46-amd64'); 0 keeps virtme's."""
+    """The root's 9p msize for a kernel release ('5.10.0-46-amd64')."""
     m = re.match(r"(\d+)\.(\d+)", version)
     if m is not None and (int(m[1]), int(m[2])) < (6, 0):
         return OLD_9P_MSIZE
-    return 0
+    return VIRTME_MSIZE
 
 
 EXIT_GUEST_DIED = 125
@@ -190,7 +196,13 @@ class Run:
     rundir: Path
     tcg_threads: str = "single"
     append: tuple[str, ...] = ()
-    msize: int = 0
+    msize: int = VIRTME_MSIZE
+    root_cache: str = "loose"
+
+    @property
+    def root_9p(self) -> str:
+        """The 9p options of the guest's root, in place of virtme-ng's."""
+        return f"msize={self.msize},cache={self.root_cache}"
 
     @property
     def kernel_params(self) -> tuple[str, ...]:
@@ -312,22 +324,21 @@ def execute(run: Run) -> int:
     cmd = vng_command(run, vng, image, script)
     env = dict(os.environ)
     env["PATH"] = f"{Path(vng).parent}:{env.get('PATH', '')}"
-    if run.msize:
-        # vng starts virtme-run from its PATH: ours goes first.
-        shim = run.rundir / "virtme-shim"
-        shim.mkdir(exist_ok=True)
-        (shim / "virtme-run").write_text(
-            f"#!{sys.executable}\nimport sys\nfrom lxbsm_tools.virtme_root import main\n"
-            "sys.exit(main())\n"
-        )
-        (shim / "virtme-run").chmod(0o755)
-        env["PATH"] = f"{shim}:{env['PATH']}"
-        env["LXBSM_9P_MSIZE"] = str(run.msize)
+    # vng starts virtme-run from its PATH: ours goes first.
+    shim = run.rundir / "virtme-shim"
+    shim.mkdir(exist_ok=True)
+    (shim / "virtme-run").write_text(
+        f"#!{sys.executable}\nimport sys\nfrom lxbsm_tools.virtme_root import main\n"
+        "sys.exit(main())\n"
+    )
+    (shim / "virtme-run").chmod(0o755)
+    env["PATH"] = f"{shim}:{env['PATH']}"
+    env["LXBSM_ROOT_9P"] = run.root_9p
 
     params = " ".join(run.kernel_params)
     say(
         f"booting {run.kernel} under QEMU TCG ({run.cpus} CPUs, {run.tcg_threads}-threaded, "
-        f"{run.memory}; 9p msize {run.msize or 'virtme default'}; kernel parameters: {params})"
+        f"{run.memory}; 9p root {run.root_9p}; kernel parameters: {params})"
     )
     start = time.monotonic()
     console = (run.rundir / "console.log").open("wb")
@@ -447,7 +458,15 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=int,
         default=None,
         help=f"9p msize of the guest's root (default: {OLD_9P_MSIZE} before 6.0, where "
-        "virtme-ng's 524288 makes every file access slow; virtme-ng's on newer kernels)",
+        f"virtme-ng's {VIRTME_MSIZE} makes every file access slow; {VIRTME_MSIZE} on newer "
+        "kernels)",
+    )
+    p.add_argument(
+        "--root-cache",
+        choices=ROOT_CACHES,
+        default="loose",
+        help="9p caching of the guest's read-only root (default loose; none asks the host "
+        "every time, as virtme-ng does)",
     )
     p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
     p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
@@ -535,6 +554,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tcg_threads=args.tcg_threads,
             append=(*(MEMCHECK_PARAMS if args.memcheck else ()), *args.append),
             msize=default_msize(kernel) if args.msize is None else args.msize,
+            root_cache=args.root_cache,
         )
         return execute(run)
     except VMError as e:

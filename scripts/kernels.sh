@@ -21,9 +21,9 @@
 # runs do not pass yet (none now).  The oldest (5.10) and the newest kernel run
 # the full suite.  The storm (100 load/unload cycles under a fork/exec/open/
 # connect load, 13-15 s a cycle under TCG) runs once, on 6.12-bpo: on every
-# kernel it would pass the 45 minutes CI may take.  5.10's full suite is the
-# longest run (its 9p root answers 5-6 times slower than 6.1's), so 6.1 runs
-# the smoke set; its PREEMPT_RT build runs the hardening tests.
+# kernel it would pass the 45 minutes CI may take.  5.10's full suite was the
+# longest run (a 9p root is slow before 6.0: docs/kernel.md, "Guests"), so 6.1
+# runs the smoke set; its PREEMPT_RT build runs the hardening tests.
 set -euo pipefail
 
 # Not under /var/cache: the guests (virtme-ng) hide that behind a tmpfs, and a

@@ -196,13 +196,15 @@ def test_every_guest_keeps_the_tsc_clock(tmp_path: Path) -> None:
     assert appended(tmp_path, _run(tmp_path)) == ["tsc=reliable"]
 
 
-def test_kernels_before_6_0_get_a_small_9p_msize() -> None:
+def test_kernels_before_6_0_get_a_small_9p_msize(tmp_path: Path) -> None:
     assert vm.default_msize("5.10.0-46-amd64") == vm.OLD_9P_MSIZE
-    assert vm.default_msize("6.1.0-57-amd64") == 0
-    assert vm.default_msize("7.3.4+deb13-amd64") == 0
+    assert vm.default_msize("6.1.0-57-amd64") == vm.VIRTME_MSIZE
+    assert vm.default_msize("7.3.4+deb13-amd64") == vm.VIRTME_MSIZE
+    run = vm.Run("5.10.0-46-amd64", ["true"], None, [], [], "2G", 2, 60, tmp_path, msize=32768)
+    assert run.root_9p == "msize=32768,cache=loose"
 
 
-def test_virtme_root_shim_mounts_the_root_with_the_msize(
+def test_virtme_root_shim_mounts_the_root_with_the_options(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import virtme.mkinitramfs as mk
@@ -218,12 +220,17 @@ def test_virtme_root_shim_mounts_the_root_with_the_msize(
 
     monkeypatch.setattr(run, "main", fake_main)
     monkeypatch.setattr(mk, "_MOUNT_ROOT_HOST", mk._MOUNT_ROOT_HOST)
-    monkeypatch.setenv("LXBSM_9P_MSIZE", "32768")
+    monkeypatch.setenv("LXBSM_ROOT_9P", "msize=32768,cache=loose")
     assert virtme_root.main() == 7
-    assert "msize=32768" in seen[0] and virtme_root.VIRTME_MOUNT not in seen[0]
+    assert "msize=32768,cache=loose" in seen[0] and virtme_root.VIRTME_MOUNT not in seen[0]
 
-    # A virtme-ng that mounts its root some other way is refused, not run.
+    # Options that are not the two it knows are refused ...
+    monkeypatch.setenv("LXBSM_ROOT_9P", "msize=32768,cache=loose,posixacl")
+    assert virtme_root.main() == 2
+    assert "not msize=N" in capsys.readouterr().err
+    # ... and so is a virtme-ng that mounts its root some other way.
+    monkeypatch.setenv("LXBSM_ROOT_9P", "msize=32768,cache=none")
     monkeypatch.setattr(mk, "_MOUNT_ROOT_HOST", "mount -t 9p -o msize=1048576 /dev/root")
     assert virtme_root.main() == 2
     assert len(seen) == 1
-    assert "--msize 0" in capsys.readouterr().err
+    assert "pyproject.toml" in capsys.readouterr().err
