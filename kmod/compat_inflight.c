@@ -103,7 +103,7 @@ static int tracked_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 {
 	struct lxbsm_hook *h = lxbsm_kret_hook(ri);
 
-	if (h->entry(ri, regs))
+	if (h->entry_run(ri, regs))
 		return 1;
 	if (slot_add(ri))
 		return 0;
@@ -117,7 +117,7 @@ static int tracked_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct lxbsm_hook *h = lxbsm_kret_hook(ri);
 	int ret;
 
-	ret = h->ret(ri, regs);
+	ret = h->ret_run(ri, regs);
 	slot_del(ri);
 	return ret;
 }

@@ -24,11 +24,182 @@
 
 #include <linux/cpumask.h>
 #include <linux/kernel.h>
+#include <linux/moduleparam.h>
+#include <linux/mutex.h>
+#include <linux/percpu.h>
+#include <linux/sched/clock.h>
 #include <linux/string.h>
 #include <linux/timer.h>
 
 #include "compat.h"
 #include "hooks.h"
+
+/*
+ * Cost accounting, as BPF's run_cnt/run_time_ns: per hook and per CPU, the
+ * runs and nanoseconds (local_clock()) of its entry and return handlers, and
+ * the records they finish with the time spent building them and writing
+ * them to the ring (part of the handler's time).  Off unless the module
+ * parameter cost is 1, switched at run time through sysfs; off, each
+ * handler's wrapper below is a patched-out jump and a direct call.  The
+ * counters only grow.  Slot ARRAY_SIZE(hooks) counts records finished
+ * outside every handler (task work).
+ */
+struct lxbsm_cost {
+	u64 calls[2];			/* enum lxbsm_cost_part */
+	u64 ns[2];
+	u64 records;
+	u64 build_ns;
+	u64 ring_ns;
+};
+
+DEFINE_STATIC_KEY_FALSE(lxbsm_cost_on);
+static struct lxbsm_cost __percpu *costs;
+static DEFINE_PER_CPU(struct lxbsm_hook *, cost_hook);	/* the handler running */
+static DEFINE_MUTEX(cost_lock);
+static bool cost_param;		/* what the parameter asks */
+static bool cost_ready;		/* costs allocated, hooks table in use */
+
+static void cost_apply(void)
+{
+	lockdep_assert_held(&cost_lock);
+	if (cost_param && cost_ready)
+		static_branch_enable(&lxbsm_cost_on);
+	else
+		static_branch_disable(&lxbsm_cost_on);
+}
+
+static int cost_set(const char *val, const struct kernel_param *kp)
+{
+	bool on;
+	int ret;
+
+	ret = kstrtobool(val, &on);
+	if (ret)
+		return ret;
+	mutex_lock(&cost_lock);
+	cost_param = on;
+	cost_apply();
+	mutex_unlock(&cost_lock);
+	return 0;
+}
+
+static const struct kernel_param_ops cost_ops = {
+	.set = cost_set,
+	.get = param_get_bool,
+};
+
+module_param_cb(cost, &cost_ops, &cost_param, 0644);
+MODULE_PARM_DESC(cost, "count each hook's runs, time and records (lxbsm-audit status --hooks)");
+
+/* Preemption is disabled in every handler: cost_hook stays ours. */
+void lxbsm_cost_enter(struct lxbsm_hook *h, struct lxbsm_cost_mark *m)
+{
+	m->prev = this_cpu_read(cost_hook);
+	this_cpu_write(cost_hook, h);
+	m->t0 = local_clock();
+}
+NOKPROBE_SYMBOL(lxbsm_cost_enter);
+
+/* fn as registered: timed while accounting is on, else fn itself. */
+#define COSTED(fn, part)						\
+static int fn##_run(struct kretprobe_instance *ri, struct pt_regs *regs)	\
+{									\
+	struct lxbsm_cost_mark m;					\
+	int ret;							\
+									\
+	if (!static_branch_unlikely(&lxbsm_cost_on))			\
+		return fn(ri, regs);					\
+	lxbsm_cost_enter(lxbsm_kret_hook(ri), &m);			\
+	ret = fn(ri, regs);						\
+	lxbsm_cost_leave(lxbsm_kret_hook(ri), part, &m);		\
+	return ret;							\
+}									\
+NOKPROBE_SYMBOL(fn##_run)
+
+#define COSTED_KPROBE(fn)						\
+static int fn##_run(struct kprobe *p, struct pt_regs *regs)		\
+{									\
+	struct lxbsm_cost_mark m;					\
+	int ret;							\
+									\
+	if (!static_branch_unlikely(&lxbsm_cost_on))			\
+		return fn(p, regs);					\
+	lxbsm_cost_enter(lxbsm_kprobe_hook(p), &m);			\
+	ret = fn(p, regs);						\
+	lxbsm_cost_leave(lxbsm_kprobe_hook(p), LXBSM_COST_ENTRY, &m);	\
+	return ret;							\
+}									\
+NOKPROBE_SYMBOL(fn##_run)
+
+COSTED(lxbsm_exec_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_exec_ret, LXBSM_COST_RET);
+COSTED(lxbsm_bprm_check_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_bprm_check_ret, LXBSM_COST_RET);
+COSTED(lxbsm_exec_open_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_exec_open_ret, LXBSM_COST_RET);
+COSTED(lxbsm_mmap_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_mmap_ret, LXBSM_COST_RET);
+COSTED(lxbsm_open_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_open_ret, LXBSM_COST_RET);
+COSTED(lxbsm_filp_open_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_filp_open_ret, LXBSM_COST_RET);
+COSTED(lxbsm_close_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_close_ret, LXBSM_COST_RET);
+COSTED(lxbsm_clone_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_clone_ret, LXBSM_COST_RET);
+COSTED(lxbsm_setid_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_setid_ret, LXBSM_COST_RET);
+COSTED(lxbsm_setgroups_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_setgroups_ret, LXBSM_COST_RET);
+COSTED(lxbsm_sock_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_sock_ret, LXBSM_COST_RET);
+COSTED(lxbsm_loginuid_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_loginuid_ret, LXBSM_COST_RET);
+COSTED_KPROBE(lxbsm_fd_install_pre);
+COSTED_KPROBE(lxbsm_connect_pre);
+COSTED_KPROBE(lxbsm_bind_addr_pre);
+COSTED_KPROBE(lxbsm_fixed_install_pre);
+
+/* The tracepoint probes' wrappers: @data is the hook. */
+static void fork_probe_run(void *data, struct task_struct *parent, struct task_struct *child)
+{
+	struct lxbsm_cost_mark m;
+
+	if (!static_branch_unlikely(&lxbsm_cost_on)) {
+		lxbsm_fork_probe(data, parent, child);
+		return;
+	}
+	lxbsm_cost_enter(data, &m);
+	lxbsm_fork_probe(data, parent, child);
+	lxbsm_cost_leave(data, LXBSM_COST_ENTRY, &m);
+}
+
+static void exit_probe_run(void *data, struct task_struct *p)
+{
+	struct lxbsm_cost_mark m;
+
+	if (!static_branch_unlikely(&lxbsm_cost_on)) {
+		lxbsm_exit_probe(data, p);
+		return;
+	}
+	lxbsm_cost_enter(data, &m);
+	lxbsm_exit_probe(data, p);
+	lxbsm_cost_leave(data, LXBSM_COST_ENTRY, &m);
+}
+
+static void exec_probe_run(void *data, struct task_struct *p, pid_t old_pid,
+			   struct linux_binprm *bprm)
+{
+	struct lxbsm_cost_mark m;
+
+	if (!static_branch_unlikely(&lxbsm_cost_on)) {
+		lxbsm_exec_probe(data, p, old_pid, bprm);
+		return;
+	}
+	lxbsm_cost_enter(data, &m);
+	lxbsm_exec_probe(data, p, old_pid, bprm);
+	lxbsm_cost_leave(data, LXBSM_COST_ENTRY, &m);
+}
 
 /* kretprobe instances: more than CPUs, as calls sleep (exec, open, accept) */
 #define ACTIVE_SLEEPY	1024
@@ -36,8 +207,8 @@
 
 #define KRETX(sym, req, a, e, r, size, active, track)			\
 	{ .symbol = sym, .kind = LXBSM_KRETPROBE, .required = req, .arg = a, \
-	  .entry = e, .ret = r, .data_size = size, .maxactive = active,	\
-	  .inflight = track }
+	  .entry = e, .ret = r, .entry_run = e##_run, .ret_run = r##_run,	\
+	  .data_size = size, .maxactive = active, .inflight = track }
 #define KRET(sym, req, a, e, r, size, active)				\
 	KRETX(sym, req, a, e, r, size, active, false)
 
@@ -55,16 +226,16 @@
 	KRETX(sym, req, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, \
 	      ACTIVE_SLEEPY, true)
 #define KPROBE(sym, req, handler)					\
-	{ .symbol = sym, .kind = LXBSM_KPROBE, .required = req, .pre = handler }
+	{ .symbol = sym, .kind = LXBSM_KPROBE, .required = req, .pre = handler##_run }
 
 static struct lxbsm_hook hooks[] = {
 	{ .symbol = "sched_process_fork", .kind = LXBSM_TRACEPOINT, .required = true,
-	  .probe = lxbsm_fork_probe },
+	  .probe = fork_probe_run },
 	{ .symbol = "sched_process_exit", .kind = LXBSM_TRACEPOINT, .required = true,
-	  .probe = lxbsm_exit_probe },
+	  .probe = exit_probe_run },
 	/* the program an exec started: login programs, su and sudo */
 	{ .symbol = "sched_process_exec", .kind = LXBSM_TRACEPOINT, .required = true,
-	  .probe = lxbsm_exec_probe },
+	  .probe = exec_probe_run },
 	EXEC("__x64_sys_execve", true, LXBSM_EXEC_EXECVE),
 	EXEC("__x64_sys_execveat", true, LXBSM_EXEC_EXECVEAT),
 	EXEC("__ia32_compat_sys_execve", false, LXBSM_EXEC_EXECVE),
@@ -129,6 +300,33 @@ static struct lxbsm_hook hooks[] = {
 };
 
 static_assert(ARRAY_SIZE(hooks) <= LXBSM_HOOKS_MAX);
+
+void lxbsm_cost_leave(struct lxbsm_hook *h, enum lxbsm_cost_part part,
+		      const struct lxbsm_cost_mark *m)
+{
+	struct lxbsm_cost __percpu *c = costs + (h - hooks);
+
+	this_cpu_add(c->ns[part], local_clock() - m->t0);
+	this_cpu_inc(c->calls[part]);
+	this_cpu_write(cost_hook, m->prev);
+}
+NOKPROBE_SYMBOL(lxbsm_cost_leave);
+
+/*
+ * A record finished with accounting on (record.c, preemption disabled since
+ * it began): costs stays allocated until every such record is done
+ * (lxbsm_hooks_exit()).
+ */
+void lxbsm_cost_record(u64 t_begin, u64 t_built, u64 t_done)
+{
+	struct lxbsm_hook *h = this_cpu_read(cost_hook);
+	struct lxbsm_cost __percpu *c = costs + (h ? h - hooks : ARRAY_SIZE(hooks));
+
+	this_cpu_inc(c->records);
+	this_cpu_add(c->build_ns, t_built - t_begin);
+	this_cpu_add(c->ring_ns, t_done - t_built);
+}
+NOKPROBE_SYMBOL(lxbsm_cost_record);
 
 #ifdef LXBSM_HAVE_KRETPROBE_RETHOOK
 /*
@@ -230,8 +428,8 @@ static int attach(struct lxbsm_hook *h)
 	case LXBSM_KRETPROBE:
 		memset(&h->krp, 0, sizeof(h->krp));
 		h->krp.kp.symbol_name = h->symbol;
-		h->krp.entry_handler = h->entry;
-		h->krp.handler = h->ret;
+		h->krp.entry_handler = h->entry_run;
+		h->krp.handler = h->ret_run;
 		h->krp.data_size = h->data_size();
 		h->krp.maxactive = max_t(int, h->maxactive, 2 * num_possible_cpus());
 		if (h->inflight)
@@ -250,6 +448,39 @@ static int attach(struct lxbsm_hook *h)
 		return tracepoint_probe_register(h->tp, h->probe, h);
 	}
 	return -EINVAL;
+}
+
+static int cost_init(void)
+{
+	costs = __alloc_percpu(sizeof(*costs) * (ARRAY_SIZE(hooks) + 1), __alignof__(*costs));
+	if (!costs)
+		return -ENOMEM;
+	mutex_lock(&cost_lock);
+	cost_ready = true;
+	cost_apply();
+	mutex_unlock(&cost_lock);
+	return 0;
+}
+
+/*
+ * With the key off, a record begun after this is not timed; one begun
+ * before ran with preemption disabled, so a grace period sees it done.
+ */
+static void cost_exit(void)
+{
+	bool was_on;
+
+	mutex_lock(&cost_lock);
+	was_on = static_key_enabled(&lxbsm_cost_on);
+	cost_ready = false;
+	cost_apply();
+	mutex_unlock(&cost_lock);
+	if (was_on)
+		synchronize_rcu();
+	mutex_lock(&cost_lock);
+	free_percpu(costs);
+	costs = NULL;
+	mutex_unlock(&cost_lock);
 }
 
 /*
@@ -307,6 +538,7 @@ void lxbsm_hooks_exit(void)
 	}
 	/* No return handler runs any more: free what they would have freed. */
 	lxbsm_exec_exit();
+	cost_exit();
 }
 
 int lxbsm_hooks_init(void)
@@ -315,6 +547,9 @@ int lxbsm_hooks_init(void)
 
 	missed_last = 0;
 	missed_lost = 0;
+	ret = cost_init();
+	if (ret)
+		return ret;
 	lxbsm_inflight_reset();
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct lxbsm_hook *h = &hooks[i];
@@ -362,6 +597,38 @@ int lxbsm_hook_info(struct lxbsm_hook_info *info)
 	info->missed = hook_missed(h);
 	info->hits = atomic64_read(&h->hits);
 	strscpy(info->name, h->symbol, sizeof(info->name));
+	return 0;
+}
+
+int lxbsm_hook_cost(struct lxbsm_hook_cost *cost)
+{
+	u32 i = cost->index;
+	int cpu;
+
+	if (i > ARRAY_SIZE(hooks))
+		return -ENOENT;
+	memset(cost, 0, sizeof(*cost));
+	cost->index = i;
+	strscpy(cost->name, i < ARRAY_SIZE(hooks) ? hooks[i].symbol : "(task work)",
+		sizeof(cost->name));
+	/* The device outlives the hooks at load and unload: so may we. */
+	mutex_lock(&cost_lock);
+	cost->on = static_key_enabled(&lxbsm_cost_on);
+	for_each_possible_cpu(cpu) {
+		const struct lxbsm_cost *c;
+
+		if (!costs)
+			break;
+		c = per_cpu_ptr(costs, cpu) + i;
+		cost->entry_calls += READ_ONCE(c->calls[LXBSM_COST_ENTRY]);
+		cost->entry_ns += READ_ONCE(c->ns[LXBSM_COST_ENTRY]);
+		cost->ret_calls += READ_ONCE(c->calls[LXBSM_COST_RET]);
+		cost->ret_ns += READ_ONCE(c->ns[LXBSM_COST_RET]);
+		cost->records += READ_ONCE(c->records);
+		cost->build_ns += READ_ONCE(c->build_ns);
+		cost->ring_ns += READ_ONCE(c->ring_ns);
+	}
+	mutex_unlock(&cost_lock);
 	return 0;
 }
 

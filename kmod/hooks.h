@@ -24,8 +24,10 @@ struct lxbsm_hook {
 	enum lxbsm_hook_kind kind;
 	bool required;			/* the module does not load without it */
 	int arg;			/* handed to the handler (e.g. which call) */
-	kretprobe_handler_t entry;
+	kretprobe_handler_t entry;	/* the handlers, as lxbsm_inflight() names them */
 	kretprobe_handler_t ret;
+	kretprobe_handler_t entry_run;	/* ... as registered: with cost accounting */
+	kretprobe_handler_t ret_run;
 	size_t (*data_size)(void);	/* per-call data (struct kretprobe) */
 	int maxactive;			/* calls in flight at once */
 	bool inflight;			/* a kprobe looks its calls up (lxbsm_inflight) */
@@ -61,6 +63,25 @@ static inline struct lxbsm_hook *lxbsm_kprobe_hook(struct kprobe *p)
  * of them are with rethook; compat_inflight.c keeps these alone).
  */
 void *lxbsm_inflight(kretprobe_handler_t entry);
+
+/*
+ * Cost accounting (hooks.c): a handler run between lxbsm_cost_enter() and
+ * lxbsm_cost_leave() is timed, and the records it finishes are counted for
+ * its hook.  Only while lxbsm_cost_on is set; preemption disabled.
+ */
+enum lxbsm_cost_part {
+	LXBSM_COST_ENTRY,		/* entry handler, kprobe, tracepoint probe */
+	LXBSM_COST_RET,			/* return handler */
+};
+
+struct lxbsm_cost_mark {
+	struct lxbsm_hook *prev;
+	u64 t0;
+};
+
+void lxbsm_cost_enter(struct lxbsm_hook *h, struct lxbsm_cost_mark *m);
+void lxbsm_cost_leave(struct lxbsm_hook *h, enum lxbsm_cost_part part,
+		      const struct lxbsm_cost_mark *m);
 
 static inline void lxbsm_hook_hit(struct lxbsm_hook *h)
 {

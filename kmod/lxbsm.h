@@ -13,6 +13,7 @@
 #define LXBSM_H
 
 #include <linux/fs.h>
+#include <linux/jump_label.h>
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
 #include <linux/types.h>
@@ -252,6 +253,11 @@ int lxbsm_hooks_init(void);
 void lxbsm_hooks_exit(void);
 u32 lxbsm_hooks_count(void);
 int lxbsm_hook_info(struct lxbsm_hook_info *info);
+int lxbsm_hook_cost(struct lxbsm_hook_cost *cost);
+/* Cost accounting is on (hooks.c): records are timed too. */
+DECLARE_STATIC_KEY_FALSE(lxbsm_cost_on);
+/* A record begun at @t_begin, built by @t_built, in the ring at @t_done. */
+void lxbsm_cost_record(u64 t_begin, u64 t_built, u64 t_done);
 void lxbsm_hooks_missed(struct lxbsm_status *st);
 
 #endif /* LXBSM_H */

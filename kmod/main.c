@@ -225,6 +225,19 @@ static long lxbsm_ioctl_hook_info(void __user *arg)
 	return copy_to_user(arg, &info, sizeof(info)) ? -EFAULT : 0;
 }
 
+static long lxbsm_ioctl_hook_cost(void __user *arg)
+{
+	struct lxbsm_hook_cost cost;
+	int ret;
+
+	if (copy_from_user(&cost, arg, sizeof(cost)))
+		return -EFAULT;
+	ret = lxbsm_hook_cost(&cost);
+	if (ret)
+		return ret;
+	return copy_to_user(arg, &cost, sizeof(cost)) ? -EFAULT : 0;
+}
+
 static long lxbsm_ioctl_copy(struct file *f, void __user *arg)
 {
 	struct lxbsm_copy req;
@@ -267,6 +280,8 @@ static long lxbsm_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		return may_read(f) ?: lxbsm_cfg_get(uarg);
 	case LXBSM_IOC_HOOK_INFO:
 		return may_read(f) ?: lxbsm_ioctl_hook_info(uarg);
+	case LXBSM_IOC_HOOK_COST:
+		return may_read(f) ?: lxbsm_ioctl_hook_cost(uarg);
 	case LXBSM_IOC_SET_EXEC_RULES:
 		return may_control(f) ?: lxbsm_xc_set(uarg);
 	case LXBSM_IOC_GET_EXEC_RULES:

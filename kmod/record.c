@@ -26,6 +26,7 @@
 #include <linux/module.h>
 #include <linux/net.h>
 #include <linux/percpu.h>
+#include <linux/sched/clock.h>
 #include <linux/slab.h>
 #include <linux/socket.h>
 #include <linux/timekeeping.h>
@@ -76,6 +77,7 @@ struct lxbsm_rec {
 	u32 seq_off;			/* where the seq token is, 0 if none */
 	bool overflow;
 	enum lxbsm_event ev;
+	u64 cost_t0;			/* local_clock() at begin; 0: not timed */
 };
 
 struct lxbsm_scratch {
@@ -195,6 +197,7 @@ struct lxbsm_rec *lxbsm_rec_begin(enum lxbsm_event ev)
 	r->seq_off = 0;
 	r->overflow = false;
 	r->ev = ev;
+	r->cost_t0 = static_branch_unlikely(&lxbsm_cost_on) ? local_clock() : 0;
 	put_header32(r, lxbsm_event_aue[ev]);
 	return r;
 }
@@ -664,7 +667,7 @@ u64 lxbsm_record_waited(void)
 void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret)
 {
 	u32 policy = lxbsm_policy();
-	u64 lost;
+	u64 lost, built = 0;
 
 	if (r->overflow) {
 		/* Budgets keep every record below the BSM maximum. */
@@ -681,16 +684,19 @@ void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, l
 		put_u32(r, 0);		/* stamped in ring order */
 	}
 	put_trailer(r);
+	if (r->cost_t0)
+		built = local_clock();
 
 	lost = atomic64_xchg(&pending_lost, 0);
-	if (lost && !emit_lost_notice(lost)) {
+	if (lost && !emit_lost_notice(lost))
 		atomic64_add(lost, &pending_lost);
-	} else if (!write_stamped(r->buf, r->len, r->seq_off)) {
-		rec_release(r);
-		return;
-	}
+	else if (!write_stamped(r->buf, r->len, r->seq_off))
+		goto done;
 	/* No room: wait for it (policy without cnt), or count the loss. */
 	if (policy & LXBSM_POLICY_CNT || !defer(r))
 		lxbsm_lost(LXBSM_LOST_RING_FULL);
+done:
+	if (r->cost_t0)
+		lxbsm_cost_record(r->cost_t0, built, local_clock());
 	rec_release(r);
 }

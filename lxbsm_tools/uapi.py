@@ -126,6 +126,21 @@ class HookInfo(ctypes.Structure):
     ]
 
 
+class HookCostInfo(ctypes.Structure):
+    _fields_ = [
+        ("index", ctypes.c_uint32),
+        ("on", ctypes.c_uint32),
+        ("entry_calls", ctypes.c_uint64),
+        ("entry_ns", ctypes.c_uint64),
+        ("ret_calls", ctypes.c_uint64),
+        ("ret_ns", ctypes.c_uint64),
+        ("records", ctypes.c_uint64),
+        ("build_ns", ctypes.c_uint64),
+        ("ring_ns", ctypes.c_uint64),
+        ("name", ctypes.c_char * 48),
+    ]
+
+
 XC_PATH_LEN = 256
 XC_MAX_RULES = 4096
 XC_INODE = 0x1
@@ -192,6 +207,8 @@ IOC_SET_EXEC_RULES = _ioc(_IOC_WRITE, 6, ctypes.sizeof(XcConfig))
 IOC_GET_EXEC_RULES = _ioc(_IOC_READ | _IOC_WRITE, 7, ctypes.sizeof(XcConfig))
 IOC_FILE_ID = _ioc(_IOC_READ | _IOC_WRITE, 8, ctypes.sizeof(FileId))
 IOC_COPY = _ioc(_IOC_READ | _IOC_WRITE, 9, ctypes.sizeof(Copy))
+IOC_HOOK_COST = _ioc(_IOC_READ | _IOC_WRITE, 10, ctypes.sizeof(HookCostInfo))
+COST_PARAM = "/sys/module/lxbsm/parameters/cost"
 
 
 @dataclass(frozen=True)
@@ -375,6 +392,63 @@ def hooks(fd: int) -> list[Hook]:
         got = HookInfo.from_buffer(buf)
         out.append(Hook(got.name.decode(), HOOK_STATES[got.state], got.missed, got.hits))
         index += 1
+
+
+@dataclass(frozen=True)
+class HookCost:
+    """One hook's runs and time (LXBSM_IOC_HOOK_COST); counters only grow."""
+
+    name: str
+    entry_calls: int
+    entry_ns: int
+    ret_calls: int
+    ret_ns: int
+    records: int
+    build_ns: int
+    ring_ns: int
+
+    def minus(self, before: HookCost) -> HookCost:
+        """What this hook cost since @before (an earlier reading)."""
+        return HookCost(
+            self.name,
+            *(getattr(self, f) - getattr(before, f) for f in COST_FIELDS),
+        )
+
+
+COST_FIELDS = (
+    "entry_calls",
+    "entry_ns",
+    "ret_calls",
+    "ret_ns",
+    "records",
+    "build_ns",
+    "ring_ns",
+)
+
+
+def hook_costs(fd: int) -> tuple[bool, list[HookCost]]:
+    """Whether cost accounting is on, and every hook's costs, then "(task work)"."""
+    out: list[HookCost] = []
+    on = False
+    index = 0
+    while True:
+        buf = bytearray(bytes(HookCostInfo(index=index)))
+        try:
+            fcntl.ioctl(fd, IOC_HOOK_COST, buf, True)
+        except OSError as e:
+            if e.errno == 2:  # ENOENT: past the last slot
+                return on, out
+            raise
+        got = HookCostInfo.from_buffer(buf)
+        on = bool(got.on)
+        out.append(HookCost(got.name.decode(), *(int(getattr(got, f)) for f in COST_FIELDS)))
+        index += 1
+
+
+def set_cost_accounting(on: bool) -> None:
+    """Switch the module's cost accounting (its cost parameter; root)."""
+    with open(COST_PARAM, "w") as f:
+        f.write("1" if on else "0")
 
 
 @dataclass(frozen=True)

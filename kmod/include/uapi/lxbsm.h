@@ -109,7 +109,8 @@ struct lxbsm_status {
  *   open read-only			CAP_AUDIT_CONTROL or CAP_AUDIT_WRITE
  *   LXBSM_IOC_SUBMIT			CAP_AUDIT_WRITE
  *   LXBSM_IOC_SET_CONFIG, _SET_EXEC_RULES	CAP_AUDIT_CONTROL
- *   LXBSM_IOC_STATUS, _GET_CONFIG, _HOOK_INFO, _GET_EXEC_RULES, _FILE_ID
+ *   LXBSM_IOC_STATUS, _GET_CONFIG, _HOOK_INFO, _HOOK_COST, _GET_EXEC_RULES,
+ *   _FILE_ID
  *					CAP_AUDIT_CONTROL, or the consumer
  *   LXBSM_IOC_COPY, mmap, poll		the consumer
  */
@@ -184,6 +185,28 @@ struct lxbsm_hook_info {
 	__u64 missed;			/* kretprobe instances unavailable */
 	__u64 hits;			/* events taken */
 	char name[48];			/* the kernel symbol or tracepoint */
+};
+
+/*
+ * LXBSM_IOC_HOOK_COST: what one hook's handlers cost, as BPF reports
+ * run_cnt and run_time_ns per program, counted while the module parameter
+ * cost is 1 (/sys/module/lxbsm/parameters/cost, writable at run time; off,
+ * a handler pays one patched-out jump).  Counters only grow: take
+ * differences.  Index nr_hooks is the work done outside every handler
+ * (records finished by task work), named "(task work)"; past it, ENOENT.
+ * The handlers' time includes the records they build and write.
+ */
+struct lxbsm_hook_cost {
+	__u32 index;			/* in: 0 .. nr_hooks */
+	__u32 on;			/* accounting is on now */
+	__u64 entry_calls;		/* entry handler (kprobe, tracepoint) runs */
+	__u64 entry_ns;
+	__u64 ret_calls;		/* return handler runs (kretprobes) */
+	__u64 ret_ns;
+	__u64 records;			/* records finished */
+	__u64 build_ns;			/* building them (first token to trailer) */
+	__u64 ring_ns;			/* writing them to the ring */
+	char name[48];
 };
 
 /*
@@ -290,5 +313,6 @@ struct lxbsm_copy {
 #define LXBSM_IOC_GET_EXEC_RULES _IOWR(LXBSM_IOC_MAGIC, 7, struct lxbsm_xc_config)
 #define LXBSM_IOC_FILE_ID	_IOWR(LXBSM_IOC_MAGIC, 8, struct lxbsm_file_id)
 #define LXBSM_IOC_COPY		_IOWR(LXBSM_IOC_MAGIC, 9, struct lxbsm_copy)
+#define LXBSM_IOC_HOOK_COST	_IOWR(LXBSM_IOC_MAGIC, 10, struct lxbsm_hook_cost)
 
 #endif /* _UAPI_LXBSM_H */
