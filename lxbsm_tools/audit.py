@@ -6,6 +6,10 @@ lxbsm-audit -t                  terminate the daemon (the trail is closed and re
 lxbsm-audit -e                  expire trails now (expire-after), without rotating
 lxbsm-audit status [--json]     module version, ring geometry and counters, and the
                                 daemon's counters when it runs
+lxbsm-audit status --hooks      per hook: state, misses, and (with cost accounting on)
+                                runs, time per run, records, time building them and
+                                writing them to the ring
+lxbsm-audit cost on|off         switch the module's per-hook cost accounting
 lxbsm-audit rules [--json]      the exec control rules in force, and how often each
                                 matched
 
@@ -155,7 +159,125 @@ def daemon_rows(d: dict[str, Any] | None, why: str = "") -> list[tuple[str, str]
     return rows
 
 
+def _per(ns: int, n: int) -> str:
+    return f"{ns / n:.0f}" if n else "-"
+
+
+HOOK_HEAD = (
+    "hook",
+    "state",
+    "missed",
+    "runs",
+    "ns/run",
+    "returns",
+    "ns/return",
+    "records",
+    "build ns/rec",
+    "ring ns/rec",
+    "total ms",
+)
+
+
+def hook_rows(hooks: list[uapi.Hook], costs: list[uapi.HookCost]) -> list[tuple[str, ...]]:
+    """One row per hook (and one for task work), in the module's table order."""
+    state = {h.name: h for h in hooks}
+    rows: list[tuple[str, ...]] = []
+    for c in costs:
+        h = state.get(c.name)
+        if h is not None and h.state != "on" and not c.entry_calls:
+            continue
+        rows.append(
+            (
+                c.name,
+                h.state if h else "-",
+                str(h.missed) if h else "-",
+                str(c.entry_calls),
+                _per(c.entry_ns, c.entry_calls),
+                str(c.ret_calls),
+                _per(c.ret_ns, c.ret_calls),
+                str(c.records),
+                _per(c.build_ns, c.records),
+                _per(c.ring_ns, c.records),
+                f"{(c.entry_ns + c.ret_ns + (0 if h else c.build_ns + c.ring_ns)) / 1e6:.3f}",
+            )
+        )
+    return rows
+
+
+def cmd_hooks(args: argparse.Namespace) -> int:
+    fd = _open(args.device)
+    try:
+        hooks = uapi.hooks(fd)
+        on, costs = uapi.hook_costs(fd)
+    except OSError as e:
+        if e.errno == errno.ENOTTY:
+            raise SystemExit(
+                f"lxbsm-audit: {args.device}: this module has no per-hook cost accounting "
+                "(older than the tools): load the module of this release"
+            ) from None
+        raise
+    finally:
+        os.close(fd)
+    if args.json:
+        missed = {h.name: (h.state, h.missed, h.hits) for h in hooks}
+        out = []
+        for c in costs:
+            row: dict[str, Any] = dataclasses.asdict(c)
+            if c.name in missed:
+                row["state"], row["missed"], row["hits"] = missed[c.name]
+            out.append(row)
+        print(json.dumps({"cost_accounting": on, "hooks": out}))
+        return 0
+    rows = hook_rows(hooks, costs)
+    note = (
+        "cost accounting on: counts since the module was loaded, while on"
+        if on
+        else "cost accounting off (lxbsm-audit cost on): runs and times are those counted "
+        "while it was on"
+    )
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title="lxbsm hooks", caption=note)
+        for i, head in enumerate(HOOK_HEAD):
+            table.add_column(head, justify="left" if i < 2 else "right")
+        for r in rows:
+            table.add_row(*r, style="red" if r[2] not in ("0", "-") else None)
+        Console().print(table)
+    else:
+        print(note)
+        widths = [max(len(x) for x in col) for col in zip(HOOK_HEAD, *rows, strict=False)]
+        for r in (HOOK_HEAD, *rows):
+            print(
+                "  ".join(
+                    x.rjust(w) if i >= 2 else x.ljust(w)
+                    for i, (x, w) in enumerate(zip(r, widths, strict=True))
+                ).rstrip()
+            )
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    try:
+        uapi.set_cost_accounting(args.state == "on")
+    except FileNotFoundError:
+        print(
+            f"lxbsm-audit: {uapi.COST_PARAM} does not exist: the lxbsm module is not loaded, "
+            "or is older than the tools",
+            file=sys.stderr,
+        )
+        return 1
+    except PermissionError:
+        print(f"lxbsm-audit: {uapi.COST_PARAM}: permission denied: run as root", file=sys.stderr)
+        return 1
+    print(f"cost accounting {args.state}")
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
+    if args.hooks:
+        return cmd_hooks(args)
     st, hooks, xc = fetch_status(args.device)
     daemon: dict[str, Any] | None = None
     why = ""
@@ -256,7 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="lxbsm-audit",
         description="Control and status of lxbsm and lxbsm-auditd.",
-        usage="lxbsm-audit [-n | -s | -t | -e] | status [--json] | rules [--json]",
+        usage="lxbsm-audit [-n | -s | -t | -e] | status [--json] [--hooks] | cost on|off | "
+        "rules [--json]",
     )
     p.add_argument("--device", default=uapi.DEVICE, help="lxbsm device (default /dev/lxbsm)")
     p.add_argument(
@@ -270,7 +393,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = p.add_subparsers(dest="command")
     s = sub.add_parser("status", help="module and daemon counters")
     s.add_argument("--json", action="store_true", help="one JSON object")
+    s.add_argument(
+        "--hooks", action="store_true", help="per hook: state, misses, runs, time, records"
+    )
     s.set_defaults(func=cmd_status)
+    c = sub.add_parser("cost", help="switch per-hook cost accounting (status --hooks)")
+    c.add_argument("state", choices=("on", "off"))
+    c.set_defaults(func=cmd_cost)
     r = sub.add_parser("rules", help="exec control rules in force and their matches")
     r.add_argument("--json", action="store_true", help="one JSON object")
     r.set_defaults(func=cmd_rules)
@@ -281,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if flags:
         return cmd_trigger(args, flags[0])
     if not args.command:
-        p.error("a flag (-n, -s, -t, -e) or a command (status, rules) is required")
+        p.error("a flag (-n, -s, -t, -e) or a command (status, cost, rules) is required")
     rc: int = args.func(args)
     return rc
 
