@@ -22,6 +22,10 @@ enables and disables audit once at the start and leaves the rule
 no audit context, as on a kernel where audit was never enabled (one
 pristine "none" measurement before that is kept for comparison).
 
+Hook costs: after the rounds, one more lat_sys run under each lxbsm
+configuration with the module's cost accounting on (lxbsm-audit status
+--hooks): per hook, runs, ns per run, records and their build and ring time.
+
 Storm: stress-ng fork, exec and open stressors on every CPU, as nobody
 (stress-ng refuses to exec as root), for LXBSM_BENCH_STORM seconds under
 each recording configuration: records per second through the daemon,
@@ -489,6 +493,28 @@ class Bench:
             out["daemon_cpu_pct"].setdefault(config, []).append(round(100 * cpu / (w1 - w0), 1))
             log(f"round {r + 1}/{ROUNDS} {config}: {n} records; " + json.dumps(t))
 
+    def hook_costs(self, config: str) -> list[dict[str, Any]]:
+        """One lat_sys run under @config with the module's cost accounting on:
+        what each hook cost (only hooks that ran).  Separate from the latency
+        rounds, which run with accounting off (it reads the clock twice or
+        three times per handler)."""
+        self.enter(config)
+        try:
+            settle()
+            fd = uapi.open_control()
+            try:
+                uapi.set_cost_accounting(True)
+                _, before = uapi.hook_costs(fd)
+                lat_sys()
+                _, after = uapi.hook_costs(fd)
+                uapi.set_cost_accounting(False)
+            finally:
+                os.close(fd)
+        finally:
+            self.leave(config)
+        rows = [a.minus(b) for a, b in zip(after, before, strict=True)]
+        return [vars(r) for r in rows if r.entry_calls or r.ret_calls or r.records]
+
     def storm(self, config: str) -> dict[str, Any]:
         """stress-ng's storm, then lat_sys's loop storm, under one configuration."""
         self.enter(config)
@@ -611,6 +637,7 @@ def main() -> int:
         "records": {},
         "daemon_cpu_pct": {},
         "storm": {},
+        "hook_costs": {},
     }
     bench = Bench(args.ko.resolve(), configs)
     log(f"kernel {out['kernel']}, {ROUNDS} rounds of {', '.join(configs)}; scale {SCALE}")
@@ -621,6 +648,10 @@ def main() -> int:
     try:
         for r in range(ROUNDS):
             bench.latency_round(r, out)
+            args.out.write_text(json.dumps(out, indent=1))
+        for config in (c for c in configs if c != "none" and not c.startswith("auditd")):
+            log(f"hook costs under {config}")
+            out["hook_costs"][config] = bench.hook_costs(config)
             args.out.write_text(json.dumps(out, indent=1))
         for config in (c for c in STORM_CONFIGS if c in configs and STORM_S > 0):
             log(f"storm under {config} ({STORM_S:g} s)")

@@ -68,6 +68,8 @@ def main(argv: list[str]) -> int:
     for k in sorted(raw):
         run = raw[k]
         md.append(br.markdown(k, run["rounds"], run.get("rounds_n")))
+        if run.get("hook_costs"):
+            md.append(br.hook_cost_markdown(k, run["hook_costs"]))
         if run.get("storm"):
             md.append(br.storm_markdown(k, run["storm"]))
         lines = [t.line() for t in br.targets(run["rounds"])]

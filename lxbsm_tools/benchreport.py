@@ -148,6 +148,35 @@ def storm_markdown(kernel: str, storm: Mapping[str, Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def hook_cost_markdown(kernel: str, costs: Mapping[str, list[Mapping[str, Any]]]) -> str:
+    """Per configuration, what each hook cost during one lat_sys run (cost accounting on)."""
+
+    def per(ns: int, n: int) -> str:
+        return f"{ns / n:.0f}" if n else "-"
+
+    lines = [
+        f"**{kernel}**, per-hook cost (one lat_sys run with cost accounting on; "
+        "handler time includes its records' build and ring time)",
+        "",
+        "| configuration | hook | runs | ns/run | returns | ns/return | records "
+        "| build ns/rec | ring ns/rec | total ms |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for config, rows in costs.items():
+        for r in sorted(rows, key=lambda r: -(r["entry_ns"] + r["ret_ns"])):
+            total = r["entry_ns"] + r["ret_ns"]
+            if r["name"] == "(task work)":
+                total = r["build_ns"] + r["ring_ns"]
+            lines.append(
+                f"| `{config}` | `{r['name']}` | {r['entry_calls']} | "
+                f"{per(r['entry_ns'], r['entry_calls'])} | {r['ret_calls']} | "
+                f"{per(r['ret_ns'], r['ret_calls'])} | {r['records']} | "
+                f"{per(r['build_ns'], r['records'])} | {per(r['ring_ns'], r['records'])} | "
+                f"{total / 1e6:.1f} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
 @dataclass(frozen=True)
 class Target:
     what: str

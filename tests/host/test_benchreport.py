@@ -165,3 +165,23 @@ def test_report_script(tmp_path: Path) -> None:
     assert res["6.12.x"]["auditd"]["fork"] == 12.0
     assert json.loads((out / "table.json").read_text())["6.12.x"]["file"]["fork"]["pct"] == 10.0
     assert (out / "table.md").read_text().startswith("**6.12.x**")
+
+
+def test_hook_cost_markdown() -> None:
+    row = {
+        "name": "__x64_sys_execve",
+        "entry_calls": 4,
+        "entry_ns": 4000,
+        "ret_calls": 4,
+        "ret_ns": 12000,
+        "records": 4,
+        "build_ns": 2000,
+        "ring_ns": 800,
+    }
+    work = {**row, "name": "(task work)", "entry_calls": 0, "entry_ns": 0, "ret_calls": 0}
+    work["ret_ns"] = 0
+    md = br.hook_cost_markdown("6.1", {"file": [work, row]})
+    lines = md.splitlines()
+    # The costliest hook first; per-run figures; task work's total is its records'.
+    assert lines[4] == "| `file` | `__x64_sys_execve` | 4 | 1000 | 4 | 3000 | 4 | 500 | 200 | 0.0 |"
+    assert lines[5].startswith("| `file` | `(task work)` | 0 | - | 0 | - | 4 | 500 | 200 |")
