@@ -322,9 +322,7 @@ def execute(run: Run) -> int:
     script = run.rundir / "guest.sh"
     script.write_text(run.guest_script())
     cmd = vng_command(run, vng, image, script)
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(vng).parent}:{env.get('PATH', '')}"
-    # vng starts virtme-run from its PATH: ours goes first.
+    # vng starts virtme-run from its PATH: ours (the root's 9p options) goes first.
     shim = run.rundir / "virtme-shim"
     shim.mkdir(exist_ok=True)
     (shim / "virtme-run").write_text(
@@ -332,7 +330,8 @@ def execute(run: Run) -> int:
         "sys.exit(main())\n"
     )
     (shim / "virtme-run").chmod(0o755)
-    env["PATH"] = f"{shim}:{env['PATH']}"
+    env = dict(os.environ)
+    env["PATH"] = f"{shim}:{Path(vng).parent}:{env.get('PATH', '')}"
     env["LXBSM_ROOT_9P"] = run.root_9p
 
     params = " ".join(run.kernel_params)
