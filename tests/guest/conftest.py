@@ -22,6 +22,15 @@ def run(*cmd: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, check=check, capture_output=True, text=True)
 
 
+# A command prefix that runs as nobody, with no supplementary groups.
+AS_NOBODY = ("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+
+
+def python_as_nobody(code: str) -> subprocess.CompletedProcess[str]:
+    """Run Python @code as nobody; its status and output, whatever they are."""
+    return run(*AS_NOBODY, "python3", "-c", code, check=False)
+
+
 def module_loaded() -> bool:
     modules = Path("/proc/modules").read_text().splitlines()
     return any(line.split()[0] == "lxbsm" for line in modules)

@@ -11,7 +11,7 @@ from pathlib import Path
 from lxbsm_tools import uapi
 
 from .audit import auditing, spawn
-from .conftest import load_module, run
+from .conftest import load_module, python_as_nobody, run
 
 N = 20
 EXECVE = "__x64_sys_execve"
@@ -79,17 +79,7 @@ def test_status_hooks_shows_the_table_and_json() -> None:
 
 
 def test_unprivileged_user_cannot_switch_accounting() -> None:
-    code = f"open({uapi.COST_PARAM!r}, 'w').write('1')"
-    r = run(
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "python3",
-        "-c",
-        code,
-        check=False,
-    )
+    r = python_as_nobody(f"open({uapi.COST_PARAM!r}, 'w').write('1')")
     assert r.returncode != 0 and "PermissionError" in r.stderr
     assert Path(uapi.COST_PARAM).read_text().strip() == "N"
 

@@ -13,7 +13,7 @@ import pytest
 
 from lxbsm_tools import uapi
 
-from .conftest import DEVICE, load_module, run
+from .conftest import DEVICE, load_module, python_as_nobody
 
 
 def test_node_is_root_only_char_device() -> None:
@@ -61,17 +61,7 @@ def test_unknown_ioctl_is_enotty() -> None:
 
 
 def test_unprivileged_user_cannot_open() -> None:
-    code = "import os; os.open('/dev/lxbsm', os.O_RDONLY)"
-    r = run(
-        "setpriv",
-        "--reuid=65534",
-        "--regid=65534",
-        "--clear-groups",
-        "python3",
-        "-c",
-        code,
-        check=False,
-    )
+    r = python_as_nobody("import os; os.open('/dev/lxbsm', os.O_RDONLY)")
     assert r.returncode != 0
     assert "PermissionError" in r.stderr
 
