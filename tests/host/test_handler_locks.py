@@ -46,6 +46,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("preselect.c", "mutex_lock(&cfg_mutex);"): PROCESS_CONTEXT,
     ("xctl.c", "mutex_lock(&xc_mutex);"): PROCESS_CONTEXT,
     ("xctl.c", "mutex_lock(&consumer_mutex);"): "open/release of the device: process context",
+    ("hooks.c", "mutex_lock(&cost_lock);"): "the cost parameter's sysfs write, load, unload and"
+    " LXBSM_IOC_HOOK_COST: process context; handlers only test the static key",
     (
         "ev_session.c",
         "if (spin_trylock_irqsave(&sighand->siglock, flags)) {",
