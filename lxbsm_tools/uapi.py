@@ -7,10 +7,12 @@ offset and ioctl number here matches it.
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 ABI_VERSION = 3  # kmod/include/uapi/lxbsm.h
 DEVICE = "/dev/lxbsm"
@@ -207,6 +209,7 @@ IOC_SET_EXEC_RULES = _ioc(_IOC_WRITE, 6, ctypes.sizeof(XcConfig))
 IOC_GET_EXEC_RULES = _ioc(_IOC_READ | _IOC_WRITE, 7, ctypes.sizeof(XcConfig))
 IOC_FILE_ID = _ioc(_IOC_READ | _IOC_WRITE, 8, ctypes.sizeof(FileId))
 IOC_COPY = _ioc(_IOC_READ | _IOC_WRITE, 9, ctypes.sizeof(Copy))
+_Indexed = TypeVar("_Indexed", HookInfo, HookCostInfo)
 IOC_HOOK_COST = _ioc(_IOC_READ | _IOC_WRITE, 10, ctypes.sizeof(HookCostInfo))
 COST_PARAM = "/sys/module/lxbsm/parameters/cost"
 
@@ -376,22 +379,27 @@ class Hook:
     hits: int
 
 
-def hooks(fd: int) -> list[Hook]:
-    """Every hook in the module's table, with its state and counters."""
-    out: list[Hook] = []
+def _by_index(fd: int, request: int, kind: type[_Indexed]) -> Iterator[_Indexed]:
+    """Ask @request for index 0, 1, ... until the module says ENOENT (past the last)."""
     index = 0
     while True:
-        info = HookInfo(index=index)
-        buf = bytearray(bytes(info))
+        buf = bytearray(bytes(kind(index=index)))
         try:
-            fcntl.ioctl(fd, IOC_HOOK_INFO, buf, True)
+            fcntl.ioctl(fd, request, buf, True)
         except OSError as e:
-            if e.errno == 2:  # ENOENT: past the last hook
-                return out
+            if e.errno == errno.ENOENT:
+                return
             raise
-        got = HookInfo.from_buffer(buf)
-        out.append(Hook(got.name.decode(), HOOK_STATES[got.state], got.missed, got.hits))
+        yield kind.from_buffer(buf)
         index += 1
+
+
+def hooks(fd: int) -> list[Hook]:
+    """Every hook in the module's table, with its state and counters."""
+    return [
+        Hook(got.name.decode(), HOOK_STATES[got.state], got.missed, got.hits)
+        for got in _by_index(fd, IOC_HOOK_INFO, HookInfo)
+    ]
 
 
 @dataclass(frozen=True)
@@ -428,21 +436,9 @@ COST_FIELDS = (
 
 def hook_costs(fd: int) -> tuple[bool, list[HookCost]]:
     """Whether cost accounting is on, and every hook's costs, then "(task work)"."""
-    out: list[HookCost] = []
-    on = False
-    index = 0
-    while True:
-        buf = bytearray(bytes(HookCostInfo(index=index)))
-        try:
-            fcntl.ioctl(fd, IOC_HOOK_COST, buf, True)
-        except OSError as e:
-            if e.errno == 2:  # ENOENT: past the last slot
-                return on, out
-            raise
-        got = HookCostInfo.from_buffer(buf)
-        on = bool(got.on)
-        out.append(HookCost(got.name.decode(), *(int(getattr(got, f)) for f in COST_FIELDS)))
-        index += 1
+    got = list(_by_index(fd, IOC_HOOK_COST, HookCostInfo))
+    costs = [HookCost(g.name.decode(), *(int(getattr(g, f)) for f in COST_FIELDS)) for g in got]
+    return bool(got and got[-1].on), costs
 
 
 def set_cost_accounting(on: bool) -> None:
