@@ -299,8 +299,6 @@ static struct lxbsm_hook hooks[] = {
 	     lxbsm_setid_data_size, ACTIVE_QUICK),
 };
 
-static_assert(ARRAY_SIZE(hooks) <= LXBSM_HOOKS_MAX);
-
 void lxbsm_cost_leave(struct lxbsm_hook *h, enum lxbsm_cost_part part,
 		      const struct lxbsm_cost_mark *m)
 {
@@ -637,6 +635,7 @@ void lxbsm_hooks_missed(struct lxbsm_status *st)
 	int i;
 
 	st->nr_hooks = ARRAY_SIZE(hooks);
+	st->missed = 0;
 	for (i = 0; i < ARRAY_SIZE(hooks); i++)
-		st->missed[i] = hook_missed(&hooks[i]);
+		st->missed += hook_missed(&hooks[i]);
 }

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-ABI_VERSION = 3  # kmod/include/uapi/lxbsm.h
+ABI_VERSION = 4  # kmod/include/uapi/lxbsm.h
 DEVICE = "/dev/lxbsm"
 
 REC_BUSY = 1 << 31
@@ -30,7 +30,6 @@ MAX_SUBMIT = MAX_RECORD - 3 - SUBMITTED_TEXT_MAX
 
 LOST_NR = 8
 LOST_REASONS = ("ring_full", "too_big", "no_scratch", "no_instance")
-HOOKS_MAX = 64
 
 
 class ConsumerPage(ctypes.Structure):
@@ -70,7 +69,7 @@ class Status(ctypes.Structure):
         ("can_wait", ctypes.c_uint32),
         ("nr_hooks", ctypes.c_uint32),
         ("reserved", ctypes.c_uint32),
-        ("missed", ctypes.c_uint64 * HOOKS_MAX),
+        ("missed", ctypes.c_uint64),
     ]
 
 
@@ -234,7 +233,7 @@ class ModuleStatus:
     waited: int
     consumer_open: bool
     can_wait: bool
-    missed: tuple[int, ...]
+    missed: int  # calls every hook missed, in all (per hook: hooks())
 
     @property
     def lost_total(self) -> int:
@@ -262,7 +261,7 @@ def get_status(fd: int) -> ModuleStatus:
         waited=st.waited,
         consumer_open=bool(st.consumer_open),
         can_wait=bool(st.can_wait),
-        missed=tuple(st.missed[: st.nr_hooks]),
+        missed=st.missed,
     )
 
 

@@ -175,7 +175,7 @@ def test_time_and_sequence_follow_the_ring_order() -> None:
         raw += b"".join(bytes(r) for r in a.ring.records())
         st1 = a.ring.status()
     lost = {k: st1.lost[k] - st0.lost[k] for k in st1.lost}
-    missed = [b - a for a, b in zip(st0.missed, st1.missed, strict=True)]
+    missed = st1.missed - st0.missed
     records = list(decode_records(bytes(raw), source="ring"))
     # Enough records from the racing workers, interleaved, to see an order.
     assert len(records) > 300, len(records)

@@ -25,7 +25,7 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define LXBSM_ABI_VERSION	3	/* 2: LXBSM_IOC_COPY, sha256 exec rules; 3: 64 hooks, lost no_instance, submitter text */
+#define LXBSM_ABI_VERSION	4	/* 2: LXBSM_IOC_COPY, sha256 exec rules; 3: 64 hooks, lost no_instance, submitter text; 4: per-hook misses only through LXBSM_IOC_HOOK_INFO */
 #define LXBSM_DEVICE		"lxbsm"
 
 /* Record header flags, in the top bits of lxbsm_rec_hdr.len. */
@@ -53,9 +53,6 @@ enum lxbsm_lost_reason {
 					 */
 	LXBSM_LOST_NR = 8,
 };
-
-/* Hooks with kretprobe miss counters (index into missed[]). */
-#define LXBSM_HOOKS_MAX		64
 
 struct lxbsm_consumer_page {
 	__u64 consumer_pos;
@@ -89,9 +86,9 @@ struct lxbsm_status {
 	__u64 waited;			/* records that waited for ring space */
 	__u32 consumer_open;		/* 1 while a consumer holds the ring */
 	__u32 can_wait;			/* 1 if, without cnt, producers wait */
-	__u32 nr_hooks;			/* valid entries in missed[] */
+	__u32 nr_hooks;			/* hooks in the table (LXBSM_IOC_HOOK_INFO) */
 	__u32 reserved;
-	__u64 missed[LXBSM_HOOKS_MAX];	/* calls each hook missed */
+	__u64 missed;			/* calls every hook missed, in all */
 };
 
 /*
