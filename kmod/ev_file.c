@@ -25,14 +25,9 @@
 #include <asm/syscall.h>
 #include <asm/unistd.h>
 
+#include "arch.h"
 #include "compat.h"
 #include "hooks.h"
-
-/* ia32 syscall numbers (a fixed ABI) of the open family. */
-#define NR_IA32_OPEN		5
-#define NR_IA32_CREAT		8
-#define NR_IA32_OPENAT		295
-#define NR_IA32_OPENAT2		437
 
 enum open_kind { OPEN_PLAIN, OPEN_AT, OPEN_CREAT };
 
@@ -56,9 +51,9 @@ static enum open_kind open_kind_of_syscall(void)
 	long nr = syscall_get_nr(current, task_pt_regs(current));
 
 	if (in_compat_syscall()) {
-		if (nr == NR_IA32_OPEN)
+		if (nr == LXBSM_NR_COMPAT_OPEN)
 			return OPEN_PLAIN;
-		if (nr == NR_IA32_CREAT)
+		if (nr == LXBSM_NR_COMPAT_CREAT)
 			return OPEN_CREAT;
 		return OPEN_AT;
 	}

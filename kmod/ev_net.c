@@ -37,6 +37,7 @@
 #include <asm/syscall.h>
 #include <asm/unistd.h>
 
+#include "arch.h"
 #include "compat.h"
 #include "hooks.h"
 #include "later.h"
@@ -53,11 +54,6 @@
 #define CONNECT_LATE 0
 #endif
 
-/* ia32 syscall numbers (a fixed ABI) */
-#define NR_IA32_SOCKETCALL	102
-#define NR_IA32_BIND		361
-#define NR_IA32_CONNECT		362
-#define NR_IA32_ACCEPT4		364
 /* socketcall(2) calls */
 #define SYS_ACCEPT		5
 #define SYS_ACCEPT4		18
@@ -112,13 +108,13 @@ static bool socket_syscall(int kind, int *fd)
 	syscall_get_arguments(current, regs, args);
 	*fd = (int)args[0];
 	if (in_compat_syscall()) {
-		if (nr == NR_IA32_SOCKETCALL) {
+		if (nr == LXBSM_NR_COMPAT_SOCKETCALL) {
 			*fd = -1;
 			if (kind == SOCK_ACCEPT)
 				return args[0] == SYS_ACCEPT || args[0] == SYS_ACCEPT4;
 			return true;	/* __sys_connect_file: a connect */
 		}
-		return nr == (kind == SOCK_ACCEPT ? NR_IA32_ACCEPT4 : NR_IA32_CONNECT);
+		return nr == (kind == SOCK_ACCEPT ? LXBSM_NR_COMPAT_ACCEPT4 : LXBSM_NR_COMPAT_CONNECT);
 	}
 	nr &= ~(long)__X32_SYSCALL_BIT;
 	if (kind == SOCK_ACCEPT)

@@ -1,8 +1,16 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The BSM events the kernel emits: one line each, X(name, AUE number,
- * default classes).  Numbers and classes are OpenBSM's (audit_event); the
- * daemon replaces the classes with those of the audit_event file it reads.
+ * The table of events: every BSM event the kernel emits, described once.
+ * Numbers and classes are OpenBSM's (audit_event); the daemon replaces the
+ * classes with those of the audit_event file it reads.
+ *
+ * Two kinds of rows.  LXBSM_HANDLER_EVENTS: X(name, AUE number, default
+ * classes), events whose handlers (ev_*.c) write their records themselves,
+ * as their hooks (hooks.c) see them.  LXBSM_TABLE_EVENTS: events the table
+ * describes whole, hooks, capture and tokens, written by the one path of
+ * ev_sys.c; adding an audited system call is a row there (below).
+ * LXBSM_EVENTS(X) is both, as X(name, AUE number, default classes).
+ *
  * The OPEN_* and OPENAT_* runs must stay in this order: the event of an open
  * is computed as the first of the run plus an offset (see ev_file.c).
  */
@@ -24,7 +32,7 @@
 #define AU_EX	0x40000000	/* exec */
 #define AU_OT	0x80000000	/* miscellaneous */
 
-#define LXBSM_EVENTS(X)							\
+#define LXBSM_HANDLER_EVENTS(X)						\
 	X(EXECVE,	23,	AU_PC | AU_EX)				\
 	X(EXECVEAT,	43262,	AU_PC | AU_EX)				\
 	X(FEXECVE,	43144,	AU_PC | AU_EX)				\
@@ -79,6 +87,44 @@
 	X(OPENSSH,	32800,	AU_LO)					\
 	X(SUDO,		45028,	AU_AA)					\
 	X(LOST,		33002,	0)
+
+/*
+ * The table-driven events.  E(P, name, AUE number, default classes,
+ * (recipe)), P passed through.  The recipe lists the record's tokens
+ * between header and subject, in order (FreeBSD's kaudit_to_bsm() for the
+ * event); i is the index of a system call argument:
+ *
+ *   T_ARG32(n, text, i)	arg32 n text = argument i
+ *   T_FD_VNODE(n, i)	FreeBSD's FD_VNODE1: arg32 n "fd" = argument i, and
+ *			the file's path and attr32; arg32 n "non-file: fd" if
+ *			the call resolved no file
+ *   T_UPATH_VNODE(d, i)	FreeBSD's UPATH1_VNODE1: the path and attr32 of the
+ *			file the call resolved; if it resolved none (it failed
+ *			first), name argument i as the caller gave it, made
+ *			absolute from directory fd argument d (-1: the cwd)
+ *
+ * "The file the call resolved" is captured inside the call, from the path
+ * the kernel itself looked up, by a capture kprobe (K below) calling
+ * lxbsm_sys_capture(): never the caller's name read again after the call.
+ *
+ * LXBSM_TABLE_CALLS(C): C(event, system call, required), each of the
+ * call's entry points (arch.h, LXBSM_SYSCALL_HOOKS) a hook.
+ * LXBSM_TABLE_CAPTURES(K): K(kernel function, required, handler), the
+ * capture kprobes; the handler is int handler(struct kprobe *, struct
+ * pt_regs *), in the ev_*.c file of its family.
+ */
+#define LXBSM_TABLE_EVENTS(E, P)
+
+#define LXBSM_TABLE_CALLS(C)
+
+#define LXBSM_TABLE_CAPTURES(K)
+
+/* A table row as a handler row. */
+#define LXBSM_TABLE_AS_HANDLER(X, name, aue, classes, recipe) X(name, aue, classes)
+
+#define LXBSM_EVENTS(X)							\
+	LXBSM_HANDLER_EVENTS(X)						\
+	LXBSM_TABLE_EVENTS(LXBSM_TABLE_AS_HANDLER, X)
 
 enum lxbsm_event {
 #define LXBSM_EV_ENUM(name, aue, classes) LXBSM_EV_##name,

@@ -31,6 +31,7 @@
 #include <linux/string.h>
 #include <linux/timer.h>
 
+#include "arch.h"
 #include "compat.h"
 #include "hooks.h"
 
@@ -102,7 +103,7 @@ NOKPROBE_SYMBOL(lxbsm_cost_enter);
 
 /* fn as registered: timed while accounting is on, else fn itself. */
 #define COSTED(fn, part)						\
-static int fn##_run(struct kretprobe_instance *ri, struct pt_regs *regs)	\
+static __maybe_unused int fn##_run(struct kretprobe_instance *ri, struct pt_regs *regs)	\
 {									\
 	struct lxbsm_cost_mark m;					\
 	int ret;							\
@@ -159,6 +160,12 @@ COSTED_KPROBE(lxbsm_fd_install_pre);
 COSTED_KPROBE(lxbsm_connect_pre);
 COSTED_KPROBE(lxbsm_bind_addr_pre);
 COSTED_KPROBE(lxbsm_fixed_install_pre);
+/* the table-driven events' handlers (unused while the table lists no call) */
+COSTED(lxbsm_sys_entry, LXBSM_COST_ENTRY);
+COSTED(lxbsm_sys_ret, LXBSM_COST_RET);
+#define CAPTURE_COSTED(sym, req, handler) COSTED_KPROBE(handler);
+LXBSM_TABLE_CAPTURES(CAPTURE_COSTED)
+#undef CAPTURE_COSTED
 
 /* The tracepoint probes' wrappers: @data is the hook. */
 static void fork_probe_run(void *data, struct task_struct *parent, struct task_struct *child)
@@ -227,6 +234,13 @@ static void exec_probe_run(void *data, struct task_struct *p, pid_t old_pid,
 	      ACTIVE_SLEEPY, true)
 #define KPROBE(sym, req, handler)					\
 	{ .symbol = sym, .kind = LXBSM_KPROBE, .required = req, .pre = handler##_run }
+/* the table-driven events (events.h): each entry point of each call ... */
+#define TABLE_HOOK(ev, sym, req)					\
+	KRETX(sym, req, LXBSM_EV_##ev, lxbsm_sys_entry, lxbsm_sys_ret,	\
+	      lxbsm_sys_data_size, ACTIVE_SLEEPY, true),
+#define TABLE_CALL(ev, call, req) LXBSM_SYSCALL_HOOKS(TABLE_HOOK, ev, call, req)
+/* ... and their capture kprobes, which look their calls up */
+#define TABLE_CAPTURE(sym, req, handler) KPROBE(sym, req, handler),
 
 static struct lxbsm_hook hooks[] = {
 	{ .symbol = "sched_process_fork", .kind = LXBSM_TRACEPOINT, .required = true,
@@ -236,12 +250,12 @@ static struct lxbsm_hook hooks[] = {
 	/* the program an exec started: login programs, su and sudo */
 	{ .symbol = "sched_process_exec", .kind = LXBSM_TRACEPOINT, .required = true,
 	  .probe = exec_probe_run },
-	EXEC("__x64_sys_execve", true, LXBSM_EXEC_EXECVE),
-	EXEC("__x64_sys_execveat", true, LXBSM_EXEC_EXECVEAT),
-	EXEC("__ia32_compat_sys_execve", false, LXBSM_EXEC_EXECVE),
-	EXEC("__ia32_compat_sys_execveat", false, LXBSM_EXEC_EXECVEAT),
-	EXEC("__x64_compat_sys_execve", false, LXBSM_EXEC_EXECVE),	/* x32 */
-	EXEC("__x64_compat_sys_execveat", false, LXBSM_EXEC_EXECVEAT),
+	EXEC(LXBSM_SYS(execve), true, LXBSM_EXEC_EXECVE),
+	EXEC(LXBSM_SYS(execveat), true, LXBSM_EXEC_EXECVEAT),
+	EXEC(LXBSM_SYS_COMPAT_IA32(execve), false, LXBSM_EXEC_EXECVE),
+	EXEC(LXBSM_SYS_COMPAT_IA32(execveat), false, LXBSM_EXEC_EXECVEAT),
+	EXEC(LXBSM_SYS_COMPAT_X32(execve), false, LXBSM_EXEC_EXECVE),	/* x32 */
+	EXEC(LXBSM_SYS_COMPAT_X32(execveat), false, LXBSM_EXEC_EXECVEAT),
 	/* the programs the kernel starts: usermode helpers (modprobe, core pipes) */
 	EXEC("kernel_execve", true, LXBSM_EXEC_KERNEL),
 	/* exec control decides here, and the exec record learns the file */
@@ -262,9 +276,9 @@ static struct lxbsm_hook hooks[] = {
 	/* ... its name from 7.x on: each kernel has one of the two */
 	KRET("do_file_open", false, 0, lxbsm_filp_open_entry, lxbsm_filp_open_ret,
 	     lxbsm_filp_open_data_size, ACTIVE_SLEEPY),
-	KRET("__x64_sys_close", true, 0, lxbsm_close_entry, lxbsm_close_ret,
+	KRET(LXBSM_SYS(close), true, 0, lxbsm_close_entry, lxbsm_close_ret,
 	     lxbsm_close_data_size, ACTIVE_QUICK),
-	KRET("__ia32_sys_close", false, 0, lxbsm_close_entry, lxbsm_close_ret,
+	KRET(LXBSM_SYS_COMPAT(close), false, 0, lxbsm_close_entry, lxbsm_close_ret,
 	     lxbsm_close_data_size, ACTIVE_QUICK),
 	KRET("kernel_clone", true, 0, lxbsm_clone_entry, lxbsm_clone_ret,
 	     lxbsm_setid_data_size, ACTIVE_SLEEPY),
@@ -276,9 +290,9 @@ static struct lxbsm_hook hooks[] = {
 	SETID("__sys_setresgid", 5),
 	SETID("__sys_setfsuid", 6),
 	SETID("__sys_setfsgid", 7),
-	SETGROUPS("__x64_sys_setgroups", true),
-	SETGROUPS("__ia32_sys_setgroups", false),
-	SETGROUPS("__ia32_sys_setgroups16", false),
+	SETGROUPS(LXBSM_SYS(setgroups), true),
+	SETGROUPS(LXBSM_SYS_COMPAT(setgroups), false),
+	SETGROUPS(LXBSM_SYS_COMPAT(setgroups16), false),
 	/*
 	 * Sockets (ev_net.c): a successful accept (syscall or io_uring) is
 	 * recorded where its file is installed, after the wait, so blocked
@@ -297,6 +311,8 @@ static struct lxbsm_hook hooks[] = {
 	KPROBE("io_fixed_fd_install", false, lxbsm_fixed_install_pre),
 	KRET("audit_set_loginuid", false, 0, lxbsm_loginuid_entry, lxbsm_loginuid_ret,
 	     lxbsm_setid_data_size, ACTIVE_QUICK),
+	LXBSM_TABLE_CALLS(TABLE_CALL)
+	LXBSM_TABLE_CAPTURES(TABLE_CAPTURE)
 };
 
 void lxbsm_cost_leave(struct lxbsm_hook *h, enum lxbsm_cost_part part,
@@ -536,6 +552,7 @@ void lxbsm_hooks_exit(void)
 	}
 	/* No return handler runs any more: free what they would have freed. */
 	lxbsm_exec_exit();
+	lxbsm_sys_exit();
 	cost_exit();
 }
 

@@ -142,6 +142,16 @@ int lxbsm_setgroups_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_loginuid_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
 int lxbsm_loginuid_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
 size_t lxbsm_setid_data_size(void);
+/* ev_sys.c: the table-driven events (events.h) */
+int lxbsm_sys_entry(struct kretprobe_instance *ri, struct pt_regs *regs);
+int lxbsm_sys_ret(struct kretprobe_instance *ri, struct pt_regs *regs);
+size_t lxbsm_sys_data_size(void);
+void lxbsm_sys_capture(struct lxbsm_hook *h, const struct path *path);
+void lxbsm_sys_exit(void);
+/* ... and the table's capture kprobes, in the ev_*.c file of their family */
+#define LXBSM_CAPTURE_PROTO(sym, req, handler) int handler(struct kprobe *p, struct pt_regs *regs);
+LXBSM_TABLE_CAPTURES(LXBSM_CAPTURE_PROTO)
+#undef LXBSM_CAPTURE_PROTO
 /* ev_session.c */
 void lxbsm_exec_probe(void *data, struct task_struct *p, pid_t old_pid,
 		      struct linux_binprm *bprm);

@@ -25,6 +25,7 @@ static struct lxbsm_pool *const lxbsm_pools[] = {
 	&lxbsm_defer_pool,
 	&lxbsm_defer_big_pool,
 	&lxbsm_late_connect_pool,
+	&lxbsm_capture_pool,
 };
 
 static void push(struct lxbsm_pool *pool, void *obj)

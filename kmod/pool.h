@@ -73,5 +73,6 @@ extern struct lxbsm_pool lxbsm_hash_job_pool;	/* xctl.c: files to hash in task_w
 extern struct lxbsm_pool lxbsm_defer_pool;	/* record.c: deferred records */
 extern struct lxbsm_pool lxbsm_defer_big_pool;	/* ... too big for the above */
 extern struct lxbsm_pool lxbsm_late_connect_pool; /* ev_net.c: connects the kretprobe missed */
+extern struct lxbsm_pool lxbsm_capture_pool;	/* ev_sys.c: files table-driven calls resolved */
 
 #endif /* LXBSM_POOL_H */
