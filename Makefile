@@ -7,7 +7,7 @@ SHELL := /bin/bash
 KVER ?= $(shell uname -r)
 VENV := .venv
 PY := $(VENV)/bin/python
-PYSRC := lxbsm_tools tests bench
+PYSRC := lxbsm_tools tests bench scripts/eventtable.py
 
 .PHONY: all deps module modules progs test-packages lint checkpatch test-host test-guest check demo bench bench-tools bench-execctl install deb clean
 
@@ -70,7 +70,7 @@ build/progs/uselib32: tests/guest/progs/uselib.c
 lint: deps
 	$(VENV)/bin/ruff check $(PYSRC)
 	$(VENV)/bin/ruff format --check $(PYSRC)
-	$(VENV)/bin/mypy lxbsm_tools
+	$(VENV)/bin/mypy lxbsm_tools scripts/eventtable.py
 	@scripts/checkpatch.sh
 
 checkpatch: deps

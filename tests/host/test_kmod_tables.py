@@ -1,19 +1,23 @@
 """The module's own tables agree with the token library's.
 
-kmod/bsm_errno.c (Linux errno -> BSM errno) and kmod/events.h (the events
-the kernel emits, their AUE numbers and default classes) are C; the tools
-read lxbsm_tools.bsm and the packaged audit_event.  They must not drift.
+kmod/bsm_errno.c (Linux errno -> BSM errno) and kmod/events.h (the table of
+events: AUE numbers, default classes, for the table-driven ones their calls
+and recipes) are C; the tools read lxbsm_tools.bsm and the packaged
+audit_event, and docs/kernel.md's table is generated.  They must not drift.
 """
 
 from __future__ import annotations
 
 import errno
 import re
+import sys
 from pathlib import Path
 
 from lxbsm_tools.bsm import errno_to_bsm, load_class_table, load_event_table
 
 KMOD = Path(__file__).resolve().parents[2] / "kmod"
+sys.path.insert(0, str(KMOD.parent / "scripts"))
+import eventtable  # noqa: E402  (scripts/eventtable.py)
 
 
 def test_kernel_errno_table_matches_the_library() -> None:
@@ -30,23 +34,39 @@ def test_kernel_errno_table_matches_the_library() -> None:
 
 
 def test_kernel_events_match_the_packaged_audit_event() -> None:
-    text = (KMOD / "events.h").read_text()
-    rows = re.findall(r"X\((\w+),\s*(\d+),\s*([^)]*)\)", text)
-    assert len(rows) > 40
+    table = eventtable.parse()
+    assert len(table.events) > 40
     events = load_event_table()
     classes = load_class_table()
-    macro_class = {m: int(v, 16) for m, v in re.findall(r"#define (AU_\w+)\s+(0x[0-9a-f]+)", text)}
-    for name, number, class_expr in rows:
-        entry = events.get(int(number))
-        assert entry is not None, f"{name} ({number}) is not in the packaged audit_event"
-        want = "AUE_LXBSM_LOST" if name == "LOST" else f"AUE_{name}"
+    for ev in table.events:
+        entry = events.get(ev.aue)
+        assert entry is not None, f"{ev.name} ({ev.aue}) is not in the packaged audit_event"
+        want = "AUE_LXBSM_LOST" if ev.name == "LOST" else f"AUE_{ev.name}"
         # OpenBSM spells the login-type events in lower case (AUE_openssh).
         assert entry.name.upper() == want.upper(), (entry.name, want)
-        mask = 0
-        for part in class_expr.split("|"):
-            part = part.strip()
-            mask |= macro_class[part] if part != "0" else 0
-        assert mask == entry.mask, f"{name}: kernel default classes {mask:#x} != {entry.mask:#x}"
+        assert ev.classes == entry.mask, f"{ev.name}: kernel default classes {ev.classes:#x}"
     # The class bits the kernel names are the ones audit_class defines.
-    for macro, value in macro_class.items():
-        assert classes.mask(macro[3:].lower()) == value
+    for name, value in table.class_bits.items():
+        assert classes.mask(name) == value
+    names = [e.name for e in table.events]
+    assert len(names) == len(set(names)), "an event is listed twice"
+
+
+def test_table_driven_events_are_complete() -> None:
+    """Every table-driven event has a system call and a recipe; every call an event."""
+    table = eventtable.parse()
+    for ev in (e for e in table.events if e.table):
+        assert ev.calls, f"{ev.name}: no system call in LXBSM_TABLE_CALLS"
+        assert ev.recipe, f"{ev.name}: an empty recipe"
+        assert any(req for _c, req in ev.calls), f"{ev.name}: no required system call"
+        # a recipe that names a file needs a capture kprobe to resolve it
+        if any(op.kind != "ARG32" for op in ev.recipe):
+            assert table.captures
+    assert table.entry_points == ("__x64_sys_", "__ia32_sys_")
+
+
+def test_docs_events_table_is_generated_from_the_kernel_table() -> None:
+    doc = eventtable.DOC.read_text()
+    assert eventtable.splice(doc, eventtable.markdown(eventtable.parse())) == doc, (
+        "docs/kernel.md's table-driven events are stale: run scripts/eventtable.py --write"
+    )
