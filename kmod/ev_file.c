@@ -2,7 +2,8 @@
 /*
  * open, openat, openat2, creat (every ABI, through do_sys_openat2), io_uring
  * opens (through do_filp_open, do_file_open from 7.x, in io_uring context
- * only), and close.
+ * only), and close; the file a chmod, fchmod or fchmodat resolved (those
+ * are table-driven events: events.h, ev_sys.c).
  *
  * The event follows the flags as on FreeBSD: AUE_OPEN_R .. AUE_OPEN_RWTC for
  * open(2), AUE_OPENAT_* for openat(2) and openat2(2), AUE_CREAT for creat(2),
@@ -347,3 +348,12 @@ int lxbsm_close_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_close_ret);
+
+/* security_path_chmod(const struct path *, umode_t): the file a chmod resolved */
+int lxbsm_chmod_capture(struct kprobe *p, struct pt_regs *regs)
+{
+	lxbsm_sys_capture(lxbsm_kprobe_hook(p),
+			  (const struct path *)regs_get_kernel_argument(regs, 0));
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_chmod_capture);

@@ -113,11 +113,23 @@
  * capture kprobes; the handler is int handler(struct kprobe *, struct
  * pt_regs *), in the ev_*.c file of its family.
  */
-#define LXBSM_TABLE_EVENTS(E, P)
+#define LXBSM_TABLE_EVENTS(E, P)					\
+	E(P, CHMOD,	10,	AU_FM,					\
+	  (T_ARG32(2, "new file mode", 1), T_UPATH_VNODE(-1, 0)))	\
+	E(P, FCHMOD,	39,	AU_FM,					\
+	  (T_ARG32(2, "new file mode", 1), T_FD_VNODE(1, 0)))		\
+	E(P, FCHMODAT,	43146,	AU_FM,					\
+	  (T_ARG32(1, "at fd 1", 0), T_ARG32(3, "new file mode", 2),	\
+	   T_UPATH_VNODE(0, 1)))
 
-#define LXBSM_TABLE_CALLS(C)
+#define LXBSM_TABLE_CALLS(C)						\
+	C(CHMOD,	chmod,		true)				\
+	C(FCHMOD,	fchmod,		true)				\
+	C(FCHMODAT,	fchmodat,	true)				\
+	C(FCHMODAT,	fchmodat2,	false)	/* 6.6 on */
 
-#define LXBSM_TABLE_CAPTURES(K)
+#define LXBSM_TABLE_CAPTURES(K)						\
+	K("security_path_chmod", true, lxbsm_chmod_capture)
 
 /* A table row as a handler row. */
 #define LXBSM_TABLE_AS_HANDLER(X, name, aue, classes, recipe) X(name, aue, classes)
