@@ -145,4 +145,7 @@ enum lxbsm_event {
 	LXBSM_EV_NR
 };
 
+/* LOST is the last handler row: the table-driven events follow it. */
+#define LXBSM_EV_TABLE_FIRST	(LXBSM_EV_LOST + 1)
+
 #endif /* LXBSM_EVENTS_H */

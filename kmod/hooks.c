@@ -212,12 +212,15 @@ static void exec_probe_run(void *data, struct task_struct *p, pid_t old_pid,
 #define ACTIVE_SLEEPY	1024
 #define ACTIVE_QUICK	256
 
-#define KRETX(sym, req, a, e, r, size, active, track)			\
+#define KRETX(sym, req, a, e, r, size, active, track, ...)		\
 	{ .symbol = sym, .kind = LXBSM_KRETPROBE, .required = req, .arg = a, \
 	  .entry = e, .ret = r, .entry_run = e##_run, .ret_run = r##_run,	\
-	  .data_size = size, .maxactive = active, .inflight = track }
-#define KRET(sym, req, a, e, r, size, active)				\
-	KRETX(sym, req, a, e, r, size, active, false)
+	  .data_size = size, .maxactive = active, .inflight = track, __VA_ARGS__ }
+#define KRET(sym, req, a, e, r, size, active, ...)			\
+	KRETX(sym, req, a, e, r, size, active, false, __VA_ARGS__)
+/* armed only while some mask selects one of the events first .. last */
+#define ARM(first, last)						\
+	.by_events = true, .ev_first = (first), .ev_last = (last)
 
 #define EXEC(sym, req, a)						\
 	KRET(sym, req, a, lxbsm_exec_entry, lxbsm_exec_ret, lxbsm_exec_data_size, ACTIVE_SLEEPY)
@@ -225,22 +228,27 @@ static void exec_probe_run(void *data, struct task_struct *p, pid_t old_pid,
 	KRET(sym, true, a, lxbsm_setid_entry, lxbsm_setid_ret, lxbsm_setid_data_size, ACTIVE_QUICK)
 #define SETGROUPS(sym, req)						\
 	KRET(sym, req, 0, lxbsm_setgroups_entry, lxbsm_setgroups_ret, lxbsm_setid_data_size, \
-	     ACTIVE_QUICK)
+	     ACTIVE_QUICK, ARM(LXBSM_EV_SETGROUPS, LXBSM_EV_SETGROUPS))
 #define SOCK(sym, req, a)						\
 	KRET(sym, req, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, ACTIVE_SLEEPY)
 /* a socket call whose calls a kprobe looks up (security_socket_bind, _connect) */
-#define SOCK_LOOKED_UP(sym, req, a)					\
+#define SOCK_LOOKED_UP(sym, req, a, ...)				\
 	KRETX(sym, req, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, \
-	      ACTIVE_SLEEPY, true)
-#define KPROBE(sym, req, handler)					\
-	{ .symbol = sym, .kind = LXBSM_KPROBE, .required = req, .pre = handler##_run }
+	      ACTIVE_SLEEPY, true, __VA_ARGS__)
+#define KPROBE(sym, req, handler, ...)					\
+	{ .symbol = sym, .kind = LXBSM_KPROBE, .required = req, .pre = handler##_run, \
+	  __VA_ARGS__ }
+#define ARM_OPEN	ARM(LXBSM_EV_OPEN, LXBSM_EV_CREAT)
+#define ARM_BIND	ARM(LXBSM_EV_BIND, LXBSM_EV_BIND)
 /* the table-driven events (events.h): each entry point of each call ... */
 #define TABLE_HOOK(ev, sym, req)					\
 	KRETX(sym, req, LXBSM_EV_##ev, lxbsm_sys_entry, lxbsm_sys_ret,	\
-	      lxbsm_sys_data_size, ACTIVE_SLEEPY, true),
+	      lxbsm_sys_data_size, ACTIVE_SLEEPY, true,			\
+	      ARM(LXBSM_EV_##ev, LXBSM_EV_##ev)),
 #define TABLE_CALL(ev, call, req) LXBSM_SYSCALL_HOOKS(TABLE_HOOK, ev, call, req)
 /* ... and their capture kprobes, which look their calls up */
-#define TABLE_CAPTURE(sym, req, handler) KPROBE(sym, req, handler),
+#define TABLE_CAPTURE(sym, req, handler)				\
+	KPROBE(sym, req, handler, ARM(LXBSM_EV_TABLE_FIRST, LXBSM_EV_NR - 1)),
 
 static struct lxbsm_hook hooks[] = {
 	{ .symbol = "sched_process_fork", .kind = LXBSM_TRACEPOINT, .required = true,
@@ -270,18 +278,18 @@ static struct lxbsm_hook hooks[] = {
 	     lxbsm_mmap_data_size, ACTIVE_SLEEPY),
 	/* fd_install looks up the open in flight */
 	KRETX("do_sys_openat2", true, 0, lxbsm_open_entry, lxbsm_open_ret,
-	      lxbsm_open_data_size, ACTIVE_SLEEPY, true),
+	      lxbsm_open_data_size, ACTIVE_SLEEPY, true, ARM_OPEN),
 	KRET("do_filp_open", false, 0, lxbsm_filp_open_entry, lxbsm_filp_open_ret,
-	     lxbsm_filp_open_data_size, ACTIVE_SLEEPY),
+	     lxbsm_filp_open_data_size, ACTIVE_SLEEPY, ARM_OPEN),
 	/* ... its name from 7.x on: each kernel has one of the two */
 	KRET("do_file_open", false, 0, lxbsm_filp_open_entry, lxbsm_filp_open_ret,
-	     lxbsm_filp_open_data_size, ACTIVE_SLEEPY),
+	     lxbsm_filp_open_data_size, ACTIVE_SLEEPY, ARM_OPEN),
 	KRET(LXBSM_SYS(close), true, 0, lxbsm_close_entry, lxbsm_close_ret,
-	     lxbsm_close_data_size, ACTIVE_QUICK),
+	     lxbsm_close_data_size, ACTIVE_QUICK, ARM(LXBSM_EV_CLOSE, LXBSM_EV_CLOSE)),
 	KRET(LXBSM_SYS_COMPAT(close), false, 0, lxbsm_close_entry, lxbsm_close_ret,
-	     lxbsm_close_data_size, ACTIVE_QUICK),
+	     lxbsm_close_data_size, ACTIVE_QUICK, ARM(LXBSM_EV_CLOSE, LXBSM_EV_CLOSE)),
 	KRET("kernel_clone", true, 0, lxbsm_clone_entry, lxbsm_clone_ret,
-	     lxbsm_setid_data_size, ACTIVE_SLEEPY),
+	     lxbsm_setid_data_size, ACTIVE_SLEEPY, ARM(LXBSM_EV_FORK, LXBSM_EV_VFORK)),
 	SETID("__sys_setuid", 0),
 	SETID("__sys_setgid", 1),
 	SETID("__sys_setreuid", 2),
@@ -305,9 +313,9 @@ static struct lxbsm_hook hooks[] = {
 	SOCK_LOOKED_UP("__sys_connect_file", true, 1),
 	/* ... and a connect it missed (no instance left) from here, before the wait */
 	KPROBE("security_socket_connect", true, lxbsm_connect_pre),
-	SOCK_LOOKED_UP("__sys_bind", true, 2),
-	SOCK_LOOKED_UP("__sys_bind_socket", false, 3),	/* io_uring bind, 6.11 on */
-	KPROBE("security_socket_bind", true, lxbsm_bind_addr_pre),
+	SOCK_LOOKED_UP("__sys_bind", true, 2, ARM_BIND),
+	SOCK_LOOKED_UP("__sys_bind_socket", false, 3, ARM_BIND),	/* io_uring bind, 6.11 on */
+	KPROBE("security_socket_bind", true, lxbsm_bind_addr_pre, ARM_BIND),
 	KPROBE("io_fixed_fd_install", false, lxbsm_fixed_install_pre),
 	KRET("audit_set_loginuid", false, 0, lxbsm_loginuid_entry, lxbsm_loginuid_ret,
 	     lxbsm_setid_data_size, ACTIVE_QUICK),
@@ -498,6 +506,61 @@ static void cost_exit(void)
 }
 
 /*
+ * Arming.  A hook whose only duty is to record some events (by_events) is
+ * enabled only while some mask selects one of them; disabled, it is out of
+ * the kernel's path and costs its calls nothing.  Applied once the hooks
+ * are attached and after every configuration change (process context,
+ * arm_lock; enable_kprobe() takes the kernel's kprobe_mutex).  A call that
+ * entered while its hook was armed still returns through it.  Hooks with
+ * other duties (the process table, sessions, exec control, the peers of
+ * accepted connections) stay armed.
+ */
+static DEFINE_MUTEX(arm_lock);
+static bool hooks_live;		/* attached, not yet being detached */
+
+static bool hook_wanted(const struct lxbsm_cfg *cfg, const struct lxbsm_hook *h)
+{
+	int ev;
+
+	if (!h->by_events)
+		return true;
+	for (ev = h->ev_first; ev <= h->ev_last; ev++)
+		if (cfg->event_class[ev] & cfg->any)
+			return true;
+	return false;
+}
+
+void lxbsm_hooks_arm(void)
+{
+	static bool want[ARRAY_SIZE(hooks)];	/* under arm_lock */
+	const struct lxbsm_cfg *cfg;
+	int i, ret;
+
+	mutex_lock(&arm_lock);
+	if (!hooks_live)
+		goto out;
+	rcu_read_lock();
+	cfg = rcu_dereference(lxbsm_cfg);
+	for (i = 0; i < ARRAY_SIZE(hooks); i++)
+		want[i] = hook_wanted(cfg, &hooks[i]);
+	rcu_read_unlock();
+	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
+		struct lxbsm_hook *h = &hooks[i];
+
+		if (h->state != LXBSM_HOOK_ON || h->kind == LXBSM_TRACEPOINT ||
+		    h->armed == want[i])
+			continue;
+		ret = want[i] ? enable_kprobe(&h->krp.kp) : disable_kprobe(&h->krp.kp);
+		if (ret)
+			pr_warn("cannot %s %s: %d\n", want[i] ? "arm" : "disarm", h->symbol, ret);
+		else
+			WRITE_ONCE(h->armed, want[i]);
+	}
+out:
+	mutex_unlock(&arm_lock);
+}
+
+/*
  * Detach everything attached, in reverse order, in batches: the kernel
  * waits for running handlers once per batch instead of once per probe.
  * Tracepoints first, then the kprobes, then the kretprobes.
@@ -509,6 +572,9 @@ void lxbsm_hooks_exit(void)
 	int i, nkrp = 0, nkp = 0;
 	bool tracepoints = false;
 
+	mutex_lock(&arm_lock);
+	hooks_live = false;
+	mutex_unlock(&arm_lock);
 	if (missed_timer_on) {
 		lxbsm_timer_delete_sync(&missed_timer);
 		missed_timer_on = false;
@@ -576,6 +642,7 @@ int lxbsm_hooks_init(void)
 		ret = attach(h);
 		if (!ret) {
 			h->state = LXBSM_HOOK_ON;
+			h->armed = true;
 			on++;
 			continue;
 		}
@@ -593,6 +660,10 @@ int lxbsm_hooks_init(void)
 	timer_setup(&missed_timer, missed_tick, TIMER_DEFERRABLE);
 	mod_timer(&missed_timer, jiffies + MISSED_POLL);
 	missed_timer_on = true;
+	mutex_lock(&arm_lock);
+	hooks_live = true;
+	mutex_unlock(&arm_lock);
+	lxbsm_hooks_arm();
 	return 0;
 }
 
@@ -608,7 +679,7 @@ int lxbsm_hook_info(struct lxbsm_hook_info *info)
 	if (info->index >= ARRAY_SIZE(hooks))
 		return -ENOENT;
 	h = &hooks[info->index];
-	info->state = h->state;
+	info->state = h->state == LXBSM_HOOK_ON && !READ_ONCE(h->armed) ? LXBSM_HOOK_IDLE : h->state;
 	info->missed = hook_missed(h);
 	info->hits = atomic64_read(&h->hits);
 	strscpy(info->name, h->symbol, sizeof(info->name));

@@ -33,11 +33,19 @@ struct lxbsm_hook {
 	bool inflight;			/* a kprobe looks its calls up (lxbsm_inflight) */
 	void *probe;			/* tracepoint probe */
 	kprobe_pre_handler_t pre;	/* kprobe handler */
+	/*
+	 * Armed only while some mask selects one of the events ev_first ..
+	 * ev_last (else always): the hook does nothing else.
+	 */
+	bool by_events;
+	u16 ev_first;
+	u16 ev_last;
 	/* run time */
 	enum lxbsm_hook_state state;
 	atomic64_t hits;
 	struct kretprobe krp;		/* a kprobe uses krp.kp only */
 	struct tracepoint *tp;
+	bool armed;			/* enabled (else attached but disabled) */
 	unsigned long missed_seen;	/* misses (hook_missed()) at the last poll */
 	atomic64_t recovered;		/* another hook's misses this one recorded */
 	atomic64_t dropped;		/* calls given up after entry (compat_inflight.c) */

@@ -251,6 +251,8 @@ int lxbsm_d_path_selftest(void);
 
 int lxbsm_hooks_init(void);
 void lxbsm_hooks_exit(void);
+/* Arm the hooks the configuration now selects events of, disarm the rest. */
+void lxbsm_hooks_arm(void);
 u32 lxbsm_hooks_count(void);
 int lxbsm_hook_info(struct lxbsm_hook_info *info);
 int lxbsm_hook_cost(struct lxbsm_hook_cost *cost);

@@ -149,6 +149,7 @@ long lxbsm_cfg_set(const struct lxbsm_config __user *ucfg)
 	synchronize_rcu();
 	kvfree(old);
 	cfg = NULL;
+	lxbsm_hooks_arm();
 out:
 	kvfree(events);
 	kvfree(cfg);

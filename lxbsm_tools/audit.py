@@ -184,7 +184,7 @@ def hook_rows(hooks: list[uapi.Hook], costs: list[uapi.HookCost]) -> list[tuple[
     rows: list[tuple[str, ...]] = []
     for c in costs:
         h = state.get(c.name)
-        if h is not None and h.state != "on" and not c.entry_calls:
+        if h is not None and h.state in ("missing", "off") and not c.entry_calls:
             continue
         rows.append(
             (

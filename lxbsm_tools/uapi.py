@@ -190,7 +190,7 @@ POLICY_ARGV = 0x0004
 POLICY_ARGE = 0x0008
 POLICY_SEQ = 0x0010
 POLICY_NAMES = {"cnt": POLICY_CNT, "argv": POLICY_ARGV, "arge": POLICY_ARGE, "seq": POLICY_SEQ}
-HOOK_STATES = ("off", "on", "missing")
+HOOK_STATES = ("off", "on", "missing", "idle")
 LXBSM_MAX_USERS_GET = 4096  # audit_user entries read back by get_config()
 
 

@@ -18,6 +18,7 @@ def test_hook_rows_per_run_figures_and_missing_hooks_left_out() -> None:
     hooks = [
         uapi.Hook("__x64_sys_execve", "on", 2, 10),
         uapi.Hook("__ia32_compat_sys_execve", "missing", 0, 0),
+        uapi.Hook("__x64_sys_close", "idle", 0, 0),
     ]
     costs = [
         cost(
@@ -31,11 +32,13 @@ def test_hook_rows_per_run_figures_and_missing_hooks_left_out() -> None:
             ring_ns=5000,
         ),
         cost("__ia32_compat_sys_execve"),
+        cost("__x64_sys_close"),
         cost("(task work)", records=2, build_ns=4000, ring_ns=2000),
     ]
     rows = audit.hook_rows(hooks, costs)
     assert rows == [
         ("__x64_sys_execve", "on", "2", "10", "2000", "10", "5000", "10", "1500", "500", "0.070"),
+        ("__x64_sys_close", "idle", "0", "0", "-", "0", "-", "0", "-", "-", "0.000"),
         ("(task work)", "-", "-", "0", "-", "0", "-", "2", "2000", "1000", "0.006"),
     ]
 

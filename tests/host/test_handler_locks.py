@@ -48,6 +48,8 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("xctl.c", "mutex_lock(&consumer_mutex);"): "open/release of the device: process context",
     ("hooks.c", "mutex_lock(&cost_lock);"): "the cost parameter's sysfs write, load, unload and"
     " LXBSM_IOC_HOOK_COST: process context; handlers only test the static key",
+    ("hooks.c", "mutex_lock(&arm_lock);"): "arming at load, unload and after"
+    " LXBSM_IOC_SET_CONFIG (enable_kprobe() sleeps too): process context; handlers never arm",
     (
         "ev_session.c",
         "if (spin_trylock_irqsave(&sighand->siglock, flags)) {",

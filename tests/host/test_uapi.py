@@ -52,6 +52,7 @@ CONSTANTS = {
     "LXBSM_POLICY_ARGE": uapi.POLICY_ARGE,
     "LXBSM_POLICY_SEQ": uapi.POLICY_SEQ,
     "LXBSM_HOOK_MISSING": uapi.HOOK_STATES.index("missing"),
+    "LXBSM_HOOK_IDLE": uapi.HOOK_STATES.index("idle"),
     "LXBSM_REC_BUSY": uapi.REC_BUSY,
     "LXBSM_REC_DISCARD": uapi.REC_DISCARD,
     "LXBSM_REC_LEN_MASK": uapi.REC_LEN_MASK,

@@ -174,6 +174,7 @@ enum lxbsm_hook_state {
 	LXBSM_HOOK_OFF,			/* not registered */
 	LXBSM_HOOK_ON,
 	LXBSM_HOOK_MISSING,		/* optional symbol absent on this kernel */
+	LXBSM_HOOK_IDLE,		/* attached, disarmed: no mask selects its events */
 };
 
 struct lxbsm_hook_info {

@@ -1,0 +1,98 @@
+"""Hooks whose only duty is some events are armed only while a mask selects them."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from lxbsm_tools import uapi
+
+from .audit import auditing, paths
+
+# hooks armed by the events they record, and the classes of those events
+OPEN_CLASSES = {"fr", "fw", "fa", "fm", "fc", "fd"}  # AUE_OPEN_RC is fc,fr,fa,fm ...
+BY_EVENTS = {
+    "do_sys_openat2": OPEN_CLASSES,
+    "__x64_sys_close": {"cl"},
+    "kernel_clone": {"pc"},
+    "__x64_sys_chmod": {"fm"},
+    "security_path_chmod": {"fm"},
+    "__sys_bind": {"nt"},
+    "security_socket_bind": {"nt"},
+}
+# hooks with other duties: the process table, sessions, exec control, peers
+ALWAYS = ("sched_process_fork", "__x64_sys_execve", "fd_install", "__sys_setuid")
+
+
+def states() -> dict[str, str]:
+    fd = uapi.open_control()
+    try:
+        return {h.name: h.state for h in uapi.hooks(fd)}
+    finally:
+        os.close(fd)
+
+
+def entry_calls() -> dict[str, int]:
+    fd = uapi.open_control()
+    try:
+        return {c.name: c.entry_calls for c in uapi.hook_costs(fd)[1]}
+    finally:
+        os.close(fd)
+
+
+def test_hooks_are_armed_only_while_their_events_are_selected(tmp_path: Path) -> None:
+    st = states()  # nothing selected since the last test
+    for name in BY_EVENTS:
+        assert st[name] == "idle", (name, st[name])
+    for name in ALWAYS:
+        assert st[name] == "on", (name, st[name])
+    for cls in ("fr", "cl", "pc", "fm", "nt"):
+        with auditing(flags=cls, naflags=cls):
+            st = states()
+        want = {n: "on" if cls in c else "idle" for n, c in BY_EVENTS.items()}
+        assert {n: st[n] for n in BY_EVENTS} == want, cls
+        assert all(st[n] == "on" for n in ALWAYS)
+    assert all(states()[n] == "idle" for n in BY_EVENTS)
+    # Disarmed, a hook is out of the calls' path: its handler does not run.
+    target = tmp_path / "f"
+    target.write_text("x")
+    uapi.set_cost_accounting(True)
+    try:
+        before = entry_calls()
+        for _ in range(50):
+            os.close(os.open(target, os.O_RDONLY))
+        after = entry_calls()
+        with auditing(flags="fr", naflags="fr") as a:
+            os.close(os.open(target, os.O_RDONLY))
+            armed = entry_calls()
+            rec = a.records("AUE_OPENAT_R", os.getpid(), where=lambda r: paths(r) == [str(target)])
+    finally:
+        uapi.set_cost_accounting(False)
+    assert after["do_sys_openat2"] == before["do_sys_openat2"]
+    assert after["__x64_sys_close"] == before["__x64_sys_close"]
+    assert armed["do_sys_openat2"] > after["do_sys_openat2"]
+    assert len(rec) == 1
+
+
+def test_arming_races_calls_and_configuration_changes(tmp_path: Path) -> None:
+    """Arm and disarm 200 times under an open/close/chmod/fork storm: no call lost its way."""
+    target = tmp_path / "s"
+    target.write_text("x")
+    storm = subprocess.Popen(
+        ["sh", "-c", f"while :; do chmod 600 {target}; cat {target} >/dev/null; done"]
+    )
+    try:
+        with auditing(flags="", naflags="") as a:
+            for i in range(200):
+                a.configure(flags="fr,fm,cl,pc" if i % 2 else "", naflags="")
+                a.collect()
+            a.configure(flags="fm", naflags="fm")
+            pid = os.getpid()
+            os.chmod(target, 0o640)
+            rec = a.one("AUE_CHMOD", pid)
+    finally:
+        storm.kill()
+        storm.wait()
+    assert paths(rec) == [str(target)]
+    assert all(states()[n] == "idle" for n in BY_EVENTS)
