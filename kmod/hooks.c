@@ -34,6 +34,7 @@
 #include "arch.h"
 #include "compat.h"
 #include "hooks.h"
+#include "xctl.h"
 
 /*
  * Cost accounting, as BPF's run_cnt/run_time_ns: per hook and per CPU, the
@@ -220,10 +221,17 @@ static void exec_probe_run(void *data, struct task_struct *p, pid_t old_pid,
 	KRETX(sym, req, a, e, r, size, active, false, __VA_ARGS__)
 /* armed only while some mask selects one of the events first .. last */
 #define ARM(first, last)						\
-	.by_events = true, .ev_first = (first), .ev_last = (last)
+	.arm_by = LXBSM_ARM_EVENTS, .ev_first = (first), .ev_last = (last)
+/* ... while exec control has rules */
+#define ARM_XC	.arm_by = LXBSM_ARM_XC
+/* ... while either: exec records and exec control */
+#define ARM_EXEC							\
+	.arm_by = LXBSM_ARM_EVENTS | LXBSM_ARM_XC,			\
+	.ev_first = LXBSM_EV_EXECVE, .ev_last = LXBSM_EV_FEXECVE
 
 #define EXEC(sym, req, a)						\
-	KRET(sym, req, a, lxbsm_exec_entry, lxbsm_exec_ret, lxbsm_exec_data_size, ACTIVE_SLEEPY)
+	KRET(sym, req, a, lxbsm_exec_entry, lxbsm_exec_ret, lxbsm_exec_data_size, ACTIVE_SLEEPY, \
+	     ARM_EXEC)
 #define SETID(sym, a)							\
 	KRET(sym, true, a, lxbsm_setid_entry, lxbsm_setid_ret, lxbsm_setid_data_size, ACTIVE_QUICK)
 #define SETGROUPS(sym, req)						\
@@ -268,14 +276,14 @@ static struct lxbsm_hook hooks[] = {
 	EXEC("kernel_execve", true, LXBSM_EXEC_KERNEL),
 	/* exec control decides here, and the exec record learns the file */
 	KRET("security_bprm_check", true, 0, lxbsm_bprm_check_entry, lxbsm_bprm_check_ret,
-	     lxbsm_bprm_check_data_size, ACTIVE_SLEEPY),
+	     lxbsm_bprm_check_data_size, ACTIVE_SLEEPY, ARM_EXEC),
 	/* ... and here for the other files opened for execution (an ELF
 	 * interpreter, uselib); every other open leaves at once
 	 */
 	KRET("security_file_open", true, 0, lxbsm_exec_open_entry, lxbsm_exec_open_ret,
-	     lxbsm_exec_open_data_size, ACTIVE_QUICK),
+	     lxbsm_exec_open_data_size, ACTIVE_QUICK, ARM_XC),
 	KRET("security_mmap_file", true, 0, lxbsm_mmap_entry, lxbsm_mmap_ret,
-	     lxbsm_mmap_data_size, ACTIVE_SLEEPY),
+	     lxbsm_mmap_data_size, ACTIVE_SLEEPY, ARM_XC),
 	/* fd_install looks up the open in flight */
 	KRETX("do_sys_openat2", true, 0, lxbsm_open_entry, lxbsm_open_ret,
 	      lxbsm_open_data_size, ACTIVE_SLEEPY, true, ARM_OPEN),
@@ -506,27 +514,31 @@ static void cost_exit(void)
 }
 
 /*
- * Arming.  A hook whose only duty is to record some events (by_events) is
- * enabled only while some mask selects one of them; disabled, it is out of
- * the kernel's path and costs its calls nothing.  Applied once the hooks
- * are attached and after every configuration change (process context,
- * arm_lock; enable_kprobe() takes the kernel's kprobe_mutex).  A call that
- * entered while its hook was armed still returns through it.  Hooks with
- * other duties (the process table, sessions, exec control, the peers of
- * accepted connections) stay armed.
+ * Arming.  A hook whose duties are to record some events, or exec
+ * control, or both (arm_by) is enabled only while one of them is on: some
+ * mask selects one of its events, exec control has rules.  Disabled, it is
+ * out of the kernel's path and costs its calls nothing.  Applied once the
+ * hooks are attached and after every change of the configuration or of the
+ * exec rules (process context, arm_lock; enable_kprobe() takes the
+ * kernel's kprobe_mutex).  A call that entered while its hook was armed
+ * still returns through it.  Hooks with other duties (the process table,
+ * sessions, the peers of accepted connections, late connects) stay armed.
  */
 static DEFINE_MUTEX(arm_lock);
 static bool hooks_live;		/* attached, not yet being detached */
 
-static bool hook_wanted(const struct lxbsm_cfg *cfg, const struct lxbsm_hook *h)
+static bool hook_wanted(const struct lxbsm_cfg *cfg, bool xc, const struct lxbsm_hook *h)
 {
 	int ev;
 
-	if (!h->by_events)
+	if (!h->arm_by)
 		return true;
-	for (ev = h->ev_first; ev <= h->ev_last; ev++)
-		if (cfg->event_class[ev] & cfg->any)
-			return true;
+	if (h->arm_by & LXBSM_ARM_XC && xc)
+		return true;
+	if (h->arm_by & LXBSM_ARM_EVENTS)
+		for (ev = h->ev_first; ev <= h->ev_last; ev++)
+			if (cfg->event_class[ev] & cfg->any)
+				return true;
 	return false;
 }
 
@@ -535,14 +547,16 @@ void lxbsm_hooks_arm(void)
 	static bool want[ARRAY_SIZE(hooks)];	/* under arm_lock */
 	const struct lxbsm_cfg *cfg;
 	int i, ret;
+	bool xc;
 
 	mutex_lock(&arm_lock);
 	if (!hooks_live)
 		goto out;
+	xc = lxbsm_xc_active();
 	rcu_read_lock();
 	cfg = rcu_dereference(lxbsm_cfg);
 	for (i = 0; i < ARRAY_SIZE(hooks); i++)
-		want[i] = hook_wanted(cfg, &hooks[i]);
+		want[i] = hook_wanted(cfg, xc, &hooks[i]);
 	rcu_read_unlock();
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct lxbsm_hook *h = &hooks[i];

@@ -19,6 +19,9 @@ enum lxbsm_hook_kind {
 	LXBSM_KPROBE,			/* entry only: holds nothing while a call sleeps */
 };
 
+#define LXBSM_ARM_EVENTS	0x1
+#define LXBSM_ARM_XC		0x2
+
 struct lxbsm_hook {
 	const char *symbol;		/* kernel function or tracepoint */
 	enum lxbsm_hook_kind kind;
@@ -34,10 +37,11 @@ struct lxbsm_hook {
 	void *probe;			/* tracepoint probe */
 	kprobe_pre_handler_t pre;	/* kprobe handler */
 	/*
-	 * Armed only while some mask selects one of the events ev_first ..
-	 * ev_last (else always): the hook does nothing else.
+	 * Armed only while one of its duties is on (0: always): some mask
+	 * selects one of the events ev_first .. ev_last (LXBSM_ARM_EVENTS),
+	 * exec control has rules (LXBSM_ARM_XC).
 	 */
-	bool by_events;
+	u8 arm_by;
 	u16 ev_first;
 	u16 ev_last;
 	/* run time */

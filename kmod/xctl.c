@@ -567,6 +567,8 @@ long lxbsm_xc_set(const struct lxbsm_xc_config __user *ureq)
 		}
 	}
 	xc_replace(x);
+	/* Exec control's hooks are armed while it has rules (hooks.c). */
+	lxbsm_hooks_arm();
 	return 0;
 }
 

@@ -6,7 +6,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from lxbsm_tools import uapi
+from lxbsm_tools import execctl, uapi
 
 from .audit import auditing, paths
 
@@ -20,9 +20,16 @@ BY_EVENTS = {
     "security_path_chmod": {"fm"},
     "__sys_bind": {"nt"},
     "security_socket_bind": {"nt"},
+    # exec records (pc, ex) and exec control (armed by its rules, below)
+    "__x64_sys_execve": {"pc", "ex"},
+    "security_bprm_check": {"pc", "ex"},
+    # exec control alone
+    "security_file_open": set(),
+    "security_mmap_file": set(),
 }
+XC_HOOKS = ("__x64_sys_execve", "security_bprm_check", "security_file_open", "security_mmap_file")
 # hooks with other duties: the process table, sessions, exec control, peers
-ALWAYS = ("sched_process_fork", "__x64_sys_execve", "fd_install", "__sys_setuid")
+ALWAYS = ("sched_process_fork", "sched_process_exec", "fd_install", "__sys_setuid")
 
 
 def states() -> dict[str, str]:
@@ -47,12 +54,24 @@ def test_hooks_are_armed_only_while_their_events_are_selected(tmp_path: Path) ->
         assert st[name] == "idle", (name, st[name])
     for name in ALWAYS:
         assert st[name] == "on", (name, st[name])
-    for cls in ("fr", "cl", "pc", "fm", "nt"):
+    for cls in ("fr", "cl", "pc", "ex", "fm", "nt"):
         with auditing(flags=cls, naflags=cls):
             st = states()
         want = {n: "on" if cls in c else "idle" for n, c in BY_EVENTS.items()}
         assert {n: st[n] for n in BY_EVENTS} == want, cls
         assert all(st[n] == "on" for n in ALWAYS)
+    assert all(states()[n] == "idle" for n in BY_EVENTS)
+    # Exec control's hooks, with nothing selected, while it has rules.
+    rules = tmp_path / "exec_control"
+    rules.write_text("deny /nonexistent/lxbsm-test\n")
+    ctl = uapi.open_control()
+    try:
+        uapi.set_exec_rules(ctl, execctl.parse(rules).rules)
+        armed_by_rules = states()
+        uapi.set_exec_rules(ctl, uapi.ExecRules("off", ()))
+    finally:
+        os.close(ctl)
+    assert {n: armed_by_rules[n] for n in XC_HOOKS} == dict.fromkeys(XC_HOOKS, "on")
     assert all(states()[n] == "idle" for n in BY_EVENTS)
     # Disarmed, a hook is out of the calls' path: its handler does not run.
     target = tmp_path / "f"
