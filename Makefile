@@ -110,12 +110,18 @@ LXBSM_BENCH_SCALE ?= 1.0
 LXBSM_BENCH_STORM ?= 6
 # The kernels (ids of scripts/kernels.sh) the benchmarks run on.
 LXBSM_BENCH_KERNELS ?= 6.1 6.12
+# 1: guest time counts instructions (lxbsm-vm --icount, one vCPU): figures
+# that do not drift with the host's load; 0: wall-clock TCG, two vCPUs.
+LXBSM_BENCH_ICOUNT ?= 1
+BENCH_VM_OPTS = $(if $(filter 1,$(LXBSM_BENCH_ICOUNT)),--icount)
+BENCH_CLOCK = $(if $(filter 1,$(LXBSM_BENCH_ICOUNT)),icount,wall)
 BENCH_VERSIONS = $$(scripts/kernels.sh | awk -v ids=" $(LXBSM_BENCH_KERNELS) " 'index(ids, " " $$1 " ") {print $$2}')
 bench: modules progs
 	@rm -rf build/bench/vm-*; mkdir -p build/bench; start=$$(date +%s); \
 	for k in $(BENCH_VERSIONS); do \
-		.venv/bin/lxbsm-vm --kernel "$$k" --no-build --timeout 3000 --rundir build/bench/vm-$$k -- \
-			env LXBSM_BENCH_ROUNDS=$(LXBSM_BENCH_ROUNDS) LXBSM_BENCH_SCALE=$(LXBSM_BENCH_SCALE) \
+		.venv/bin/lxbsm-vm --kernel "$$k" --no-build $(BENCH_VM_OPTS) --timeout 3000 \
+			--rundir build/bench/vm-$$k -- env LXBSM_BENCH_CLOCK=$(BENCH_CLOCK) \
+			LXBSM_BENCH_ROUNDS=$(LXBSM_BENCH_ROUNDS) LXBSM_BENCH_SCALE=$(LXBSM_BENCH_SCALE) \
 			LXBSM_BENCH_STORM=$(LXBSM_BENCH_STORM) python3 bench/lxbsm_bench.py \
 			--ko build/$$k/lxbsm.ko --out build/bench/vm-$$k/raw.json || exit 1; done; \
 	$(PY) bench/report.py build/bench build/bench/vm-*/raw.json && \

@@ -68,6 +68,16 @@ def main(argv: list[str]) -> int:
     for k in sorted(raw):
         run = raw[k]
         md.append(br.markdown(k, run["rounds"], run.get("rounds_n")))
+        clock = run.get("clock", "wall")
+        md.append(
+            f"{k}: guest time "
+            + (
+                "counted in instructions (QEMU -icount, one vCPU)"
+                if clock == "icount"
+                else "wall-clock TCG"
+            )
+            + f", {run.get('cpus', '?')} CPU(s)\n"
+        )
         if run.get("hook_costs"):
             md.append(br.hook_cost_markdown(k, run["hook_costs"]))
         if run.get("storm"):

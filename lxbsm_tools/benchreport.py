@@ -96,28 +96,55 @@ def results(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def overhead_spread(rounds: Rounds, base: str = BASE) -> dict[str, dict[str, tuple[float, float]]]:
+    """config -> test -> (lowest, highest) % over the base across rounds (paired)."""
+    out: dict[str, dict[str, tuple[float, float]]] = {}
+    ref = rounds[base]
+    for c, tests in rounds.items():
+        out[c] = {}
+        for t, v in tests.items():
+            pcts = [100 * (x / y - 1) for x, y in zip(v, ref.get(t, []), strict=False) if y > 0]
+            if pcts:
+                out[c][t] = (round(min(pcts), 2), round(max(pcts), 2))
+    return out
+
+
 def table(rounds: Rounds) -> dict[str, dict[str, dict[str, float]]]:
-    """config -> test -> {"us": median, "pct": % over none} (table.json, per kernel)."""
-    med, pct = medians(rounds), overhead_pct(rounds)
+    """config -> test -> {"us": median, "pct": % over none, "lo", "hi": its spread}.
+
+    (table.json, per kernel.)  The spread is the lowest and highest of the
+    rounds' own ratios: how far one round's figure can be trusted.
+    """
+    med, pct, spread = medians(rounds), overhead_pct(rounds), overhead_spread(rounds)
     return {
-        c: {t: {"us": med[c][t], "pct": pct[c][t]} for t in TESTS if t in med.get(c, {})}
+        c: {
+            t: {"us": med[c][t], "pct": pct[c][t], "lo": spread[c][t][0], "hi": spread[c][t][1]}
+            for t in TESTS
+            if t in med.get(c, {})
+        }
         for c in CONFIGS
         if c in rounds
     }
 
 
-def fmt_cell(us: float, pct: float, base: bool) -> str:
+def fmt_cell(
+    us: float, pct: float, base: bool, lo: float | None = None, hi: float | None = None
+) -> str:
     if base:
         return f"{us:.2f}" if us < 100 else f"{us:.0f}"
     num = f"{us:.2f}" if us < 100 else f"{us:.0f}"
-    return f"{num} ({pct:+.1f}%)"
+    if lo is None or hi is None or lo == hi:
+        return f"{num} ({pct:+.1f}%)"
+    return f"{num} ({pct:+.1f}% [{lo:+.1f}, {hi:+.1f}])"
 
 
 def markdown(kernel: str, rounds: Rounds, n_rounds: int | None = None) -> str:
     """The paper's layout: rows = configurations, columns = tests, us and % over none."""
     tab = table(rounds)
     tests = [t for t in TESTS if t in tab.get(BASE, {})]
-    head = f"**{kernel}**" + (f" (median of {n_rounds} rounds)" if n_rounds else "")
+    head = f"**{kernel}**" + (
+        f" (median of {n_rounds} rounds; [lowest, highest] round)" if n_rounds else ""
+    )
     lines = [
         head,
         "",
@@ -126,7 +153,10 @@ def markdown(kernel: str, rounds: Rounds, n_rounds: int | None = None) -> str:
     ]
     for c, row in tab.items():
         cells = [
-            fmt_cell(row[t]["us"], row[t]["pct"], c == BASE) if t in row else "" for t in tests
+            fmt_cell(row[t]["us"], row[t]["pct"], c == BASE, row[t]["lo"], row[t]["hi"])
+            if t in row
+            else ""
+            for t in tests
         ]
         lines.append(f"| `{c}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

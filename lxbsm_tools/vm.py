@@ -36,6 +36,10 @@ BAD_DMESG = re.compile(
     r"general protection fault|Redzone overwritten|Poison overwritten|"
     r"rcu_(?:sched|preempt) (?:self-)?detected stall|soft lockup|blocked for more than"
 )
+# QEMU's instruction counting: 2^0 ns of guest time per instruction, the guest
+# clock running on while it sleeps.
+ICOUNT = "shift=0,sleep=on"
+
 # Kernel parameters that make memory errors visible (--memcheck): SLUB
 # consistency checks, red zones, poisoning and owner tracking on every cache,
 # and KFENCE sampling every allocation interval (where the kernel has KFENCE:
@@ -195,6 +199,7 @@ class Run:
     timeout: float
     rundir: Path
     tcg_threads: str = "single"
+    icount: bool = False
     append: tuple[str, ...] = ()
     msize: int = VIRTME_MSIZE
     root_cache: str = "loose"
@@ -293,7 +298,10 @@ def vng_command(run: Run, vng: str, image: Path, script: Path) -> list[str]:
         # every kprobe and tracepoint (un)registration does) coherent for the
         # others: guests die in int3 handlers even with no lxbsm loaded
         # (docs/kernel.md, "Guests").  Round-robin TCG keeps SMP semantics.
-        f"--qemu-opts=-accel tcg,thread={run.tcg_threads}",
+        f"--qemu-opts=-accel tcg,thread={run.tcg_threads}"
+        # Guest time from instructions executed (1 ns each), not the host's
+        # clock: timings that do not move with the host's load (one vCPU).
+        + (f" -icount {ICOUNT}" if run.icount else ""),
         "--force-9p",
         # The kernel's messages go to the console log, so a guest that
         # dies leaves its last words there.
@@ -337,7 +345,8 @@ def execute(run: Run) -> int:
     params = " ".join(run.kernel_params)
     say(
         f"booting {run.kernel} under QEMU TCG ({run.cpus} CPUs, {run.tcg_threads}-threaded, "
-        f"{run.memory}; 9p root {run.root_9p}; kernel parameters: {params})"
+        + (f"icount {ICOUNT}, " if run.icount else "")
+        + f"{run.memory}; 9p root {run.root_9p}; kernel parameters: {params})"
     )
     start = time.monotonic()
     console = (run.rundir / "console.log").open("wb")
@@ -468,7 +477,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "every time, as virtme-ng does)",
     )
     p.add_argument("--memory", default="2G", help="guest memory (default 2G)")
-    p.add_argument("--cpus", type=int, default=2, help="guest CPUs (default 2)")
+    p.add_argument("--cpus", type=int, default=None, help="guest CPUs (default 2; 1 with --icount)")
+    p.add_argument(
+        "--icount",
+        action="store_true",
+        help=f"count guest time in instructions (QEMU -icount {ICOUNT}): timings that do not "
+        "drift with the host's load, for benchmarks; one vCPU (SMP guests hang at boot so)",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds (default 1800)")
     p.add_argument(
         "--tcg-threads",
@@ -536,6 +551,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 raise VMError(
                     f"{ko} does not exist: drop --no-build or run make module KVER={kernel}"
                 )
+        cpus = args.cpus if args.cpus is not None else (1 if args.icount else 2)
+        if args.icount and cpus != 1:
+            raise VMError(f"--icount takes one vCPU (--cpus {cpus}): SMP guests hang at boot so")
         shares = [s.resolve() for s in args.share]
         for s in shares:
             s.mkdir(parents=True, exist_ok=True)
@@ -547,10 +565,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             ko_params=args.param,
             shares=shares,
             memory=args.memory,
-            cpus=args.cpus,
+            cpus=cpus,
             timeout=args.timeout,
             rundir=rundir,
             tcg_threads=args.tcg_threads,
+            icount=args.icount,
             append=(*(MEMCHECK_PARAMS if args.memcheck else ()), *args.append),
             msize=default_msize(kernel) if args.msize is None else args.msize,
             root_cache=args.root_cache,

@@ -74,13 +74,20 @@ def test_results_shape() -> None:
 def test_table_and_markdown() -> None:
     tab = br.table(ROUNDS)
     assert list(tab) == ["none", "idle", "file", "auditd"]  # issue 8's order
-    assert tab["file"]["exec"] == {"us": 101.0, "pct": 1.0}
+    assert tab["file"]["exec"] == {"us": 101.0, "pct": 1.0, "lo": 1.0, "hi": 1.0}
     md = br.markdown("6.1.x", ROUNDS, 3)
     lines = md.splitlines()
-    assert lines[0] == "**6.1.x** (median of 3 rounds)"
+    assert lines[0] == "**6.1.x** (median of 3 rounds; [lowest, highest] round)"
     assert lines[2] == "| configuration | fork | exec |"
     assert "| `none` | 10.00 | 100 |" in lines
     assert "| `file` | 11.00 (+10.0%) | 101 (+1.0%) |" in lines
+
+
+def test_spread_across_rounds() -> None:
+    rounds = {"none": {"fork": [10.0, 10.0, 20.0]}, "file": {"fork": [10.2, 10.5, 20.2]}}
+    assert br.overhead_spread(rounds)["file"]["fork"] == (1.0, 5.0)
+    md = br.markdown("k", rounds, 3)
+    assert "| `file` | 10.50 (+2.0% [+1.0, +5.0]) |" in md.splitlines()
 
 
 def test_storm_markdown() -> None:
