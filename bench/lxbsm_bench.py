@@ -243,6 +243,22 @@ class Lxbsmd:
         st: dict[str, Any] = reply["status"]
         return st
 
+    def describe(self) -> str:
+        """The daemon's state and the end of its log, for an error message."""
+        assert self.proc is not None
+        rc = self.proc.poll()
+        state = "running" if rc is None else f"exited with {rc}"
+        try:
+            log_tail = (self.dir / "daemon.log").read_text(errors="replace")[-2000:]
+        except OSError as e:
+            log_tail = f"(no log: {e})"
+        try:
+            stack = Path(f"/proc/{self.proc.pid}/stack").read_text() if rc is None else ""
+            wchan = Path(f"/proc/{self.proc.pid}/wchan").read_text() if rc is None else ""
+        except OSError:
+            stack = wchan = ""
+        return f"lxbsm-auditd {state}, wchan {wchan!r}, stack:\n{stack}log:\n{log_tail}"
+
     def counts(self) -> dict[str, int]:
         st = self.status()
         feeds = st["feeds"]
@@ -393,17 +409,91 @@ class LinuxAudit:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+EBPF_PROGRAM = REPO / "bench" / "ebpf_peer.bt"
+
+
+class Ebpf:
+    """bpftrace recording the same events to a file: the eBPF tracer a user
+    would pick instead (bench/ebpf_peer.bt)."""
+
+    READY = "lxbsm-bench-ebpf ready"
+
+    def __init__(self) -> None:
+        self.dir = WORK / "ebpf"
+        self.out = self.dir / "events.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        with open(self.dir / "stderr", "wb") as err:
+            self.proc = subprocess.Popen(
+                ["bpftrace", "-o", str(self.out), str(EBPF_PROGRAM)],
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
+        # bpftrace compiles and attaches first (a minute or more under TCG).
+        deadline = time.monotonic() + 900
+        while not (self.out.exists() and self.READY in self.out.read_text(errors="replace")):
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    "bpftrace exited: " + (self.dir / "stderr").read_text(errors="replace")
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError("bpftrace did not attach")
+            time.sleep(0.5)
+
+    def count(self) -> int:
+        """Events written so far (lines after the ready line)."""
+        with open(self.out, "rb") as f:
+            return max(0, sum(1 for _ in f) - 1)
+
+    def settled(self, timeout: float = 60) -> int:
+        """Wait until the output stops growing."""
+        deadline = time.monotonic() + timeout
+        last = -1
+        while time.monotonic() < deadline:
+            n = self.count()
+            if n == last:
+                return n
+            last = n
+            time.sleep(0.5)
+        return self.count()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(120)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class Bench:
     def __init__(self, ko: Path, configs: tuple[str, ...]) -> None:
         self.mod = Module(ko)
         self.configs = configs
         self.lxbsmd: Lxbsmd | None = None
         self.auditd: LinuxAudit | None = None
+        self.ebpf: Ebpf | None = None
 
     # Each configuration: enter, counter (records so far), leave.
     def enter(self, config: str) -> None:
         if config == "none":
             self.mod.unload()
+            return
+        if config == "ebpf":
+            self.mod.unload()
+            self.ebpf = Ebpf()
+            self.ebpf.start()
             return
         if config.startswith("auditd"):
             self.mod.unload()
@@ -437,8 +527,13 @@ class Bench:
         """Records of the configuration so far (0 where there is nothing to count)."""
         if self.auditd is not None:
             return self.auditd.settled()
+        if self.ebpf is not None:
+            return self.ebpf.settled()
         if self.lxbsmd is not None:
-            self.mod.drained()
+            try:
+                self.mod.drained()
+            except RuntimeError as e:
+                raise RuntimeError(f"{e}: {self.lxbsmd.describe()}") from None
             return self.lxbsmd.counts()["records"]
         if config in ("idle", "ring"):
             return Module.counters()["records"]
@@ -451,12 +546,24 @@ class Bench:
         if self.auditd is not None:
             self.auditd.stop()
             self.auditd = None
+        if self.ebpf is not None:
+            self.ebpf.stop()
+            self.ebpf = None
         if config != "none":
             self.mod.unload()
 
     def check(self, config: str, n: int) -> None:
         """The configuration was in effect: it recorded, or (idle, norules) it did not."""
-        recording = ("file", "fifo", "file_frfw", "ring", "file_nowait", "auditd", "auditd_frfw")
+        recording = (
+            "file",
+            "fifo",
+            "file_frfw",
+            "ring",
+            "file_nowait",
+            "auditd",
+            "auditd_frfw",
+            "ebpf",
+        )
         if config in recording and n <= 0:
             raise RuntimeError(f"{config}: no records during the measurement")
         if config == "idle" and n != 0:
@@ -474,7 +581,7 @@ class Bench:
             try:
                 settle()
                 before = self.records(config)
-                daemon = self.lxbsmd or self.auditd
+                daemon = self.lxbsmd or self.auditd or self.ebpf
                 cpu0, w0 = (cpu_seconds(daemon.pid) if daemon else 0.0), time.monotonic()
                 t = lat_sys()
                 w1 = time.monotonic()

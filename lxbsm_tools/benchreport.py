@@ -30,6 +30,7 @@ CONFIGS = (
     "auditd_norules",
     "auditd",
     "auditd_frfw",
+    "ebpf",
 )
 BASE = "none"
 CONFIG_TITLES = {
@@ -43,6 +44,7 @@ CONFIG_TITLES = {
     "auditd_norules": "auditd, -a never,task",
     "auditd": "auditd, rules for the same syscalls",
     "auditd_frfw": "auditd, same + open/openat/openat2/creat",
+    "ebpf": "bpftrace: exec+argv, openat+path+flags, fork, connect/accept+addresses, to a file",
 }
 
 Rounds = Mapping[str, Mapping[str, Sequence[float]]]  # config -> test -> per-round us

@@ -22,7 +22,7 @@ need_root() {
 # Packages the host needs to build modules and boot guests, and the tools the guest tests run.
 host_pkgs=(qemu-system-x86 qemu-utils busybox-static kmod cpio zstd
 	build-essential bc flex bison libelf-dev libssl-dev dwarves
-	stress-ng strace openssh-server openssh-client sudo auditd python3 python3-venv
+	stress-ng strace openssh-server openssh-client sudo auditd bpftrace python3 python3-venv
 	linux-source-6.1 gcc-multilib liburing-dev libseccomp2 mmdebstrap
 	dkms debhelper dh-dkms dh-python lintian python3-construct python3-pyudev python3-rich)
 
