@@ -237,8 +237,9 @@ static void exec_probe_run(void *data, struct task_struct *p, pid_t old_pid,
 #define SETGROUPS(sym, req)						\
 	KRET(sym, req, 0, lxbsm_setgroups_entry, lxbsm_setgroups_ret, lxbsm_setid_data_size, \
 	     ACTIVE_QUICK, ARM(LXBSM_EV_SETGROUPS, LXBSM_EV_SETGROUPS))
-#define SOCK(sym, req, a)						\
-	KRET(sym, req, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, ACTIVE_SLEEPY)
+#define SOCK(sym, req, a, ...)						\
+	KRET(sym, req, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, ACTIVE_SLEEPY, \
+	     __VA_ARGS__)
 /* a socket call whose calls a kprobe looks up (security_socket_bind, _connect) */
 #define SOCK_LOOKED_UP(sym, req, a, ...)				\
 	KRETX(sym, req, a, lxbsm_sock_entry, lxbsm_sock_ret, lxbsm_sock_data_size, \
@@ -248,6 +249,7 @@ static void exec_probe_run(void *data, struct task_struct *p, pid_t old_pid,
 	  __VA_ARGS__ }
 #define ARM_OPEN	ARM(LXBSM_EV_OPEN, LXBSM_EV_CREAT)
 #define ARM_BIND	ARM(LXBSM_EV_BIND, LXBSM_EV_BIND)
+#define ARM_CONNECT	ARM(LXBSM_EV_CONNECT, LXBSM_EV_CONNECT)
 /* the table-driven events (events.h): each entry point of each call ... */
 #define TABLE_HOOK(ev, sym, req)					\
 	KRETX(sym, req, LXBSM_EV_##ev, lxbsm_sys_entry, lxbsm_sys_ret,	\
@@ -317,10 +319,10 @@ static struct lxbsm_hook hooks[] = {
 	 * and bind take the kernel's copy of the address.
 	 */
 	KPROBE("fd_install", true, lxbsm_fd_install_pre),
-	SOCK("__sys_accept4", true, 0),
-	SOCK_LOOKED_UP("__sys_connect_file", true, 1),
+	SOCK("__sys_accept4", true, 0, ARM(LXBSM_EV_ACCEPT, LXBSM_EV_ACCEPT)),
+	SOCK_LOOKED_UP("__sys_connect_file", true, 1, ARM_CONNECT),
 	/* ... and a connect it missed (no instance left) from here, before the wait */
-	KPROBE("security_socket_connect", true, lxbsm_connect_pre),
+	KPROBE("security_socket_connect", true, lxbsm_connect_pre, ARM_CONNECT),
 	SOCK_LOOKED_UP("__sys_bind", true, 2, ARM_BIND),
 	SOCK_LOOKED_UP("__sys_bind_socket", false, 3, ARM_BIND),	/* io_uring bind, 6.11 on */
 	KPROBE("security_socket_bind", true, lxbsm_bind_addr_pre, ARM_BIND),

@@ -20,6 +20,9 @@ BY_EVENTS = {
     "security_path_chmod": {"fm"},
     "__sys_bind": {"nt"},
     "security_socket_bind": {"nt"},
+    "__sys_accept4": {"nt"},
+    "__sys_connect_file": {"nt"},
+    "security_socket_connect": {"nt"},
     # exec records (pc, ex) and exec control (armed by its rules, below)
     "__x64_sys_execve": {"pc", "ex"},
     "security_bprm_check": {"pc", "ex"},
