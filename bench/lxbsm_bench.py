@@ -49,6 +49,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -297,6 +298,19 @@ class Lxbsmd:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def settled_count(count: Callable[[], int], quiet: Callable[[], bool], timeout: float) -> int:
+    """Wait until count() stops growing while quiet() holds; its last value."""
+    deadline = time.monotonic() + timeout
+    last = -1
+    while time.monotonic() < deadline:
+        n = count()
+        if n == last and quiet():
+            return n
+        last = n
+        time.sleep(0.5)
+    return count()
+
+
 class LinuxAudit:
     """Debian's auditd, logging to a file under WORK, with auditctl rules."""
 
@@ -391,15 +405,7 @@ class LinuxAudit:
 
     def settled(self, timeout: float = 120) -> int:
         """Wait until the kernel's backlog is empty and the log stops growing."""
-        deadline = time.monotonic() + timeout
-        last = -1
-        while time.monotonic() < deadline:
-            n = self.count()
-            if n == last and self.status().get("backlog") == "0":
-                return n
-            last = n
-            time.sleep(0.5)
-        return self.count()
+        return settled_count(self.count, lambda: self.status().get("backlog") == "0", timeout)
 
     @property
     def pid(self) -> int:
@@ -460,15 +466,7 @@ class Ebpf:
 
     def settled(self, timeout: float = 60) -> int:
         """Wait until the output stops growing."""
-        deadline = time.monotonic() + timeout
-        last = -1
-        while time.monotonic() < deadline:
-            n = self.count()
-            if n == last:
-                return n
-            last = n
-            time.sleep(0.5)
-        return self.count()
+        return settled_count(self.count, lambda: True, timeout)
 
     @property
     def pid(self) -> int:

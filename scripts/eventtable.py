@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,23 +58,29 @@ def _macro_body(text: str, name: str) -> str:
     return m.group(1).replace("\\\n", " ")
 
 
-def _split_args(s: str) -> list[str]:
-    """Split on top-level commas (strings and parentheses kept whole)."""
-    out, depth, cur, quoted = [], 0, "", False
-    for ch in s:
+def _scan(s: str, start: int = 0) -> Iterator[tuple[int, str, int]]:
+    """(index, character, parenthesis depth after it) outside string literals."""
+    depth, quoted = 0, False
+    for i in range(start, len(s)):
+        ch = s[i]
         if ch == '"':
             quoted = not quoted
-        elif not quoted and ch == "(":
-            depth += 1
-        elif not quoted and ch == ")":
-            depth -= 1
-        if ch == "," and depth == 0 and not quoted:
-            out.append(cur.strip())
-            cur = ""
-        else:
-            cur += ch
-    if cur.strip():
-        out.append(cur.strip())
+        if quoted or ch == '"':
+            yield i, "", depth  # inside a string: neither comma nor parenthesis
+            continue
+        depth += (ch == "(") - (ch == ")")
+        yield i, ch, depth
+
+
+def _split_args(s: str) -> list[str]:
+    """Split on top-level commas (strings and parentheses kept whole)."""
+    out, last = [], 0
+    for i, ch, depth in _scan(s):
+        if ch == "," and depth == 0:
+            out.append(s[last:i].strip())
+            last = i + 1
+    if s[last:].strip():
+        out.append(s[last:].strip())
     return out
 
 
@@ -81,19 +88,10 @@ def _rows(body: str, macro: str) -> list[list[str]]:
     """The argument lists of every macro(...) call in body."""
     rows, i = [], 0
     while (i := body.find(macro + "(", i)) >= 0:
-        depth, j, quoted = 0, i + len(macro), False
-        for j in range(i + len(macro), len(body)):
-            ch = body[j]
-            if ch == '"':
-                quoted = not quoted
-            elif not quoted and ch == "(":
-                depth += 1
-            elif not quoted and ch == ")":
-                depth -= 1
-                if depth == 0:
-                    break
-        rows.append(_split_args(body[i + len(macro) + 1 : j]))
-        i = j + 1
+        open_at = i + len(macro)
+        end = next(j for j, ch, depth in _scan(body, open_at) if ch == ")" and depth == 0)
+        rows.append(_split_args(body[open_at + 1 : end]))
+        i = end + 1
     return rows
 
 
