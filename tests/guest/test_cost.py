@@ -64,9 +64,11 @@ def test_status_hooks_shows_the_table_and_json() -> None:
     r = run("lxbsm-audit", "cost", "on")
     assert r.stdout.strip() == "cost accounting on"
     try:
-        spawn("/bin/true")
-        text = run("lxbsm-audit", "status", "--hooks").stdout
-        got = json.loads(run("lxbsm-audit", "status", "--hooks", "--json").stdout)
+        # exec events selected: the exec hooks are armed (docs/kernel.md, "Arming")
+        with auditing():
+            spawn("/bin/true")
+            text = run("lxbsm-audit", "status", "--hooks").stdout
+            got = json.loads(run("lxbsm-audit", "status", "--hooks", "--json").stdout)
     finally:
         run("lxbsm-audit", "cost", "off")
     assert text.startswith("cost accounting on")
