@@ -30,6 +30,7 @@
 #include <linux/sched/clock.h>
 #include <linux/string.h>
 #include <linux/timer.h>
+#include <linux/workqueue.h>
 
 #include "arch.h"
 #include "compat.h"
@@ -454,12 +455,23 @@ static void find_tracepoint(struct tracepoint *tp, void *priv)
 		h->tp = tp;
 }
 
-static int attach(struct lxbsm_hook *h)
+/*
+ * A hook is registered armed only if wanted (@armed): each arming or
+ * disarming of a probe at a function's entry is an ftrace update that
+ * walks every traceable function of the kernel, tens of milliseconds under
+ * emulation, so arming at the first lxbsm_hooks_arm() what was registered
+ * disarmed is cheaper than the reverse.
+ */
+static int attach(struct lxbsm_hook *h, bool armed)
 {
+	u32 flags = armed ? 0 : KPROBE_FLAG_DISABLED;
+
+	h->armed = armed || h->kind == LXBSM_TRACEPOINT;
 	switch (h->kind) {
 	case LXBSM_KRETPROBE:
 		memset(&h->krp, 0, sizeof(h->krp));
 		h->krp.kp.symbol_name = h->symbol;
+		h->krp.kp.flags = flags;
 		h->krp.entry_handler = h->entry_run;
 		h->krp.handler = h->ret_run;
 		h->krp.data_size = h->data_size();
@@ -470,6 +482,7 @@ static int attach(struct lxbsm_hook *h)
 	case LXBSM_KPROBE:
 		memset(&h->krp, 0, sizeof(h->krp));
 		h->krp.kp.symbol_name = h->symbol;
+		h->krp.kp.flags = flags;
 		h->krp.kp.pre_handler = h->pre;
 		return register_kprobe(&h->krp.kp);
 	case LXBSM_TRACEPOINT:
@@ -525,9 +538,23 @@ static void cost_exit(void)
  * kernel's kprobe_mutex).  A call that entered while its hook was armed
  * still returns through it.  Hooks with other duties (the process table,
  * sessions, the peers of accepted connections, late connects) stay armed.
+ *
+ * Arming is at once; disarming waits disarm_delay_ms after the last change
+ * that left a hook unwanted, as perf defers the static keys of its events:
+ * each switch of a probe at a function's entry is an ftrace update that
+ * walks every traceable function (tens of milliseconds under emulation), so
+ * a configuration switched back and forth in a second costs nothing, and an
+ * armed hook whose events nobody selects only finds them unselected.
  */
+static unsigned int disarm_delay_ms = 2000;
+module_param(disarm_delay_ms, uint, 0444);
+MODULE_PARM_DESC(disarm_delay_ms,
+		 "disarm a hook this long after nothing needs it any more (0: at once)");
+
 static DEFINE_MUTEX(arm_lock);
 static bool hooks_live;		/* attached, not yet being detached */
+static void disarm_late(struct work_struct *work);
+static DECLARE_DELAYED_WORK(disarm_work, disarm_late);
 
 static bool hook_wanted(const struct lxbsm_cfg *cfg, bool xc, const struct lxbsm_hook *h)
 {
@@ -544,36 +571,62 @@ static bool hook_wanted(const struct lxbsm_cfg *cfg, bool xc, const struct lxbsm
 	return false;
 }
 
-void lxbsm_hooks_arm(void)
+/* Which hooks the configuration and exec control's rules want armed now. */
+static void hooks_wanted(bool *want)
 {
-	static bool want[ARRAY_SIZE(hooks)];	/* under arm_lock */
 	const struct lxbsm_cfg *cfg;
-	int i, ret;
-	bool xc;
+	bool xc = lxbsm_xc_active();
+	int i;
 
-	mutex_lock(&arm_lock);
-	if (!hooks_live)
-		goto out;
-	xc = lxbsm_xc_active();
 	rcu_read_lock();
 	cfg = rcu_dereference(lxbsm_cfg);
 	for (i = 0; i < ARRAY_SIZE(hooks); i++)
 		want[i] = hook_wanted(cfg, xc, &hooks[i]);
 	rcu_read_unlock();
+}
+
+/* Arm every hook wanted; disarm the others (@disarm) or have it done later. */
+static void hooks_apply(bool disarm)
+{
+	static bool want[ARRAY_SIZE(hooks)];	/* under arm_lock */
+	bool later = false;
+	int i, ret;
+
+	mutex_lock(&arm_lock);
+	if (!hooks_live)
+		goto out;
+	hooks_wanted(want);
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct lxbsm_hook *h = &hooks[i];
 
 		if (h->state != LXBSM_HOOK_ON || h->kind == LXBSM_TRACEPOINT ||
 		    h->armed == want[i])
 			continue;
+		if (!want[i] && !disarm) {
+			later = true;
+			continue;
+		}
 		ret = want[i] ? enable_kprobe(&h->krp.kp) : disable_kprobe(&h->krp.kp);
 		if (ret)
 			pr_warn("cannot %s %s: %d\n", want[i] ? "arm" : "disarm", h->symbol, ret);
 		else
 			WRITE_ONCE(h->armed, want[i]);
 	}
+	/* Detaching cancels it after hooks_live is false: none is left queued. */
+	if (later)
+		mod_delayed_work(system_wq, &disarm_work, msecs_to_jiffies(disarm_delay_ms));
 out:
 	mutex_unlock(&arm_lock);
+}
+
+static void disarm_late(struct work_struct *work)
+{
+	hooks_apply(true);
+}
+
+void lxbsm_hooks_arm(void)
+{
+	hooks_apply(!disarm_delay_ms);
 }
 
 /*
@@ -591,6 +644,7 @@ void lxbsm_hooks_exit(void)
 	mutex_lock(&arm_lock);
 	hooks_live = false;
 	mutex_unlock(&arm_lock);
+	cancel_delayed_work_sync(&disarm_work);
 	if (missed_timer_on) {
 		lxbsm_timer_delete_sync(&missed_timer);
 		missed_timer_on = false;
@@ -640,6 +694,7 @@ void lxbsm_hooks_exit(void)
 
 int lxbsm_hooks_init(void)
 {
+	static bool want[ARRAY_SIZE(hooks)];	/* module init runs alone */
 	int i, ret, on = 0, missing = 0;
 
 	missed_last = 0;
@@ -648,6 +703,8 @@ int lxbsm_hooks_init(void)
 	if (ret)
 		return ret;
 	lxbsm_inflight_reset();
+	/* A change from here on is applied by the lxbsm_hooks_arm() below. */
+	hooks_wanted(want);
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct lxbsm_hook *h = &hooks[i];
 
@@ -655,10 +712,9 @@ int lxbsm_hooks_init(void)
 		atomic64_set(&h->recovered, 0);
 		atomic64_set(&h->dropped, 0);
 		h->missed_seen = 0;
-		ret = attach(h);
+		ret = attach(h, want[i]);
 		if (!ret) {
 			h->state = LXBSM_HOOK_ON;
-			h->armed = true;
 			on++;
 			continue;
 		}

@@ -1,14 +1,20 @@
-"""Hooks whose only duty is some events are armed only while a mask selects them."""
+"""Hooks whose only duty is some events are armed only while a mask selects them.
+
+The first two tests load the module with disarm_delay_ms=0 (disarmed at once);
+the last one shows the default deferred disarm.
+"""
 
 from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 from lxbsm_tools import execctl, uapi
 
 from .audit import auditing, paths
+from .conftest import load_module
 
 # hooks armed by the events they record, and the classes of those events
 OPEN_CLASSES = {"fr", "fw", "fa", "fm", "fc", "fd"}  # AUE_OPEN_RC is fc,fr,fa,fm ...
@@ -52,7 +58,8 @@ def entry_calls() -> dict[str, int]:
 
 
 def test_hooks_are_armed_only_while_their_events_are_selected(tmp_path: Path) -> None:
-    st = states()  # nothing selected since the last test
+    load_module("disarm_delay_ms=0")
+    st = states()  # nothing selected since the load
     for name in BY_EVENTS:
         assert st[name] == "idle", (name, st[name])
     for name in ALWAYS:
@@ -102,6 +109,7 @@ def test_arming_races_calls_and_configuration_changes(tmp_path: Path) -> None:
 
     Each switch arms or disarms about 20 hooks (text patching: ~1 s a switch under TCG).
     """
+    load_module("disarm_delay_ms=0")
     target = tmp_path / "s"
     target.write_text("x")
     storm = subprocess.Popen(
@@ -121,3 +129,28 @@ def test_arming_races_calls_and_configuration_changes(tmp_path: Path) -> None:
         storm.wait()
     assert paths(rec) == [str(target)]
     assert all(states()[n] == "idle" for n in BY_EVENTS)
+
+
+def test_a_hook_nobody_needs_is_disarmed_after_the_delay(tmp_path: Path) -> None:
+    """Default disarm_delay_ms (2 s): deselected, a hook stays armed, records nothing, idles."""
+    target = tmp_path / "d"
+    target.write_text("x")
+    with auditing(flags="fr", naflags="fr") as a:
+        assert states()["do_sys_openat2"] == "on"
+        a.configure(flags="", naflags="")
+        t0 = time.monotonic()
+        still = states()
+        os.close(os.open(target, os.O_RDONLY))
+        assert not a.records(where=lambda r: paths(r) == [str(target)])
+        while any(states()[n] != "idle" for n in BY_EVENTS):
+            assert time.monotonic() - t0 < 60, "the deferred disarm did not happen"
+            time.sleep(0.1)
+        waited = time.monotonic() - t0
+    assert still["do_sys_openat2"] == "on", "disarmed at once, not after the delay"
+    assert waited >= 1.0, waited
+    # Selected again, it is armed at once and records.
+    with auditing(flags="fr", naflags="fr") as a:
+        assert states()["do_sys_openat2"] == "on"
+        os.close(os.open(target, os.O_RDONLY))
+        got = a.records("AUE_OPENAT_R", os.getpid(), where=lambda r: paths(r) == [str(target)])
+    assert len(got) == 1
