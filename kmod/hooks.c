@@ -368,21 +368,31 @@ NOKPROBE_SYMBOL(lxbsm_cost_record);
  * walk it.  Our kprobes are detached before the kretprobes (lxbsm_hooks_exit),
  * so krp.rh is valid whenever a kprobe handler calls this.
  */
+/*
+ * A kretprobe's rethook keeps the kretprobe as its data, and ours are in
+ * hooks[], so a node's hook is found by its address, not by trying every
+ * hook (that loop was most of a connect's or an open's lookup).  Another
+ * rethook's data is not in hooks[]; a node of an earlier load of this
+ * module, still in a call that blocked across the reload, has another
+ * rethook than the hook's current one.  A rethook lives while its nodes
+ * are in use, so its data may be read: it is only compared.
+ */
 void *lxbsm_inflight(kretprobe_handler_t entry)
 {
+	const uintptr_t first = (uintptr_t)&hooks[0].krp;
 	struct llist_node *n;
-	int i;
 
 	for (n = current->rethooks.first; n; n = n->next) {
 		struct rethook_node *node = container_of(n, struct rethook_node, llist);
+		uintptr_t off = (uintptr_t)READ_ONCE(node->rethook->data) - first;
+		struct lxbsm_hook *h;
 
-		for (i = 0; i < ARRAY_SIZE(hooks); i++) {
-			struct lxbsm_hook *h = &hooks[i];
-
-			if (h->kind == LXBSM_KRETPROBE && h->entry == entry &&
-			    READ_ONCE(h->state) == LXBSM_HOOK_ON && h->krp.rh == node->rethook)
-				return container_of(node, struct kretprobe_instance, node)->data;
-		}
+		if (off >= sizeof(hooks) || off % sizeof(hooks[0]))
+			continue;
+		h = &hooks[off / sizeof(hooks[0])];
+		if (h->kind == LXBSM_KRETPROBE && h->entry == entry &&
+		    READ_ONCE(h->state) == LXBSM_HOOK_ON && h->krp.rh == node->rethook)
+			return container_of(node, struct kretprobe_instance, node)->data;
 	}
 	return NULL;
 }
