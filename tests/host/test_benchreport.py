@@ -128,6 +128,34 @@ def test_targets() -> None:
     assert got["exec (idle)"].met and got["fork (idle)"].met
     # No fifo, file_frfw or tcp_connect data: no such targets.
     assert not any("fifo" in w or "open_close" in w for w in got)
+    # No ebpf data: no comparison with it.
+    assert not any(w.endswith("vs ebpf") for w in got)
+
+
+def test_targets_against_the_ebpf_tracer() -> None:
+    rounds = {
+        **ROUNDS,
+        "ebpf": {"exec": [102.0, 204.0, 102.0], "fork": [15.0, 30.0, 15.0]},
+        "file_frfw": {"open_close": [1.2, 2.4, 1.2]},
+    }
+    rounds["none"] = {**rounds["none"], "open_close": [1.0, 2.0, 1.0]}
+    got = {t.what: t for t in br.targets(rounds)}
+    # eBPF adds 2% to exec, lxbsm 1%: met; fork 50% against lxbsm's 10%: met.
+    assert got["exec (file) vs ebpf"].met and got["exec (file) vs ebpf"].value == pytest.approx(2)
+    assert got["fork (file) vs ebpf"].met
+    assert (
+        "ebpf's added cost / lxbsm's = 5.0x (target > 1x): met" in got["fork (file) vs ebpf"].line()
+    )
+    # No ebpf open_close: file_frfw is judged against auditd only (absent too).
+    assert "open_close (file_frfw) vs ebpf" not in got
+    # lxbsm above eBPF: missed.
+    rounds["ebpf"]["exec"] = [100.5, 201.0, 100.5]
+    assert not {t.what: t for t in br.targets(rounds)}["exec (file) vs ebpf"].met
+    # TCP connect in file is judged against issue 16's 2%.
+    rounds["none"]["tcp_connect"] = [100.0, 100.0, 100.0]
+    rounds["file"] = {**rounds["file"], "tcp_connect": [103.0, 103.0, 103.0]}
+    tcp = {t.what: t for t in br.targets(rounds)}["tcp_connect (file)"]
+    assert not tcp.met and tcp.limit == 2.0
 
 
 def test_added_ratio_edges() -> None:
