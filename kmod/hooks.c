@@ -367,8 +367,7 @@ NOKPROBE_SYMBOL(lxbsm_cost_record);
  * first; an NMI's entries are gone again before we resume, so current may
  * walk it.  Our kprobes are detached before the kretprobes (lxbsm_hooks_exit),
  * so krp.rh is valid whenever a kprobe handler calls this.
- */
-/*
+ *
  * A kretprobe's rethook keeps the kretprobe as its data, and ours are in
  * hooks[], so a node's hook is found by its address, not by trying every
  * hook (that loop was most of a connect's or an open's lookup).  Another
