@@ -41,11 +41,15 @@ BAD_DMESG = re.compile(
 ICOUNT = "shift=0,sleep=on"
 
 # Kernel parameters that make memory errors visible (--memcheck): SLUB
-# consistency checks, red zones, poisoning and owner tracking on every cache,
-# and KFENCE sampling every allocation interval (where the kernel has KFENCE:
-# Debian's 6.12 does, 6.1 does not).  A write past a kmalloc buffer is then
-# reported when the object is checked or freed, and the report fails the run.
-MEMCHECK_PARAMS = ("slub_debug=FZPU", "kfence.sample_interval=1")
+# consistency checks, red zones and poisoning on every cache, and KFENCE
+# sampling every allocation interval (where the kernel has KFENCE: Debian's
+# 6.12 does, 6.1 does not).  A write past a kmalloc buffer is then reported
+# when the object is checked or freed, and the report fails the run.  Not
+# SLUB's owner tracking (U): it saves a stack trace at every allocation and
+# free, which made the guests 13-17% slower under TCG (docs/kernel.md, "Memory
+# errors") and only adds who allocated and freed the object to a report (to
+# diagnose one, run without --memcheck, with --append slub_debug=FZPU ...).
+MEMCHECK_PARAMS = ("slub_debug=FZP", "kfence.sample_interval=1")
 # Every guest boots with these.  5.10 and 6.1 find the vCPUs' TSCs "unsynchronized"
 # under TCG (the check races the round-robin vCPU scheduling), fall back to the
 # HPET, and every clock read then leaves the guest: 6.1's 100-reload storm took

@@ -179,7 +179,7 @@ def test_memcheck_appends_its_kernel_parameters(tmp_path: Path) -> None:
     run = _run(tmp_path, append=(*vm.MEMCHECK_PARAMS, "quiet"))
     assert appended(tmp_path, run) == [
         "tsc=reliable",
-        "slub_debug=FZPU",
+        "slub_debug=FZP",
         "kfence.sample_interval=1",
         "quiet",
     ]

@@ -189,7 +189,7 @@ def test_heap_overflow_fails_the_run_with_memcheck(
     # The module loaded and the command passed; only the kernel's report fails it.
     assert (tmp_path / "run" / "rc").read_text().strip() == "0"
     assert "loaded" in proc.stdout
-    assert "slub_debug=FZPU" in (tmp_path / "run" / "console.log").read_text(errors="replace")
+    assert "slub_debug=FZP " in (tmp_path / "run" / "console.log").read_text(errors="replace")
     assert proc.returncode == vm.EXIT_SPLAT, proc.stderr
     report = re.compile(r"Redzone overwritten|KFENCE: (memory corruption|out-of-bounds)")
     assert report.search(proc.stderr), proc.stderr
