@@ -1,10 +1,16 @@
-"""Loading and unloading 100 times under a fork+exec+open storm: nothing left behind.
+"""Loading and unloading 50 times under a fork+exec+open storm: nothing left behind.
 
 With a content rule in force (so programs and mappings are hashed in
 task_work), a task stopped under ptrace, and files mapped executable from a
 slow filesystem whose hash jobs block on its reads: every rmmod returns at
 once, done or refused ("in use") while a hash job holds the module, and a
 retry gets through (issue 13, defect 10).
+
+It was 100 cycles: every cycle arms and disarms each hook (an ftrace update
+apiece) and allocates and frees its instances under slub_debug, 14-20 s under
+TCG beside another guest, and 100 of them took a third of make check's guest
+time and CI past its 45 minutes.  Issue 13 was resolved on 100 cycles; make
+check keeps 50 (CYCLES).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from .conftest import load_module, module_loaded, run
 
 NOBODY = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
 SLOW_MS = 200  # read delay of the slow filesystem, per request
+CYCLES = 50
 
 
 def meminfo_kib(field: str) -> int:
@@ -53,11 +60,17 @@ def storm(stop: threading.Event) -> None:
 
 def slow_mapper(stop: threading.Event, hxprobe: Path, files: list[Path], done: list[int]) -> None:
     """As nobody, map files of the slow filesystem executable, each a new hash
-    job that waits for the disk; the page cache is dropped so that it does."""
+    job that waits for the disk: the file's pages are evicted first so that it
+    does (only its own: dropping the whole page cache made every program of the
+    storm and every insmod read the 9p root again, and a cycle 20% slower)."""
     i = 0
     while not stop.is_set():
-        Path("/proc/sys/vm/drop_caches").write_text("1\n")
         f = files[i % len(files)]
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
         subprocess.run(
             [*NOBODY, str(hxprobe), "mapexec", "0", "/bin/true", str(f)],
             capture_output=True,
@@ -73,7 +86,7 @@ def rmmod_retrying(times: list[float]) -> int:
     for _ in range(400):
         t0 = time.monotonic()
         # Bounded (a refusal or done), but rmmod itself is hashed at its exec
-        # (the content rule), with the page cache dropped, in a slow guest.
+        # (the content rule), in a slow guest.
         p = subprocess.run(["rmmod", "lxbsm"], capture_output=True, text=True, timeout=60)
         times.append(time.monotonic() - t0)
         if p.returncode == 0:
@@ -85,7 +98,7 @@ def rmmod_retrying(times: list[float]) -> int:
     raise AssertionError(f"rmmod refused {refused} times")
 
 
-def test_hundred_reloads_under_a_storm_leave_nothing_behind() -> None:
+def test_fifty_reloads_under_a_storm_leave_nothing_behind() -> None:
     load_module()
     assert lxbsm_vmalloc_areas(), "the loaded module's ring should show in vmallocinfo"
     run("rmmod", "lxbsm")
@@ -133,7 +146,7 @@ def test_hundred_reloads_under_a_storm_leave_nothing_behind() -> None:
         read = refused = 0
         times: list[float] = []
         try:
-            for _ in range(100):
+            for _ in range(CYCLES):
                 run("insmod", ko)
                 assert Path("/dev/lxbsm").exists()
                 fd = uapi.open_control()
@@ -164,12 +177,12 @@ def test_hundred_reloads_under_a_storm_leave_nothing_behind() -> None:
     # Each rmmod returned at once (a refusal or done), whatever was queued.
     assert max(times) < 60, max(times)
     print(
-        f"100 cycles: {refused} rmmod refusals, longest rmmod {max(times):.2f} s, "
+        f"{CYCLES} cycles: {refused} rmmod refusals, longest rmmod {max(times):.2f} s, "
         f"{mapped[0]} slow mappings"
     )
     run("rmmod", "lxbsm")
     assert lxbsm_vmalloc_areas() == []
-    # A leaked 16 MiB ring per cycle would cost 1.6 GiB; allow page-cache noise.
+    # A leaked 16 MiB ring per cycle would cost 800 MiB; allow page-cache noise.
     assert base - mem_available_kib() < 32 * 1024
     load_module()
 
