@@ -72,10 +72,10 @@ struct exec_ctx {
 #define EXEC_DATA_SIZE	(sizeof(struct exec_ctx) + EXEC_PATH_SIZE)
 #define INFLIGHT_BITS	6
 
-/* The in-flight execs (their nodes and tasks) and the long paths. */
+/* The in-flight execs (their nodes and tasks), and the long paths they hold. */
 static struct hlist_head inflight[1 << INFLIGHT_BITS];
-static LIST_HEAD(long_paths);
 static DEFINE_RAW_SPINLOCK(inflight_lock);
+static LXBSM_HELD_DEFINE(long_paths, lxbsm_long_path_pool, struct long_path, node);
 
 size_t lxbsm_exec_data_size(void)
 {
@@ -174,7 +174,6 @@ static void exec_path(struct exec_ctx *ctx, const struct file *file, const char 
 		      char *buf)
 {
 	struct long_path *lp;
-	unsigned long flags;
 	size_t n;
 
 	if (!path)
@@ -200,9 +199,7 @@ static void exec_path(struct exec_ctx *ctx, const struct file *file, const char 
 		lp->path[0] = '\0';
 	else	/* from a buffer of PATH_MAX bytes (or within lp->path) */
 		memmove(lp->path, path, strlen(path) + 1);
-	raw_spin_lock_irqsave(&inflight_lock, flags);
-	list_add(&lp->node, &long_paths);
-	raw_spin_unlock_irqrestore(&inflight_lock, flags);
+	lxbsm_held_add(&long_paths, &lp->node);
 	ctx->long_path = lp;
 }
 
@@ -420,9 +417,9 @@ int lxbsm_exec_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 		ret = (int)ret;
 	raw_spin_lock_irqsave(&inflight_lock, flags);
 	hlist_del(&ctx->node);
-	if (lp)
-		list_del(&lp->node);
 	raw_spin_unlock_irqrestore(&inflight_lock, flags);
+	if (lp)
+		lxbsm_held_del(&long_paths, &lp->node);
 
 	if (!ctx->xc_hit && !lxbsm_selected(&ctx->sel, ret < 0))
 		goto out;
@@ -499,13 +496,5 @@ NOKPROBE_SYMBOL(lxbsm_exec_ret);
 /* At unload, once no return handler runs: the long paths nobody freed. */
 void lxbsm_exec_exit(void)
 {
-	struct long_path *lp, *tmp;
-	unsigned long flags;
-	LIST_HEAD(gone);
-
-	raw_spin_lock_irqsave(&inflight_lock, flags);
-	list_splice_init(&long_paths, &gone);
-	raw_spin_unlock_irqrestore(&inflight_lock, flags);
-	list_for_each_entry_safe(lp, tmp, &gone, node)
-		lxbsm_pool_put(&lxbsm_long_path_pool, lp);
+	lxbsm_held_release(&long_paths);
 }

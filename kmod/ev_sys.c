@@ -73,8 +73,7 @@ LXBSM_POOL_DEFINE(lxbsm_capture_pool, "captured file", sizeof(struct sys_capture
 		  CAPTURE_POOL);
 
 /* Held captures, for unload: a call in flight then never returns to us. */
-static LIST_HEAD(captures);
-static DEFINE_RAW_SPINLOCK(captures_lock);
+static LXBSM_HELD_DEFINE(captures, lxbsm_capture_pool, struct sys_capture, node);
 
 struct sys_ctx {
 	struct lxbsm_sel sel;
@@ -111,7 +110,6 @@ void lxbsm_sys_capture(struct lxbsm_hook *h, const struct path *path)
 {
 	struct sys_ctx *ctx = lxbsm_inflight(lxbsm_sys_entry);
 	struct sys_capture *cap;
-	unsigned long flags;
 	char *p;
 
 	if (!ctx || ctx->cap || ctx->cap_lost)
@@ -129,20 +127,14 @@ void lxbsm_sys_capture(struct lxbsm_hook *h, const struct path *path)
 	else
 		memmove(cap->path, p, strlen(p) + 1);
 	lxbsm_attr_of(d_inode(path->dentry), &cap->attr);
-	raw_spin_lock_irqsave(&captures_lock, flags);
-	list_add(&cap->node, &captures);
-	raw_spin_unlock_irqrestore(&captures_lock, flags);
+	lxbsm_held_add(&captures, &cap->node);
 	ctx->cap = cap;
 }
 NOKPROBE_SYMBOL(lxbsm_sys_capture);
 
 static void capture_put(struct sys_capture *cap)
 {
-	unsigned long flags;
-
-	raw_spin_lock_irqsave(&captures_lock, flags);
-	list_del(&cap->node);
-	raw_spin_unlock_irqrestore(&captures_lock, flags);
+	lxbsm_held_del(&captures, &cap->node);
 	lxbsm_pool_put(&lxbsm_capture_pool, cap);
 }
 
@@ -205,13 +197,5 @@ NOKPROBE_SYMBOL(lxbsm_sys_ret);
 /* At unload, no return handler running or to come: free what they hold. */
 void lxbsm_sys_exit(void)
 {
-	struct sys_capture *cap, *tmp;
-	unsigned long flags;
-	LIST_HEAD(gone);
-
-	raw_spin_lock_irqsave(&captures_lock, flags);
-	list_splice_init(&captures, &gone);
-	raw_spin_unlock_irqrestore(&captures_lock, flags);
-	list_for_each_entry_safe(cap, tmp, &gone, node)
-		lxbsm_pool_put(&lxbsm_capture_pool, cap);
+	lxbsm_held_release(&captures);
 }

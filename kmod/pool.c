@@ -78,6 +78,37 @@ void lxbsm_pool_put(struct lxbsm_pool *pool, void *obj)
 		queue_work(system_unbound_wq, &pool->work);
 }
 
+void lxbsm_held_add(struct lxbsm_held *held, struct list_head *node)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&held->lock, flags);
+	list_add(node, &held->list);
+	raw_spin_unlock_irqrestore(&held->lock, flags);
+}
+
+void lxbsm_held_del(struct lxbsm_held *held, struct list_head *node)
+{
+	unsigned long flags;
+
+	raw_spin_lock_irqsave(&held->lock, flags);
+	list_del(node);
+	raw_spin_unlock_irqrestore(&held->lock, flags);
+}
+
+void lxbsm_held_release(struct lxbsm_held *held)
+{
+	struct list_head *pos, *tmp;
+	unsigned long flags;
+	LIST_HEAD(gone);
+
+	raw_spin_lock_irqsave(&held->lock, flags);
+	list_splice_init(&held->list, &gone);
+	raw_spin_unlock_irqrestore(&held->lock, flags);
+	list_for_each_safe(pos, tmp, &gone)
+		lxbsm_pool_put(held->pool, (char *)pos - held->node);
+}
+
 /* Process context: bring @pool to its capacity.  False if out of memory. */
 static bool balance(struct lxbsm_pool *pool)
 {

@@ -22,7 +22,9 @@
 
 #include <linux/atomic.h>
 #include <linux/build_bug.h>
+#include <linux/list.h>
 #include <linux/spinlock.h>
+#include <linux/stddef.h>
 #include <linux/types.h>
 #include <linux/workqueue.h>
 
@@ -60,6 +62,32 @@ void lxbsm_pool_work(struct work_struct *work);
 void *lxbsm_pool_get(struct lxbsm_pool *pool);
 /* Any context: @obj (from lxbsm_pool_get() of this pool) goes back. */
 void lxbsm_pool_put(struct lxbsm_pool *pool, void *obj);
+
+/*
+ * Objects of a pool that calls in flight hold, listed through a list_head
+ * in each, so that unloading takes back those whose call never returns to
+ * the module (it was blocked across the unload).  Any context.
+ */
+struct lxbsm_held {
+	struct lxbsm_pool *pool;	/* where the objects go back */
+	size_t node;			/* offset of the list_head in an object */
+	raw_spinlock_t lock;		/* the list */
+	struct list_head list;
+};
+
+#define LXBSM_HELD_DEFINE(var, pl, type, member)			\
+	struct lxbsm_held var = {					\
+		.pool = &(pl),						\
+		.node = offsetof(type, member),				\
+		.lock = __RAW_SPIN_LOCK_UNLOCKED(var.lock),		\
+		.list = LIST_HEAD_INIT(var.list),			\
+	}
+
+void lxbsm_held_add(struct lxbsm_held *held, struct list_head *node);
+/* @node's object is no longer held: the caller gives it back or keeps it. */
+void lxbsm_held_del(struct lxbsm_held *held, struct list_head *node);
+/* Unload, once no handler runs: every object still held goes back. */
+void lxbsm_held_release(struct lxbsm_held *held);
 
 /* Every pool of lxbsm_pools[]: fill at load, before any hook is attached. */
 int lxbsm_pools_init(void);
