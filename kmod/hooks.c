@@ -562,6 +562,8 @@ MODULE_PARM_DESC(disarm_delay_ms,
 
 static DEFINE_MUTEX(arm_lock);
 static bool hooks_live;		/* attached, not yet being detached */
+/* What hooks_wanted() found: under arm_lock, or at init before hooks_live. */
+static bool want[ARRAY_SIZE(hooks)];
 static void disarm_late(struct work_struct *work);
 static DECLARE_DELAYED_WORK(disarm_work, disarm_late);
 
@@ -581,7 +583,7 @@ static bool hook_wanted(const struct lxbsm_cfg *cfg, bool xc, const struct lxbsm
 }
 
 /* Which hooks the configuration and exec control's rules want armed now. */
-static void hooks_wanted(bool *want)
+static void hooks_wanted(void)
 {
 	const struct lxbsm_cfg *cfg;
 	bool xc = lxbsm_xc_active();
@@ -597,14 +599,13 @@ static void hooks_wanted(bool *want)
 /* Arm every hook wanted; disarm the others (@disarm) or have it done later. */
 static void hooks_apply(bool disarm)
 {
-	static bool want[ARRAY_SIZE(hooks)];	/* under arm_lock */
 	bool later = false;
 	int i, ret;
 
 	mutex_lock(&arm_lock);
 	if (!hooks_live)
 		goto out;
-	hooks_wanted(want);
+	hooks_wanted();
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct lxbsm_hook *h = &hooks[i];
 
@@ -703,7 +704,6 @@ void lxbsm_hooks_exit(void)
 
 int lxbsm_hooks_init(void)
 {
-	static bool want[ARRAY_SIZE(hooks)];	/* module init runs alone */
 	int i, ret, on = 0, missing = 0;
 
 	missed_last = 0;
@@ -713,7 +713,7 @@ int lxbsm_hooks_init(void)
 		return ret;
 	lxbsm_inflight_reset();
 	/* A change from here on is applied by the lxbsm_hooks_arm() below. */
-	hooks_wanted(want);
+	hooks_wanted();
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		struct lxbsm_hook *h = &hooks[i];
 
