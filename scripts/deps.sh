@@ -24,7 +24,8 @@ host_pkgs=(qemu-system-x86 qemu-utils busybox-static kmod cpio zstd
 	build-essential bc flex bison libelf-dev libssl-dev dwarves
 	stress-ng strace openssh-server openssh-client sudo auditd bpftrace python3 python3-venv
 	linux-source-6.1 gcc-multilib liburing-dev libseccomp2 mmdebstrap
-	dkms debhelper dh-dkms dh-python lintian python3-construct python3-pyudev python3-rich)
+	dkms debhelper dh-dkms dh-python lintian python3-construct python3-pyudev python3-rich
+	python3-merge3)
 
 backports_list=/etc/apt/sources.list.d/lxbsm-bookworm-backports.list
 
@@ -151,7 +152,7 @@ venv_steps() {
 		say "creating $venv"
 		"$python" -m venv "$venv"
 	fi
-	if ! "$venv/bin/python" -c 'import lxbsm_tools, pytest, construct, hypothesis, virtme_ng' 2>/dev/null ||
+	if ! "$venv/bin/python" -c 'import lxbsm_tools, pytest, construct, hypothesis, virtme_ng, merge3' 2>/dev/null ||
 		[ "$here/pyproject.toml" -nt "$venv/.lxbsm-installed" ]; then
 		say "pip install -e .[dev,bench] into .venv"
 		mkdir -p "$here/build"
