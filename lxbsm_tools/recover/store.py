@@ -1,0 +1,223 @@
+"""Where the journal of protected files lives, and its baselines.
+
+::
+
+    DIR/objects/ab/cdef...          file contents, named by their SHA-256
+    DIR/baselines/TIME_NS.base      one baseline: a BASE entry per regular file
+    DIR/journal/FIRSTSEQ.j          journal files: the entries, in order
+
+A baseline copies every regular file under the protected trees into
+objects/ (a content already there costs nothing: later baselines store only
+what changed) and lists them, with their file ids, modes and owners.  Every
+file is written to a temporary name, flushed and renamed, and its directory
+flushed, so a crash leaves either the whole file or none (a journal file
+may end in a cut frame, which reading reports and skips).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import journal
+from .history import FileState, Tree
+from .journal import Damage, Entry, Kind
+
+
+class StoreError(Exception):
+    """A journal directory that cannot be used (says which file and why)."""
+
+
+def file_id(st_dev: int, st_ino: int) -> int:
+    """A file's id: its device (as stat gives it) and inode, in 64 bits
+    (unique while inode numbers fit 32 bits, as ext4's do); the kernel
+    encodes a change's file the same way."""
+    return ((st_dev << 32) ^ st_ino) & 0xFFFFFFFFFFFFFFFF
+
+
+def _fsync_dir(d: Path) -> None:
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """@path holds @data, whole, on disk; or, after a crash, what it held."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, mode)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    path: Path
+    time_ns: int
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.objects = root / "objects"
+        self.baselines_dir = root / "baselines"
+        self.journal_dir = root / "journal"
+
+    def create(self) -> None:
+        for d in (self.root, self.objects, self.baselines_dir, self.journal_dir):
+            d.mkdir(mode=0o700, exist_ok=True)
+
+    def _check(self) -> None:
+        for d in (self.objects, self.baselines_dir, self.journal_dir):
+            if not d.is_dir():
+                raise StoreError(
+                    f"{self.root}: not a journal directory ({d.name}/ is missing); "
+                    "protection makes it when it starts"
+                )
+
+    # Contents.
+    def _object(self, digest: bytes) -> Path:
+        h = digest.hex()
+        return self.objects / h[:2] / h[2:]
+
+    def put(self, data: bytes) -> bytes:
+        digest = hashlib.sha256(data).digest()
+        p = self._object(digest)
+        if not p.exists():
+            p.parent.mkdir(mode=0o700, exist_ok=True)
+            write_atomic(p, data)
+        return digest
+
+    def get(self, digest: bytes) -> bytes:
+        p = self._object(digest)
+        try:
+            data = p.read_bytes()
+        except FileNotFoundError:
+            raise StoreError(f"{p}: a baseline's content is missing from the store") from None
+        if hashlib.sha256(data).digest() != digest:
+            raise StoreError(f"{p}: content does not match its name (damaged)")
+        return data
+
+    # Baselines.
+    def take_baseline(self, trees: Iterable[bytes], time_ns: int) -> Baseline:
+        """Copy every regular file under @trees (absolute; symbolic links not
+        followed)."""
+        self._check()
+        trees = [os.path.normpath(t) for t in trees]
+        entries: list[Entry] = []
+        for top in trees:
+            for path, st in _regular_files(top):
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+                except OSError:
+                    continue  # gone or replaced since the walk: the journal has it
+                with os.fdopen(fd, "rb") as f:
+                    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                        continue  # replaced by something else since the walk
+                    data = f.read()
+                entries.append(
+                    Entry(
+                        seq=len(entries) + 1,
+                        time_ns=time_ns,
+                        kind=Kind.BASE,
+                        fid=file_id(st.st_dev, st.st_ino),
+                        path=path,
+                        size=len(data),
+                        data=self.put(data),
+                        mode=st.st_mode,
+                        uid=st.st_uid,
+                        gid=st.st_gid,
+                    )
+                )
+        trees = list(trees)
+        known = set(self.trees())
+        write_atomic(self.root / "trees", b"\0".join(sorted(known | set(trees))))
+        p = self.baselines_dir / f"{time_ns:020d}.base"
+        write_atomic(p, b"".join(journal.encode(e) for e in entries))
+        return Baseline(p, time_ns)
+
+    def trees(self) -> list[bytes]:
+        """The trees protected so far (restores write nowhere else)."""
+        try:
+            raw = (self.root / "trees").read_bytes()
+        except FileNotFoundError:
+            return []
+        return [t for t in raw.split(b"\0") if t]
+
+    def baselines(self) -> list[Baseline]:
+        self._check()
+        out = []
+        for p in sorted(self.baselines_dir.glob("*.base")):
+            try:
+                out.append(Baseline(p, int(p.stem)))
+            except ValueError:
+                continue
+        return out
+
+    def baseline_for(self, time_ns: int | None) -> Baseline | None:
+        """The newest baseline taken at or before @time_ns (None: the newest)."""
+        found = [b for b in self.baselines() if time_ns is None or b.time_ns <= time_ns]
+        return found[-1] if found else None
+
+    def load_baseline(self, b: Baseline | None, damages: list[Damage]) -> Tree:
+        t = Tree()
+        if b is None:
+            return t
+        for e in journal.read(b.path, damages):
+            if e.kind != Kind.BASE:
+                damages.append(Damage(b.path, 0, 0, f"entry {e.seq} is not a baseline file"))
+                continue
+            t.paths[e.path] = e.fid
+            t.files[e.fid] = FileState(self.get(e.data), e.mode, e.uid, e.gid)
+        return t
+
+    # The journal.
+    def entries(self, damages: list[Damage]) -> list[Entry]:
+        """Every entry of every journal file, in sequence order."""
+        self._check()
+        out: list[Entry] = []
+        for p in sorted(self.journal_dir.glob("*.j")):
+            out.extend(journal.read(p, damages))
+        out.sort(key=lambda e: e.seq)
+        return out
+
+    def append(self, entries: list[Entry]) -> None:
+        self._check()
+        if not entries:
+            return
+        files = sorted(self.journal_dir.glob("*.j"))
+        p = files[-1] if files else self.journal_dir / f"{entries[0].seq:020d}.j"
+        journal.append(p, entries)
+        if not files:
+            _fsync_dir(self.journal_dir)
+
+
+def _regular_files(top: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
+    with contextlib.suppress(FileNotFoundError):
+        st = os.lstat(top)
+        if stat.S_ISREG(st.st_mode):
+            yield top, st
+            return
+    for d, dirs, names in os.walk(top):
+        dirs.sort()
+        for n in sorted(names):
+            p = os.path.join(d, n)
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                yield p, st

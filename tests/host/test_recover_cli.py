@@ -1,0 +1,258 @@
+"""lxbsm-recover on a real directory: baseline, journal, log, restore.
+
+The journal's entries are written here as the daemon will write them; the
+files on disk are left as the changes left them.  Expected contents are
+spelled out, not computed by the code under test.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from lxbsm_tools.recover import main as recover
+from lxbsm_tools.recover.journal import Entry, Kind
+from lxbsm_tools.recover.store import Store
+
+TRUSTED = {"auid": 1000, "asid": 11, "terminal": "192.0.2.10 port 40000"}
+INTRUDER = {"auid": 1001, "asid": 66, "terminal": "198.51.100.66 port 50000"}
+CONF_0 = b"listen 80\nroot /srv/site\nworkers 4\n"
+CONF_1 = b"listen 8080\nroot /srv/site\nworkers 4\n"
+BACKDOOR = b"include /tmp/.x/evil.conf\n"
+CONF_3 = b"listen 8080\nroot /srv/site\nworkers 16\n" + BACKDOOR
+CONF_TRUSTED = b"listen 8080\nroot /srv/site\nworkers 16\n"
+BIN_0 = bytes(range(256)) * 4
+EVIL = b"\xcc" * 16
+BIN_1 = BIN_0[:100] + EVIL + BIN_0[116:]
+T0 = (int(time.time()) - 3600) * 1_000_000_000  # whole seconds
+S = 1_000_000_000
+
+
+def iso(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / S).isoformat()
+
+
+class Site:
+    def __init__(self, tmp: Path) -> None:
+        self.tree = tmp / "site"
+        self.tree.mkdir()
+        (self.tree / "sub").mkdir()
+        (self.tree / "app.conf").write_bytes(CONF_0)
+        (self.tree / "app.bin").write_bytes(BIN_0)
+        (self.tree / "sub" / "gone.txt").write_bytes(b"deleted later\n")
+        self.store = Store(tmp / "journal")
+        self.store.create()
+        self.store.take_baseline([os.fsencode(self.tree)], T0)
+        self.seq = 0
+        self.entries: list[Entry] = []
+
+    def p(self, name: str) -> bytes:
+        return os.fsencode(self.tree / name)
+
+    def fid(self, name: str) -> int:
+        from lxbsm_tools.recover.store import file_id
+
+        st = os.lstat(self.tree / name)
+        return file_id(st.st_dev, st.st_ino)
+
+    def add(self, t: int, who: dict[str, object], kind: Kind, name: str, **kw: object) -> None:
+        self.seq += 1
+        self.entries.append(
+            Entry(
+                seq=self.seq,
+                time_ns=t,
+                kind=kind,
+                fid=kw.pop("fid", 0) or self.fid(name),  # type: ignore[arg-type]
+                path=self.p(name),
+                **who,
+                **kw,
+            )  # type: ignore[arg-type]
+        )
+
+    def history(self) -> None:
+        """What the sessions did, to the journal and to the files."""
+        conf, binf = self.fid("app.conf"), self.fid("app.bin")
+        self.add(
+            T0 + 10 * S,
+            TRUSTED,
+            Kind.WRITE,
+            "app.conf",
+            fid=conf,
+            start=0,
+            end=len(CONF_1),
+            data=CONF_1,
+            size=len(CONF_1),
+            event="AUE_WRITE",
+        )
+        self.add(
+            T0 + 20 * S,
+            INTRUDER,
+            Kind.WRITE,
+            "app.conf",
+            fid=conf,
+            start=len(CONF_1),
+            end=len(CONF_1) + len(BACKDOOR),
+            data=BACKDOOR,
+            size=len(CONF_1) + len(BACKDOOR),
+            event="AUE_WRITE",
+        )
+        self.add(T0 + 21 * S, INTRUDER, Kind.UNLINK, "sub/gone.txt", event="AUE_UNLINK")
+        self.add(
+            T0 + 22 * S,
+            INTRUDER,
+            Kind.WRITE,
+            "app.bin",
+            fid=binf,
+            start=100,
+            end=116,
+            data=EVIL,
+            size=len(BIN_0),
+            event="AUE_PWRITE",
+        )
+        self.add(T0 + 30 * S, TRUSTED, Kind.CREATE, ".app.conf.swp", fid=999, mode=0o100644)
+        self.add(
+            T0 + 31 * S,
+            TRUSTED,
+            Kind.WRITE,
+            ".app.conf.swp",
+            fid=999,
+            start=0,
+            end=len(CONF_3),
+            data=CONF_3,
+            size=len(CONF_3),
+        )
+        self.add(
+            T0 + 32 * S,
+            TRUSTED,
+            Kind.RENAME,
+            ".app.conf.swp",
+            fid=999,
+            path2=self.p("app.conf"),
+            event="AUE_RENAME",
+        )
+        self.store.append(self.entries)
+        (self.tree / "app.conf").write_bytes(CONF_3)
+        (self.tree / "app.bin").write_bytes(BIN_1)
+        (self.tree / "sub" / "gone.txt").unlink()
+
+    def run(self, *args: str) -> int:
+        return recover.main(["--journal", str(self.store.root), *args])
+
+
+def files(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_restore_at_a_moment_into_a_copy(tmp_path: Path) -> None:
+    s = Site(tmp_path)
+    s.history()
+    out = tmp_path / "out"
+    assert s.run("restore", "--at", iso(T0 + 20 * S), "--to", str(out)) == 0
+    got = files(out / str(s.tree).lstrip("/"))
+    assert got == {
+        "app.conf": CONF_1 + BACKDOOR,
+        "app.bin": BIN_0,
+        "sub/gone.txt": b"deleted later\n",
+    }
+    # The tree itself is untouched by a restore --to.
+    assert files(s.tree) == {"app.conf": CONF_3, "app.bin": BIN_1}
+
+
+def test_restore_without_the_intruders_terminal_in_place_keeps_what_it_replaced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = Site(tmp_path)
+    s.history()
+    assert s.run("restore", "--without-terminal", "198.51.100.66", "--dry-run") == 0
+    diff = capsys.readouterr().out
+    assert "-include /tmp/.x/evil.conf\n" in diff
+    assert f"Binary file {s.tree}/app.bin changed" in diff
+    assert f"+++ b{s.tree}/sub/gone.txt" in diff
+    assert files(s.tree) == {"app.conf": CONF_3, "app.bin": BIN_1}  # a dry run writes nothing
+    assert s.run("restore", "--without-terminal", "198.51.100.66") == 0
+    assert files(s.tree) == {
+        "app.conf": CONF_TRUSTED,
+        "app.bin": BIN_0,
+        "sub/gone.txt": b"deleted later\n",
+    }
+    (aside,) = (s.store.root / "aside").iterdir()
+    kept = files(aside)
+    base = str(s.tree).lstrip("/")
+    assert kept[f"{base}/app.conf"] == CONF_3 and kept[f"{base}/app.bin"] == BIN_1
+    assert (aside / "made").read_bytes() == s.p("sub/gone.txt")
+
+
+def test_log_names_both_sessions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    s = Site(tmp_path)
+    s.history()
+    assert s.run("log", "--json") == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["auid"], r["session"], r["terminal"].split()[0], r["change"]) for r in rows] == [
+        (1000, 11, "192.0.2.10", "write"),
+        (1001, 66, "198.51.100.66", "write"),
+        (1001, 66, "198.51.100.66", "unlink"),
+        (1001, 66, "198.51.100.66", "write"),
+        (1000, 11, "192.0.2.10", "create"),
+        (1000, 11, "192.0.2.10", "write"),
+        (1000, 11, "192.0.2.10", "rename"),
+    ]
+    assert rows[1]["start"] == len(CONF_1) and rows[1]["end"] == len(CONF_1) + len(BACKDOOR)
+    assert s.run("log", "--json", "--session", "66", str(s.tree / "app.bin")) == 0
+    (only,) = json.loads(capsys.readouterr().out)
+    assert only["event"] == "AUE_PWRITE" and only["path"] == f"{s.tree}/app.bin"
+
+
+def test_a_symbolic_link_planted_in_the_tree_is_not_followed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = Site(tmp_path)
+    s.history()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (s.tree / "sub").rmdir()
+    (s.tree / "sub").symlink_to(outside)
+    assert s.run("restore", "--at", iso(T0)) == 2
+    msg = capsys.readouterr().err
+    assert f"cannot write {s.tree}/sub/gone.txt: a directory on its way is a symbolic link" in msg
+    assert list(outside.iterdir()) == []
+
+
+def test_paths_outside_the_protected_trees_and_bad_times_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = Site(tmp_path)
+    s.history()
+    assert s.run("restore", "--at", iso(T0), str(tmp_path / "journal")) == 2
+    assert "is not under a protected tree" in capsys.readouterr().err
+    assert s.run("restore", "--at", "yesterday") == 2
+    assert "bad time 'yesterday' (want YYYYMMDD[HH[MM[SS]]]" in capsys.readouterr().err
+    assert s.run("restore", "--at", "20261332") == 2
+    assert "month 13" in capsys.readouterr().err
+
+
+def test_a_journal_directory_that_is_not_one_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert recover.main(["--journal", str(tmp_path), "log"]) == 2
+    assert "not a journal directory (objects/ is missing)" in capsys.readouterr().err
+
+
+def test_a_damaged_journal_is_reported_and_the_rest_restored(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = Site(tmp_path)
+    s.history()
+    (jf,) = s.store.journal_dir.iterdir()
+    with jf.open("ab") as f:
+        f.write(b"LXJ1\xff\xff")  # a frame cut short
+    out = tmp_path / "out"
+    assert s.run("restore", "--at", iso(T0 + 40 * S), "--to", str(out)) == 1
+    assert f"{jf}: offset {jf.stat().st_size - 6}: 6 bytes skipped" in capsys.readouterr().err
+    assert files(out / str(s.tree).lstrip("/"))["app.conf"] == CONF_3
