@@ -7,6 +7,8 @@ Usage::
     lxbsm-recover [--journal DIR] restore (--at T | --without-session S |
                   --without-auid U | --without-terminal ADDR) [PATH ...]
                   [--to DIR] [--dry-run] [--json]
+    lxbsm-recover [--journal DIR] mark (--session S | --auid U | --terminal ADDR)
+    lxbsm-recover [--journal DIR] compact --before T
 
 T is auditreduce's ``YYYYMMDD[HH[MM[SS]]]`` in local time or ISO 8601.
 ``restore --at`` gives every protected file as it was at T; ``--without-*``
@@ -195,17 +197,39 @@ def cmd_log(store: Store, a: argparse.Namespace) -> int:
     return 1 if damages else 0
 
 
+def matcher(what: str, value: str) -> Callable[[Entry], bool]:
+    """The entries of a session, an audit id or a terminal's address."""
+    if what == "terminal":
+        return lambda e: e.terminal.split(" ")[0] == value
+    n = int(value)
+    if what == "session":
+        return lambda e: e.asid == n
+    return lambda e: e.auid == n
+
+
 def _trusted_filter(a: argparse.Namespace) -> Callable[[Entry], bool] | None:
-    if a.without_session is not None:
-        s = a.without_session
-        return lambda e: e.asid == s
-    if a.without_auid is not None:
-        u = a.without_auid
-        return lambda e: e.auid == u
-    if a.without_terminal is not None:
-        addr = a.without_terminal
-        return lambda e: e.terminal.split(" ")[0] == addr
+    for what in ("session", "auid", "terminal"):
+        v = getattr(a, f"without_{what}")
+        if v is not None:
+            return matcher(what, str(v))
     return None
+
+
+def cmd_mark(store: Store, a: argparse.Namespace) -> int:
+    for what in ("session", "auid", "terminal"):
+        v = getattr(a, what)
+        if v is not None:
+            store.mark(what, str(v))
+            print(f"{what} {v} marked untrusted: compaction keeps its changes undoable")
+    return 0
+
+
+def cmd_compact(store: Store, a: argparse.Namespace) -> int:
+    before = parse_when(a.before)
+    marks = [matcher(w, v) for w, v in store.marks()]
+    b = store.compact(before, lambda e: any(m(e) for m in marks))
+    print(f"entries up to {_when(before)} folded into {b.path}")
+    return 0
 
 
 def _read_current(p: bytes) -> bytes | None:
@@ -293,6 +317,12 @@ def cmd_restore(store: Store, a: argparse.Namespace) -> int:
     trees = store.trees()
     untrusted = _trusted_filter(a)
     at = parse_when(a.at) if a.at else None
+    first = store.baselines()
+    if at is not None and first and at < first[0].time_ns:
+        raise UsageError(
+            f"the journal starts at {_when(first[0].time_ns)} (protection began or was "
+            "compacted then): it cannot restore an earlier moment"
+        )
     base, entries, damages = _load(store, at, oldest=untrusted is not None)
     if untrusted is None:
         want = history.replay(base, entries, until_ns=at).view()
@@ -399,6 +429,13 @@ def parser() -> argparse.ArgumentParser:
     rs.add_argument("--to", metavar="DIR")
     rs.add_argument("--dry-run", action="store_true")
     rs.add_argument("--json", action="store_true")
+    mk = sub.add_parser("mark", help="mark a session, user or terminal untrusted")
+    g = mk.add_mutually_exclusive_group(required=True)
+    g.add_argument("--session", type=int, metavar="S")
+    g.add_argument("--auid", type=int, metavar="U")
+    g.add_argument("--terminal", metavar="ADDR")
+    cp = sub.add_parser("compact", help="fold older entries into a new baseline")
+    cp.add_argument("--before", required=True, metavar="TIME")
     return ap
 
 
@@ -408,6 +445,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if a.cmd == "log":
             return cmd_log(store, a)
+        if a.cmd == "mark":
+            return cmd_mark(store, a)
+        if a.cmd == "compact":
+            return cmd_compact(store, a)
         return cmd_restore(store, a)
     except (UsageError, StoreError, RestoreError) as e:
         err(PROG, str(e))

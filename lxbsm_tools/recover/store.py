@@ -20,12 +20,12 @@ import contextlib
 import hashlib
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import journal
-from .history import FileState, Tree
+from .history import FileState, Tree, replay
 from .journal import Damage, Entry, Kind
 
 
@@ -188,11 +188,96 @@ class Store:
     def entries(self, damages: list[Damage]) -> list[Entry]:
         """Every entry of every journal file, in sequence order."""
         self._check()
-        out: list[Entry] = []
+        seen: dict[int, Entry] = {}
         for p in sorted(self.journal_dir.glob("*.j")):
-            out.extend(journal.read(p, damages))
-        out.sort(key=lambda e: e.seq)
+            for e in journal.read(p, damages):
+                # A compaction cut short leaves an entry in two files.
+                seen.setdefault(e.seq, e)
+        return [seen[s] for s in sorted(seen)]
+
+    # Untrusted sessions, users and terminals, which compaction keeps.
+    def marks(self) -> list[tuple[str, str]]:
+        """What the administrator marked untrusted: ("session", "66"), ..."""
+        try:
+            text = (self.root / "untrusted").read_text()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in text.splitlines():
+            what, _, value = line.partition(" ")
+            if value:
+                out.append((what, value))
         return out
+
+    def mark(self, what: str, value: str) -> None:
+        self._check()
+        marks = self.marks()
+        if (what, value) not in marks:
+            marks.append((what, value))
+        write_atomic(self.root / "untrusted", "".join(f"{w} {v}\n" for w, v in marks).encode())
+
+    def compact(self, before_ns: int, untrusted: Callable[[Entry], bool]) -> Baseline:
+        """Fold every entry made at or before @before_ns into a new baseline
+        and drop them and the older baselines: restores to a moment before
+        it are given up.  Refused (StoreError) if any of those entries is
+        @untrusted.  Each step leaves a usable directory if cut short: the
+        new baseline is whole before any entry goes, the remaining entries
+        are whole in their new file before the old files go, and an entry
+        left in two files is read once."""
+        damages: list[Damage] = []
+        entries = self.entries(damages)
+        if damages:
+            raise StoreError(f"{damages[0]}: repair or move the damaged file before compacting")
+        bad = [e for e in entries if e.time_ns <= before_ns and untrusted(e)]
+        if bad:
+            raise StoreError(
+                f"entry {bad[0].seq} (session {bad[0].asid}, audit id {bad[0].auid}, "
+                f"terminal {bad[0].terminal or '-'}) is before that time and marked untrusted: "
+                "compaction would make its changes permanent"
+            )
+        old = self.baseline_for(before_ns)
+        base = self.load_baseline(old, damages)
+        if damages:
+            raise StoreError(f"{damages[0]}: the baseline is damaged; not compacting")
+        start = old.time_ns if old else 0
+        t = replay(base, [e for e in entries if start <= e.time_ns <= before_ns])
+        baseline = self._write_baseline(t, before_ns)
+        rest = [e for e in entries if e.time_ns > before_ns]
+        old_files = sorted(self.journal_dir.glob("*.j"))
+        if rest:
+            write_atomic(
+                self.journal_dir / f"{rest[0].seq:020d}.j",
+                b"".join(journal.encode(e) for e in rest),
+            )
+        for p in old_files:
+            if not rest or p.name != f"{rest[0].seq:020d}.j":
+                p.unlink()
+        for b in self.baselines():
+            if b.time_ns < before_ns:
+                b.path.unlink()
+        _fsync_dir(self.journal_dir)
+        _fsync_dir(self.baselines_dir)
+        return baseline
+
+    def _write_baseline(self, t: Tree, time_ns: int) -> Baseline:
+        entries = [
+            Entry(
+                seq=i + 1,
+                time_ns=time_ns,
+                kind=Kind.BASE,
+                fid=fid,
+                path=path,
+                size=len(t.files[fid].data),
+                data=self.put(t.files[fid].data),
+                mode=t.files[fid].mode,
+                uid=t.files[fid].uid,
+                gid=t.files[fid].gid,
+            )
+            for i, (path, fid) in enumerate(sorted(t.paths.items()))
+        ]
+        p = self.baselines_dir / f"{time_ns:020d}.base"
+        write_atomic(p, b"".join(journal.encode(e) for e in entries))
+        return Baseline(p, time_ns)
 
     def append(self, entries: list[Entry]) -> None:
         self._check()

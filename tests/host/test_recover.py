@@ -13,6 +13,7 @@ hand, not computed by the code under test.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,8 +21,8 @@ from lxbsm_tools.recover import history, journal
 from lxbsm_tools.recover.history import FileState, Tree
 from lxbsm_tools.recover.journal import Entry, Kind
 
-TRUSTED = {"auid": 1000, "asid": 11, "terminal": "192.0.2.10 port 40000"}
-INTRUDER = {"auid": 1001, "asid": 66, "terminal": "198.51.100.66 port 50000"}
+TRUSTED: dict[str, Any] = {"auid": 1000, "asid": 11, "terminal": "192.0.2.10 port 40000"}
+INTRUDER: dict[str, Any] = {"auid": 1001, "asid": 66, "terminal": "198.51.100.66 port 50000"}
 SITE = b"/srv/site/"
 CONF_0 = b"# app\nlisten 80\nroot /srv/site\nworkers 4\nlog /var/log/app\n"
 BIN_0 = bytes(range(256)) * 16  # 4096 bytes, no line structure to speak of
@@ -50,7 +51,7 @@ class Journal:
         self.entries: list[Entry] = []
         self.clock = 1_000_000_000_000_000_000
 
-    def add(self, who: dict[str, object], kind: Kind, fid: int, path: bytes, **kw: object) -> int:
+    def add(self, who: dict[str, Any], kind: Kind, fid: int, path: bytes, **kw: Any) -> int:
         self.clock += 1_000_000_000
         self.entries.append(
             Entry(
@@ -59,14 +60,14 @@ class Journal:
                 kind=kind,
                 fid=fid,
                 path=SITE + path,
-                **who,  # type: ignore[arg-type]
-                **kw,  # type: ignore[arg-type]
+                **who,
+                **kw,
             )
         )
         return self.clock
 
     def write(
-        self, who: dict[str, object], fid: int, path: bytes, start: int, data: bytes, size: int
+        self, who: dict[str, Any], fid: int, path: bytes, start: int, data: bytes, size: int
     ) -> int:
         return self.add(
             who,
