@@ -221,12 +221,16 @@ def append(path: Path, entries: list[Entry]) -> None:
     """Add @entries to the journal file @path, on disk when this returns.
     A crash leaves at most a cut frame at the end, which reading reports
     and skips."""
-    data = b"".join(encode(e) for e in entries)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, b"".join(encode(e) for e in entries))
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """All of @data to @fd (write(2) may take less than it is given)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

@@ -39,7 +39,7 @@ from ..auditreduce import UsageError, _parse_time
 from ..cli import err
 from . import history
 from .history import FileState, Tree
-from .journal import AUDIT_UNSET, Damage, Entry
+from .journal import AUDIT_UNSET, Damage, Entry, write_all
 from .store import Store, StoreError, write_atomic
 
 PROG = "lxbsm-recover"
@@ -290,9 +290,7 @@ def _write_below(root: bytes, p: bytes, f: FileState, own: bool) -> None:
         tmp = b".lxbsm-recover." + str(os.getpid()).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dfd)
         try:
-            view = memoryview(f.data)
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, f.data)
             if own:
                 os.fchown(fd, f.uid, f.gid)
             os.fchmod(fd, stat.S_IMODE(f.mode))
