@@ -287,7 +287,7 @@ def _write_below(root: bytes, p: bytes, f: FileState, own: bool) -> None:
     renamed over whatever was there (never through a symbolic link)."""
     dfd, name = _dir_of(root, p)
     try:
-        tmp = b".lxbsm-recover." + str(os.getpid()).encode()
+        tmp = f".lxbsm-recover.{os.getpid()}.{time.time_ns()}".encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=dfd)
         try:
             write_all(fd, f.data)
@@ -350,7 +350,7 @@ def cmd_restore(store: Store, a: argparse.Namespace) -> int:
             f"conflict in {show_path(c.path)}: bytes [{c.undone_range[0]}, {c.undone_range[1]}) "
             f"written by session(s) {sorted({e.asid for e in c.undone})} were changed by "
             f"session(s) {sorted({e.asid for e in c.kept})} (now [{c.kept_range[0]}, "
-            f"{c.kept_range[1]})): {c.what}; their version is kept",
+            f"{c.kept_range[1]})): {c.what}; the trusted version is kept",
         )
     if a.dry_run:
         return _show_diff(changes, a.json) or (1 if damages or conflicts else 0)
