@@ -410,3 +410,45 @@ def test_a_compaction_killed_at_random_points_leaves_a_usable_journal(tmp_path: 
     print(f"compaction {full:.2f} s; {kills} killed; (baselines, journal files) seen: {seen}")
     # Killed in the middle too: a new baseline beside the old journal.
     assert any(b == 2 for b, _ in seen), seen
+
+
+def test_a_conflict_is_reported_with_both_sessions_and_ranges_and_trusted_text_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = Site(tmp_path)
+    conf = s.fid("app.conf")
+    evil = CONF_0 + BACKDOOR
+    fixed = CONF_0 + b"include /etc/app/ok.conf\n"  # the admin rewrote that very line
+    s.add(
+        T0 + S,
+        INTRUDER,
+        Kind.WRITE,
+        "app.conf",
+        fid=conf,
+        start=len(CONF_0),
+        end=len(evil),
+        data=BACKDOOR,
+        size=len(evil),
+    )
+    s.add(
+        T0 + 2 * S,
+        TRUSTED,
+        Kind.WRITE,
+        "app.conf",
+        fid=conf,
+        start=0,
+        end=len(fixed),
+        data=fixed,
+        size=len(fixed),
+    )
+    s.store.append(s.entries)
+    (s.tree / "app.conf").write_bytes(fixed)
+    out = tmp_path / "out"
+    assert s.run("restore", "--without-session", "66", "--to", str(out)) == 1
+    assert capsys.readouterr().err == (
+        f"lxbsm-recover: conflict in {s.tree}/app.conf: bytes [{len(CONF_0)}, {len(evil)}) "
+        f"written by session(s) [66] were changed by session(s) [11] (now [{len(CONF_0)}, "
+        f"{len(fixed)})): a trusted change rewrote what the undone change wrote; "
+        "the trusted version is kept\n"
+    )
+    assert (out / str(s.tree).lstrip("/") / "app.conf").read_bytes() == fixed
