@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run tests/guest inside a QEMU guest for every supported kernel and say which
 # kernels ran what.  Each kernel's role in scripts/kernels.sh picks the tests:
-# "full" the whole suite but the 50-reload storm, "storm" the storm alone,
+# "full" the whole suite but the reload storm, "storm" the storm alone,
 # "smoke" the smoke set (tests/guest/smoke.txt), "security" the smoke set and
 # the hardening tests.  Fails if any kernel is
 # missing, any test fails, or any guest's kernel log shows a splat (lxbsm-vm
@@ -33,7 +33,7 @@ while read -r id v rl _; do
 	[ "$rl" = build ] && built="$built $id ($v)"
 done <<<"$table"
 mapfile -t smoke < <(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' tests/guest/smoke.txt)
-STORM=tests/guest/test_lifecycle.py::test_fifty_reloads_under_a_storm_leave_nothing_behind
+STORM=tests/guest/test_lifecycle.py::test_reloads_under_a_storm_leave_nothing_behind
 
 tests_of() { # role
 	case $1 in
@@ -70,7 +70,7 @@ finish() { # kernel status
 	local what
 	case ${role[$k]} in
 	full) what="full suite but the storm" ;;
-	storm) what="50-reload storm" ;;
+	storm) what="30-reload storm" ;;
 	security) what="smoke set + hardening tests" ;;
 	*) what="${role[$k]} set" ;;
 	esac
