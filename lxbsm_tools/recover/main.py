@@ -9,6 +9,7 @@ Usage::
                   [--to DIR] [--dry-run] [--json]
     lxbsm-recover [--journal DIR] mark (--session S | --auid U | --terminal ADDR)
     lxbsm-recover [--journal DIR] compact --before T
+    lxbsm-recover [--journal DIR] undo [RESTORE]
 
 T is auditreduce's ``YYYYMMDD[HH[MM[SS]]]`` in local time or ISO 8601.
 ``restore --at`` gives every protected file as it was at T; ``--without-*``
@@ -232,15 +233,17 @@ def cmd_compact(store: Store, a: argparse.Namespace) -> int:
     return 0
 
 
-def _read_current(p: bytes) -> bytes | None:
+def _read_current(p: bytes) -> FileState | None:
+    """What the regular file @p holds now, with its mode and owner."""
     try:
         fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
             return None
-        return f.read()
+        return FileState(f.read(), st.st_mode, st.st_uid, st.st_gid)
 
 
 def _open_dir(root_fd: int, parts: Sequence[bytes]) -> int:
@@ -333,12 +336,12 @@ def cmd_restore(store: Store, a: argparse.Namespace) -> int:
         raise UsageError(f"{show_path(outside[0])} is not under a protected tree")
     known = set(want) | {p for e in entries for p in (e.path, e.path2) if p}
     targets = sorted(p for p in known if _selected(paths, p) and _protected(trees, p))
-    changes: list[tuple[bytes, bytes | None, FileState | None]] = []
+    changes: list[Change] = []
     for p in targets:
         cur = _read_current(p) if a.to is None else None
         new = want.get(p)
         if a.to is None and (
-            (cur is None and new is None) or (new is not None and cur == new.data)
+            (cur is None and new is None) or (new is not None and cur is not None and cur == new)
         ):
             continue
         if a.to is not None and new is None:
@@ -361,29 +364,89 @@ def cmd_restore(store: Store, a: argparse.Namespace) -> int:
             assert new is not None
             _write_below(root, p, new, own=os.geteuid() == 0)
     else:
-        aside = store.root / "aside" / str(time.time_ns())
-        aside.mkdir(parents=True, mode=0o700)
-        made: list[bytes] = []
-        for p, cur, _ in changes:
-            if cur is not None:
-                _write_below(os.fsencode(aside), p, FileState(cur, 0o100600), own=False)
-            else:
-                made.append(p)
-        write_atomic(aside / "made", b"\0".join(made))
-        for p, _, new in changes:
-            if new is None:
-                _unlink_below(p)
-            else:
-                _write_below(b"/", p, new, own=os.geteuid() == 0)
-        print(f"{len(changes)} file(s) restored; what they held is kept in {aside}")
+        aside = _apply_in_place(store, changes)
+        print(
+            f"{len(changes)} file(s) restored; what they held is kept in {aside} "
+            f"(lxbsm-recover undo puts it back)"
+        )
     return 1 if damages or conflicts else 0
 
 
-def _show_diff(changes: list[tuple[bytes, bytes | None, FileState | None]], as_json: bool) -> int:
+Change = tuple[bytes, FileState | None, FileState | None]  # path, now, to be
+
+
+def _apply_in_place(store: Store, changes: list[Change]) -> Path:
+    """Make @changes, keeping what each file held (content, mode, owner)
+    aside first, and the list of files made; the aside directory."""
+    aside = store.root / "aside" / str(time.time_ns())
+    aside.mkdir(parents=True, mode=0o700)
+    root = os.geteuid() == 0
+    made: list[bytes] = []
+    for p, cur, _ in changes:
+        if cur is not None:
+            _write_below(os.fsencode(aside), p, cur, own=root)
+        else:
+            made.append(p)
+    write_atomic(aside / "made", b"\0".join(made))
+    for p, _, new in changes:
+        if new is None:
+            _unlink_below(p)
+        else:
+            _write_below(b"/", p, new, own=root)
+    return aside
+
+
+def cmd_undo(store: Store, a: argparse.Namespace) -> int:
+    """Put back what a restore kept aside, and remove what it made; what
+    the files hold now is kept aside in turn (an undo can be undone)."""
+    asides = sorted(
+        (d for d in (store.root / "aside").glob("*") if d.name.isdigit()),
+        key=lambda d: int(d.name),
+    )
+    if a.aside is not None:
+        asides = [d for d in asides if d.name == a.aside]
+    if not asides:
+        raise UsageError(
+            f"no restore to undo in {store.root / 'aside'}"
+            + (f" named {a.aside}" if a.aside else "")
+        )
+    aside = asides[-1]
+    try:
+        made = [p for p in (aside / "made").read_bytes().split(b"\0") if p]
+    except FileNotFoundError:
+        raise StoreError(f"{aside}: no 'made' list: not a restore's aside directory") from None
+    trees = store.trees()
+    changes: list[Change] = []
+    top = os.fsencode(aside)
+    for d, _, names in os.walk(top):
+        for n in names:
+            kept = os.path.join(d, n)
+            p = kept[len(top) :]
+            if d == top and n == b"made":
+                continue
+            if not _protected(trees, p):
+                raise StoreError(f"{show_path(kept)}: not below a protected tree; not undoing")
+            old = _read_current(kept)
+            if old is not None:
+                changes.append((p, _read_current(p), old))
+    for p in made:
+        if not _protected(trees, p):
+            raise StoreError(f"{aside}/made names {show_path(p)}, not below a protected tree")
+        changes.append((p, _read_current(p), None))
+    again = _apply_in_place(store, sorted(changes, key=lambda c: c[0]))
+    os.rename(aside, aside.with_name(aside.name + ".undone"))
+    print(
+        f"{len(changes)} file(s) put back as they were before restore {aside.name}; "
+        f"what they held is kept in {again}"
+    )
+    return 0
+
+
+def _show_diff(changes: list[Change], as_json: bool) -> int:
     out = sys.stdout.buffer
     rows: list[dict[str, Any]] = []
     for p, cur, new in changes:
-        old_b = cur if cur is not None else b""
+        old_b = cur.data if cur is not None else b""
         new_b = new.data if new is not None else b""
         what = "restore" if cur is None else "remove" if new is None else "change"
         if as_json:
@@ -434,6 +497,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--terminal", metavar="ADDR")
     cp = sub.add_parser("compact", help="fold older entries into a new baseline")
     cp.add_argument("--before", required=True, metavar="TIME")
+    ud = sub.add_parser("undo", help="undo the last in-place restore (or the one named)")
+    ud.add_argument("aside", nargs="?", metavar="RESTORE", help="its directory's name in aside/")
     return ap
 
 
@@ -447,6 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_mark(store, a)
         if a.cmd == "compact":
             return cmd_compact(store, a)
+        if a.cmd == "undo":
+            return cmd_undo(store, a)
         return cmd_restore(store, a)
     except (UsageError, StoreError, RestoreError) as e:
         err(PROG, str(e))

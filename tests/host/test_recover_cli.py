@@ -188,6 +188,22 @@ def test_restore_without_the_intruders_terminal_in_place_keeps_what_it_replaced(
     base = str(s.tree).lstrip("/")
     assert kept[f"{base}/app.conf"] == CONF_3 and kept[f"{base}/app.bin"] == BIN_1
     assert (aside / "made").read_bytes() == s.p("sub/gone.txt")
+    # The restore can be undone, and so can the undo.
+    (s.tree / "app.bin").chmod(0o600)
+    os.chmod(aside / base / "app.bin", 0o640)
+    assert s.run("undo") == 0
+    assert files(s.tree) == {"app.conf": CONF_3, "app.bin": BIN_1}
+    assert (s.tree / "app.bin").stat().st_mode & 0o777 == 0o640
+    assert sorted(d.name.endswith(".undone") for d in (s.store.root / "aside").iterdir()) == [
+        False,
+        True,
+    ]
+    assert s.run("undo") == 0
+    assert files(s.tree) == {
+        "app.conf": CONF_TRUSTED,
+        "app.bin": BIN_0,
+        "sub/gone.txt": b"deleted later\n",
+    }
 
 
 def test_log_names_both_sessions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -236,6 +252,14 @@ def test_paths_outside_the_protected_trees_and_bad_times_are_refused(
     assert "bad time 'yesterday' (want YYYYMMDD[HH[MM[SS]]]" in capsys.readouterr().err
     assert s.run("restore", "--at", "20261332") == 2
     assert "month 13" in capsys.readouterr().err
+
+
+def test_undo_with_nothing_to_undo_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = Site(tmp_path)
+    assert s.run("undo") == 2
+    assert f"no restore to undo in {s.store.root}/aside" in capsys.readouterr().err
 
 
 def test_a_journal_directory_that_is_not_one_is_a_clear_error(
