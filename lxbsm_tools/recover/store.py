@@ -28,6 +28,8 @@ from . import journal
 from .history import FileState, Tree, replay
 from .journal import Damage, Entry, Kind
 
+SEGMENT = 64 << 20  # bytes of a journal file before the next one is begun
+
 
 class StoreError(Exception):
     """A journal directory that cannot be used (says which file and why)."""
@@ -278,14 +280,17 @@ class Store:
         return Baseline(p, time_ns)
 
     def append(self, entries: list[Entry]) -> None:
+        """Add @entries to the last journal file, or to a new one once the
+        last holds SEGMENT bytes (a reader holds one file in memory)."""
         self._check()
         if not entries:
             return
         files = sorted(self.journal_dir.glob("*.j"))
-        p = files[-1] if files else self.journal_dir / f"{entries[0].seq:020d}.j"
-        journal.append(p, entries)
-        if not files:
-            _fsync_dir(self.journal_dir)
+        if files and files[-1].stat().st_size < SEGMENT:
+            journal.append(files[-1], entries)
+            return
+        journal.append(self.journal_dir / f"{entries[0].seq:020d}.j", entries)
+        _fsync_dir(self.journal_dir)
 
 
 def _regular_files(top: bytes) -> Iterator[tuple[bytes, os.stat_result]]:

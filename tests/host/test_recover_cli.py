@@ -476,3 +476,31 @@ def test_a_conflict_is_reported_with_both_sessions_and_ranges_and_trusted_text_k
         "the trusted version is kept\n"
     )
     assert (out / str(s.tree).lstrip("/") / "app.conf").read_bytes() == fixed
+
+
+def test_the_journal_goes_on_in_a_new_file_once_one_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lxbsm_tools.recover import store
+
+    monkeypatch.setattr(store, "SEGMENT", 1000)
+    s = Site(tmp_path)
+    conf = s.fid("app.conf")
+    for i in range(10):
+        s.entries = []
+        s.add(
+            T0 + i * S,
+            TRUSTED,
+            Kind.WRITE,
+            "app.conf",
+            fid=conf,
+            start=0,
+            end=400,
+            data=bytes([65 + i]) * 400,
+            size=400,
+        )
+        s.store.append(s.entries)
+    names = sorted(p.name for p in s.store.journal_dir.iterdir())
+    # An entry is ~580 bytes: the second one fills a file.
+    assert names == [f"{n:020d}.j" for n in (1, 3, 5, 7, 9)]
+    assert [e.seq for e in s.store.entries([])] == list(range(1, 11))
