@@ -117,7 +117,7 @@ class Store:
         followed)."""
         self._check()
         trees = [os.path.normpath(t) for t in trees]
-        entries: list[Entry] = []
+        t = Tree()
         for top in trees:
             for path, st in _regular_files(top):
                 try:
@@ -128,26 +128,12 @@ class Store:
                     if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
                         continue  # replaced by something else since the walk
                     data = f.read()
-                entries.append(
-                    Entry(
-                        seq=len(entries) + 1,
-                        time_ns=time_ns,
-                        kind=Kind.BASE,
-                        fid=file_id(st.st_dev, st.st_ino),
-                        path=path,
-                        size=len(data),
-                        data=self.put(data),
-                        mode=st.st_mode,
-                        uid=st.st_uid,
-                        gid=st.st_gid,
-                    )
-                )
-        trees = list(trees)
+                fid = file_id(st.st_dev, st.st_ino)
+                t.paths[path] = fid
+                t.files[fid] = FileState(data, st.st_mode, st.st_uid, st.st_gid)
         known = set(self.trees())
         write_atomic(self.root / "trees", b"\0".join(sorted(known | set(trees))))
-        p = self.baselines_dir / f"{time_ns:020d}.base"
-        write_atomic(p, b"".join(journal.encode(e) for e in entries))
-        return Baseline(p, time_ns)
+        return self._write_baseline(t, time_ns)
 
     def trees(self) -> list[bytes]:
         """The trees protected so far (restores write nowhere else)."""
