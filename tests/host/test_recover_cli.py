@@ -75,58 +75,26 @@ class Site:
             )
         )
 
+    def write(
+        self, t: int, who: dict[str, Any], name: str, start: int, data: bytes, size: int, **kw: Any
+    ) -> None:
+        """A write of @data at @start that leaves the file @size bytes long."""
+        kw.setdefault("event", "AUE_WRITE")
+        end = start + len(data)
+        self.add(t, who, Kind.WRITE, name, start=start, end=end, data=data, size=size, **kw)
+
     def history(self) -> None:
         """What the sessions did, to the journal and to the files."""
         conf, binf = self.fid("app.conf"), self.fid("app.bin")
-        self.add(
-            T0 + 10 * S,
-            TRUSTED,
-            Kind.WRITE,
-            "app.conf",
-            fid=conf,
-            start=0,
-            end=len(CONF_1),
-            data=CONF_1,
-            size=len(CONF_1),
-            event="AUE_WRITE",
-        )
-        self.add(
-            T0 + 20 * S,
-            INTRUDER,
-            Kind.WRITE,
-            "app.conf",
-            fid=conf,
-            start=len(CONF_1),
-            end=len(CONF_1) + len(BACKDOOR),
-            data=BACKDOOR,
-            size=len(CONF_1) + len(BACKDOOR),
-            event="AUE_WRITE",
-        )
+        evil = CONF_1 + BACKDOOR
+        self.write(T0 + 10 * S, TRUSTED, "app.conf", 0, CONF_1, len(CONF_1), fid=conf)
+        self.write(T0 + 20 * S, INTRUDER, "app.conf", len(CONF_1), BACKDOOR, len(evil), fid=conf)
         self.add(T0 + 21 * S, INTRUDER, Kind.UNLINK, "sub/gone.txt", event="AUE_UNLINK")
-        self.add(
-            T0 + 22 * S,
-            INTRUDER,
-            Kind.WRITE,
-            "app.bin",
-            fid=binf,
-            start=100,
-            end=116,
-            data=EVIL,
-            size=len(BIN_0),
-            event="AUE_PWRITE",
+        self.write(
+            T0 + 22 * S, INTRUDER, "app.bin", 100, EVIL, len(BIN_0), fid=binf, event="AUE_PWRITE"
         )
         self.add(T0 + 30 * S, TRUSTED, Kind.CREATE, ".app.conf.swp", fid=999, mode=0o100644)
-        self.add(
-            T0 + 31 * S,
-            TRUSTED,
-            Kind.WRITE,
-            ".app.conf.swp",
-            fid=999,
-            start=0,
-            end=len(CONF_3),
-            data=CONF_3,
-            size=len(CONF_3),
-        )
+        self.write(T0 + 31 * S, TRUSTED, ".app.conf.swp", 0, CONF_3, len(CONF_3), fid=999)
         self.add(
             T0 + 32 * S,
             TRUSTED,
@@ -443,28 +411,8 @@ def test_a_conflict_is_reported_with_both_sessions_and_ranges_and_trusted_text_k
     conf = s.fid("app.conf")
     evil = CONF_0 + BACKDOOR
     fixed = CONF_0 + b"include /etc/app/ok.conf\n"  # the admin rewrote that very line
-    s.add(
-        T0 + S,
-        INTRUDER,
-        Kind.WRITE,
-        "app.conf",
-        fid=conf,
-        start=len(CONF_0),
-        end=len(evil),
-        data=BACKDOOR,
-        size=len(evil),
-    )
-    s.add(
-        T0 + 2 * S,
-        TRUSTED,
-        Kind.WRITE,
-        "app.conf",
-        fid=conf,
-        start=0,
-        end=len(fixed),
-        data=fixed,
-        size=len(fixed),
-    )
+    s.write(T0 + S, INTRUDER, "app.conf", len(CONF_0), BACKDOOR, len(evil), fid=conf)
+    s.write(T0 + 2 * S, TRUSTED, "app.conf", 0, fixed, len(fixed), fid=conf)
     s.store.append(s.entries)
     (s.tree / "app.conf").write_bytes(fixed)
     out = tmp_path / "out"
@@ -488,17 +436,7 @@ def test_the_journal_goes_on_in_a_new_file_once_one_is_full(
     conf = s.fid("app.conf")
     for i in range(10):
         s.entries = []
-        s.add(
-            T0 + i * S,
-            TRUSTED,
-            Kind.WRITE,
-            "app.conf",
-            fid=conf,
-            start=0,
-            end=400,
-            data=bytes([65 + i]) * 400,
-            size=400,
-        )
+        s.write(T0 + i * S, TRUSTED, "app.conf", 0, bytes([65 + i]) * 400, 400, fid=conf)
         s.store.append(s.entries)
     names = sorted(p.name for p in s.store.journal_dir.iterdir())
     # An entry is ~580 bytes: the second one fills a file.
