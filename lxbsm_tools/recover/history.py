@@ -245,14 +245,19 @@ def revert(
 ) -> tuple[dict[bytes, FileState], list[Conflict]]:
     """Every protected path as if the @untrusted entries had never been
     made, every other change kept; and the conflicts (see the module)."""
-    states = [base.copy()]
-    for e in entries:
-        t = states[-1].copy()
+    runs = _runs(entries, untrusted)
+    # One replay, the tree kept only where a run starts or ends.
+    marks = {k for run in runs for k in run}
+    states: dict[int, Tree] = {}
+    t = base.copy()
+    for k, e in enumerate(entries):
+        if k in marks:
+            states[k] = t.copy()
         t.apply(e)
-        states.append(t)
-    result = states[-1].view()
+    states[len(entries)] = t
+    result = t.view()
     conflicts: list[Conflict] = []
-    for i, j in reversed(_runs(entries, untrusted)):
+    for i, j in reversed(runs):
         before, after = states[i], states[j]
         bv, av = before.view(), after.view()
         run = entries[i:j]

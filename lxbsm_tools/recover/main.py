@@ -89,15 +89,18 @@ def _when(ns: int) -> str:
     return datetime.datetime.fromtimestamp(ns / 1e9).isoformat(timespec="microseconds")
 
 
+def _under(tops: list[bytes], p: bytes) -> bool:
+    """@p is one of @tops or below one."""
+    return any(p == t or p.startswith(t.rstrip(b"/") + b"/") for t in tops)
+
+
 def _protected(trees: list[bytes], p: bytes) -> bool:
     parts = p.split(b"/")
-    if not p.startswith(b"/") or b".." in parts or b"." in parts:
-        return False
-    return any(p == t or p.startswith(t.rstrip(b"/") + b"/") for t in trees)
+    return p.startswith(b"/") and b".." not in parts and b"." not in parts and _under(trees, p)
 
 
 def _selected(paths: list[bytes], p: bytes) -> bool:
-    return not paths or any(p == q or p.startswith(q.rstrip(b"/") + b"/") for q in paths)
+    return not paths or _under(paths, p)
 
 
 def _load(
@@ -129,15 +132,13 @@ def cmd_log(store: Store, a: argparse.Namespace) -> int:
     for d in damages:
         err(PROG, str(d))
     paths = [os.fsencode(p) for p in a.paths]
+    asked = {w: getattr(a, w) for w in ("auid", "session", "terminal")}
+    whose = [matcher(w, str(v)) for w, v in asked.items() if v is not None]  # auid 0 counts
     rows = []
     for e in entries:
         if (since is not None and e.time_ns < since) or (until is not None and e.time_ns > until):
             continue
-        if (a.auid is not None and e.auid != a.auid) or (
-            a.session is not None and e.asid != a.session
-        ):
-            continue
-        if a.terminal is not None and e.terminal.split(" ")[0] != a.terminal:
+        if not all(m(e) for m in whose):
             continue
         if paths and not (_selected(paths, e.path) or (e.path2 and _selected(paths, e.path2))):
             continue
