@@ -166,9 +166,10 @@ install: module
 	python3 -m venv $(DESTDIR)/opt/lxbsm
 	$(DESTDIR)/opt/lxbsm/bin/pip install -q .
 	install -d $(DESTDIR)/usr/local/bin
-	for t in lxbsm-auditd lxbsm-audit lxbsm-praudit lxbsm-auditreduce; do \
+	for t in lxbsm-auditd lxbsm-audit lxbsm-praudit lxbsm-auditreduce lxbsm-forward; do \
 		ln -sf /opt/lxbsm/bin/$$t $(DESTDIR)/usr/local/bin/$$t; done
 	install -D -m 0644 dist/lxbsm-auditd.service $(DESTDIR)/etc/systemd/system/lxbsm-auditd.service
+	install -D -m 0644 dist/lxbsm-forward.service $(DESTDIR)/etc/systemd/system/lxbsm-forward.service
 	install -D -m 0644 -t $(DESTDIR)/usr/local/share/doc/lxbsm docs/*.md README.md
 	install -d -m 0755 $(DESTDIR)/etc/security
 	[ -e $(DESTDIR)/etc/security/audit_control ] || \

@@ -24,6 +24,7 @@ import dataclasses
 import errno
 import json
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -425,6 +426,21 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reload_forwarder(sock: str) -> None:
+    """SIGHUP to lxbsm-forward (one the daemon started already got the reload
+    through its pipe; one started on its own, e.g. lxbsm-forward.service, did not)."""
+    try:
+        daemon = daemon_request(sock, "status", timeout=5.0).get("status")
+    except DaemonUnavailable:
+        return
+    st = forward_status(daemon)
+    if st and st.get("running"):
+        try:
+            os.kill(int(st["pid"]), signal.SIGHUP)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"lxbsm-audit: cannot tell lxbsm-forward to reload: {e}", file=sys.stderr)
+
+
 def cmd_trigger(args: argparse.Namespace, cmd: str) -> int:
     try:
         reply = daemon_request(args.socket, cmd)
@@ -434,6 +450,10 @@ def cmd_trigger(args: argparse.Namespace, cmd: str) -> int:
     if not reply.get("ok"):
         print(f"lxbsm-audit: {cmd}: {reply.get('error', 'refused')}", file=sys.stderr)
         return 1
+    if reply.get("warning"):
+        print(f"lxbsm-audit: {reply['warning']}", file=sys.stderr)
+    if cmd == "reload":
+        _reload_forwarder(args.socket)
     if reply.get("trail"):
         print(f"new trail: {reply['trail']}")
     for path in reply.get("expired", []):

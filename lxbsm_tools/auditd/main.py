@@ -152,6 +152,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="wait this long for the module to be loaded",
     )
     p.add_argument("--no-seccomp", action="store_true", help="do not confine with seccomp")
+    p.add_argument(
+        "--no-forward",
+        action="store_true",
+        help="do not start lxbsm-forward for output: lines (lxbsm-forward.service sends them)",
+    )
     p.add_argument("--check", action="store_true", help="check the configuration and exit")
     p.add_argument("--selftest", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -236,7 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cfg.control.warn:
             step = f"starting the warn hook {cfg.control.warn}"
             d.warn_pipe = warn_helper(cfg.control.warn, log)[1]
-        if cfg.control.outputs:
+        if cfg.control.outputs and not args.no_forward:
             step = "starting lxbsm-forward"
             d.forward_pid, d.forward_pipe = forward_helper(
                 cfg.control.source, syslog=not args.foreground
