@@ -640,3 +640,37 @@ def test_state_outside_reach_is_a_clear_error(d: Path) -> None:
     assert f"cannot use the state directory {blocker / 'x'}" in p.stderr
     t.close()
     shutil.rmtree(t.dir)
+
+
+def test_the_daemon_passes_reloads_on_and_names_the_status_file(d: Path) -> None:
+    from test_auditd import FakeRing
+
+    from lxbsm_tools.auditd import daemon
+
+    tdir = d / "trails"
+    tdir.mkdir()
+    cf = d / "audit_control"
+    cf.write_text(f"dir:{tdir}\nflags:ex\nnaflags:ex\nhost:{HOST}\noutput:jsonl {d}/a.jsonl\n")
+    logs: list[str] = []
+    ring = FakeRing()
+    dm = daemon.Daemon(cfgmod.load(cf), ring, control_file=str(cf), sock=None, log=logs.append)  # type: ignore[arg-type]
+    dm.trail.open()
+    assert dm.status()["forward"] == str(tdir / ".lxbsm-forward" / STATUS)
+    # Started without a forwarder (none was forked): a reload says what to do.
+    reply = dm.command("reload")
+    assert reply["ok"] and "restarted" in reply["warning"] and "lxbsm-forward" in reply["warning"]
+    r, w = os.pipe()
+    dm.forward_pipe = w
+    cf.write_text(cf.read_text() + f"output:jsonl {d}/b.jsonl\n")
+    assert dm.command("reload")["ok"]
+    assert os.read(r, 100) == b"reload\n"
+    # A bad output: line: refused with file:line, nothing passed on.
+    cf.write_text(cf.read_text() + "output:jsonl relative\n")
+    reply = dm.command("reload")
+    assert not reply["ok"] and reply["error"].startswith(f"{cf}:7: jsonl takes the absolute")
+    os.set_blocking(r, False)
+    with pytest.raises(BlockingIOError):
+        os.read(r, 100)
+    dm.trail.shutdown()
+    os.close(r)
+    os.close(w)
