@@ -179,9 +179,12 @@ class Runner(threading.Thread):
 
     def accept(self, trail: str, offset: int, seq: int | None, records: int) -> None:
         with self.lock:
-            self.pos.trail, self.pos.offset = trail, offset
-            if seq is not None:
-                self.pos.seq = seq
+            # Never backwards: a spool drop may have moved the position past a batch
+            # that was on its way.
+            if (trail, offset) > (self.pos.trail, self.pos.offset):
+                self.pos.trail, self.pos.offset = trail, offset
+                if seq is not None:
+                    self.pos.seq = seq
             self.pos.sent += records
             self.dirty = True
 
