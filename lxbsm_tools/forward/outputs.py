@@ -161,6 +161,7 @@ class Runner(threading.Thread):
         self.saved_at = 0.0
         self.checked_at = 0.0
         self.pending = 0  # records handed to the collector and not yet accepted
+        self.floor: tuple[str, int] = ("", 0)  # (trail, offset) after records dropped while others were pending
 
     # -- shared bookkeeping ---------------------------------------------------
 
@@ -231,12 +232,15 @@ class Runner(threading.Thread):
             pass  # read() says why the trails cannot be read
 
     def _check(self) -> None:
+        # The bound is on what was never sent (from the send cursor on): records on
+        # their way, not yet accepted, are not dropped for being late.
+        if self.cursor.trail:
+            unsent = Cursor(self.dirs, self.cursor.trail, self.cursor.offset, lambda *_: None)
+            over = unsent.backlog() - self.out.spool
+            if over > 0:
+                self._drop(over)
         probe = Cursor(self.dirs, self.pos.trail, self.pos.offset, lambda *_: None)
         backlog = probe.backlog()
-        if backlog > self.out.spool:
-            self._drop(backlog - self.out.spool)
-            probe = Cursor(self.dirs, self.pos.trail, self.pos.offset, lambda *_: None)
-            backlog = probe.backlog()
         first = probe.read(1)
         probe.close()
         rec = self.fmt.decode(first[0]) if first else None
@@ -246,7 +250,8 @@ class Runner(threading.Thread):
             self.oldest = rec.time.as_float() if rec is not None else None
 
     def _drop(self, excess: int) -> None:
-        skipper = Cursor(self.dirs, self.pos.trail, self.pos.offset, self._loss)
+        """Skip the oldest records never sent, ``excess`` bytes of them, counted."""
+        skipper = Cursor(self.dirs, self.cursor.trail, self.cursor.offset, self._loss)
         skipped = nbytes = 0
         last: Item | None = None
         while nbytes < excess:
@@ -260,14 +265,17 @@ class Runner(threading.Thread):
         if last is None:
             return
         with self.lock:
-            self.pos.trail, self.pos.offset = last.trail, last.end
+            if self.pending == 0:
+                self.pos.trail, self.pos.offset = last.trail, last.end
+            else:  # where the position goes once what is on its way is accepted
+                self.floor = (last.trail, last.end)
             self.pos.dropped += skipped
             self.dirty = True
+        self.cursor.seek(last.trail, last.end)
         self.log(
             f"output {self.out.name}: DROPPED {skipped} records ({nbytes} bytes, up to trail "
             f"{last.trail} offset {last.end}): its backlog went over spool={self.out.spool} bytes"
         )
-        self.rewind()
         self.save(force=True)
 
     def read(self) -> list[Item]:
@@ -287,7 +295,13 @@ class Runner(threading.Thread):
         return items
 
     def rewind(self) -> None:
-        """Send again from the last accepted record (after a break, a drop)."""
+        """Send again from the last accepted record (after a break), or from
+        after the records dropped since, if that is later."""
+        with self.lock:
+            if self.floor > (self.pos.trail, self.pos.offset):
+                self.pos.trail, self.pos.offset = self.floor
+                self.dirty = True
+            self.floor = ("", 0)
         self.cursor.seek(self.pos.trail, self.pos.offset)
 
     def status(self) -> dict[str, Any]:
@@ -457,6 +471,12 @@ class SyslogTLS(Runner):
             self.accept(b.trail, b.end, b.seq, b.records)
             with self.lock:
                 self.pending -= b.records
+        if not self.inflight and self.floor[0]:
+            with self.lock:
+                if self.floor > (self.pos.trail, self.pos.offset):
+                    self.pos.trail, self.pos.offset = self.floor
+                    self.dirty = True
+                self.floor = ("", 0)
 
     def send(self, items: list[Item]) -> None:
         assert self.sock is not None
@@ -551,6 +571,7 @@ class SyslogTLS(Runner):
             with self.lock:
                 self.pending = 0
             self.inflight.clear()
+            self.rewind()  # to after records dropped meanwhile, if any
         try:
             self.sock.close()
         except OSError:

@@ -741,3 +741,27 @@ def test_sighup_reloads_outputs_and_a_bad_reload_keeps_them(d: Path) -> None:
         t.close()
     assert _status(t)["running"] is False
     assert "Traceback" not in log.read_text()
+
+
+def test_records_on_their_way_are_not_dropped_for_being_late(
+    d: Path, certs: dict[str, Path]
+) -> None:
+    col = Collector(certs["server"], certs["server_key"]).start()
+    t = Trails(d)
+    # Sent at once, accepted only 3 s later: the backlog counted from the position
+    # goes far over spool=, what was never sent does not.
+    cf = control(d, t, f"syslog-tls 127.0.0.1:{col.port} ca={certs['ca']} spool=8K confirm=3")
+    f = InProcess(cf)
+    try:
+        wait_for("connected", lambda: f.out()["connected"])
+        t.write(100, pad=200)  # about 35 KB
+        wait_for("every record there", lambda: len(col.messages) == 100)
+        wait_for("a check while they are pending", lambda: f.out()["spooled_bytes"] > 8192)
+        assert f.out()["pending"] == 100 and f.out()["sent"] == 0
+        wait_for("accepted", lambda: f.out()["sent"] == 100)
+        st = f.out()
+    finally:
+        f.stop()
+        col.stop()
+        t.close()
+    assert st["dropped"] == 0 and sorted(col.seqs()) == list(range(1, 101))
