@@ -99,7 +99,7 @@ class Feed:
 
 
 OUTPUT_KINDS = ("syslog-tls", "jsonl")
-DEFAULT_SPOOL = 1 << 30  # how far (trail bytes) an output may fall behind before records go
+DEFAULT_SPOOL = 1 << 30  # trail bytes never sent an output may have before the oldest go
 DEFAULT_CONFIRM = 2.0  # seconds a TCP-acknowledged record must stay unchallenged (forward.py)
 
 
