@@ -765,3 +765,35 @@ def test_records_on_their_way_are_not_dropped_for_being_late(
         col.stop()
         t.close()
     assert st["dropped"] == 0 and sorted(col.seqs()) == list(range(1, 101))
+
+
+def test_daemon_pipe_reload_and_the_end_of_the_daemon(d: Path) -> None:
+    """As lxbsm-auditd runs it: reload lines on a pipe; the pipe's end: send
+    what is left, then stop."""
+    t = Trails(d)
+    a, b = d / "a.jsonl", d / "b.jsonl"
+    cf = control(d, t, f"jsonl {a}")
+    r, w = os.pipe()
+    log = d / "forward.log"
+    cmd = [sys.executable, "-m", "lxbsm_tools.forward.main", "--control", str(cf)]
+    cmd += ["--daemon-fd", str(r), "--drain", "20"]
+    cmd += ["--user", "nobody"] if os.geteuid() == 0 else []
+    with open(log, "wb") as err:
+        p = subprocess.Popen(cmd, stderr=err, pass_fds=(r,))
+    os.close(r)
+    try:
+        wait_for("output a", lambda: _status(t)["outputs"][0].get("connected"))
+        control(d, t, f"jsonl {a}", f"jsonl {b}")
+        os.write(w, b"reload\n")
+        wait_for("two outputs", lambda: len(_status(t)["outputs"]) == 2)
+        t.write(30)
+        t.close()  # the daemon's last records and its closing file token
+        os.close(w)  # the daemon is gone
+        assert p.wait(30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+    st = _status(t)
+    assert st["running"] is False and [o["sent"] for o in st["outputs"]] == [30, 30]
+    assert len(a.read_text().splitlines()) == len(b.read_text().splitlines()) == 30
+    assert "lxbsm-auditd went away" in log.read_text()
