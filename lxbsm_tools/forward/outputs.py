@@ -161,7 +161,8 @@ class Runner(threading.Thread):
         self.saved_at = 0.0
         self.checked_at = 0.0
         self.pending = 0  # records handed to the collector and not yet accepted
-        self.floor: tuple[str, int] = ("", 0)  # (trail, offset) after records dropped while others were pending
+        # (trail, offset) after records dropped while others were pending
+        self.floor: tuple[str, int] = ("", 0)
 
     # -- shared bookkeeping ---------------------------------------------------
 
