@@ -1,9 +1,11 @@
 """lxbsm-forward against a real rsyslog (Debian's rsyslog + rsyslog-gnutls) in the guest.
 
 rsyslog listens with TLS on loopback and writes what it receives to a file.
-20,000 records are made (an audit id whose closes are audited) while the test
-restarts rsyslog once mid-stream (a cut connection), stops it for 60 s, and
-SIGKILLs lxbsm-auditd (and the lxbsm-forward it started) once.  Afterwards
+An output whose ca= did not sign rsyslog's certificate is refused, nothing
+sent, and goes with a reload (lxbsm-audit -s).  Then 20,000 records are made
+(an audit id whose closes are audited) while the test restarts rsyslog once
+mid-stream (a cut connection), stops it for 60 s, and SIGKILLs lxbsm-auditd
+(and the lxbsm-forward it started) once.  Afterwards
 every record of the trails is in rsyslog's file at least once, compared by
 sequence number (policy:seq; the daemon's own records, which have none, by
 trail and offset), duplicates are counted and reported, and the spool is
@@ -81,8 +83,17 @@ def certs(d: Path) -> dict[str, Path]:
     ssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"),
         "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-out", str(d / "server.pem"),
         "-days", "2", "-extfile", str(d / "ext"))  # fmt: skip
-    (d / "ca.pem").chmod(0o644)
-    return {"ca": d / "ca.pem", "cert": d / "server.pem", "key": d / "server.key"}
+    # A CA that did not sign rsyslog's certificate.
+    ssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "rogue.key"),
+        "-out", str(d / "rogue.pem"), "-days", "2", "-subj", "/CN=another CA")  # fmt: skip
+    for name in ("ca.pem", "rogue.pem"):
+        (d / name).chmod(0o644)
+    return {
+        "ca": d / "ca.pem",
+        "cert": d / "server.pem",
+        "key": d / "server.key",
+        "rogue": d / "rogue.pem",
+    }
 
 
 class Rsyslog:
@@ -171,25 +182,39 @@ def test_rsyslog_outage_cut_and_sigkill_lose_nothing(tmp: Path, ctl: int) -> Non
     tdir.mkdir()
     (tmp / "audit_user").write_text(f"{AUID}:cl:\n")
     cf = tmp / "audit_control"
-    cf.write_text(
-        f"dir:{tdir}\nflags:\nnaflags:\npolicy:cnt,seq\nhost:guest\n"
-        f"output:syslog-tls 127.0.0.1:{PORT} ca={c['ca']} confirm=2\n"
-    )
+    good = f"output:syslog-tls 127.0.0.1:{PORT} ca={c['ca']} confirm=2\n"
+    base = f"dir:{tdir}\nflags:\nnaflags:\npolicy:cnt,seq\nhost:guest\n{good}"
+    # A second output to the same rsyslog, with a CA that did not sign its
+    # certificate, in text form (so that anything it sent would show).
+    cf.write_text(base + f"output:syslog-tls localhost:{PORT} ca={c['rogue']} format=text\n")
     status_file = tdir / ".lxbsm-forward" / STATUS
     rs = Rsyslog(tmp, c)
     rs.start()
     d = Auditd(tmp, cf)
-    timeline: dict[str, float] = {}
 
-    def out() -> dict[str, Any]:
+    def out(i: int = 0) -> dict[str, Any]:
         st = read_status(status_file) or {}
-        outs = st.get("outputs") or [{}]
-        o: dict[str, Any] = outs[0]
+        outs = st.get("outputs") or [{}, {}]
+        o: dict[str, Any] = outs[i] if i < len(outs) else {}
         return o
 
+    audit_cmd = (sys.executable, "-m", "lxbsm_tools.audit", "--socket", d.sock)
     try:
         d.start()
         wait_for("lxbsm-forward connected", lambda: bool(out().get("connected")), 120)
+        wait_for("the refusal", lambda: "REFUSED" in out(1).get("last_error", ""), 60)
+        bad = out(1)
+        assert "does not verify against ca=" in bad["last_error"], bad
+        assert "nothing was sent" in bad["last_error"] and not bad["connected"], bad
+        text = run(*audit_cmd, "status").stdout
+        assert re.search(r"output syslog-tls:localhost:6514: last error +REFUSED", text), text
+        # The refused output goes with a reload (lxbsm-audit -s); the other goes on.
+        cf.write_text(base)
+        run(*audit_cmd, "-s")
+        wait_for(
+            "the reload", lambda: len((read_status(status_file) or {}).get("outputs", [])) == 1, 60
+        )
+        assert out()["connected"]
         workload()
         # A cut: rsyslog restarted while records stream.
         wait_for(
@@ -217,10 +242,9 @@ def test_rsyslog_outage_cut_and_sigkill_lose_nothing(tmp: Path, ctl: int) -> Non
         st = out()
         assert not st["connected"] and st["spooled_bytes"] > 0, st
         assert st["oldest_unsent_age"] is not None and st["oldest_unsent_age"] > 0, st
-        text = run(sys.executable, "-m", "lxbsm_tools.audit", "--socket", d.sock, "status").stdout
+        text = run(*audit_cmd, "status").stdout
         assert re.search(r"output syslog-tls:127\.0\.0\.1:6514 +NOT connected, sent \d+", text)
         assert re.search(r"lost: output syslog-tls:127\.0\.0\.1:6514 +0", text), text
-        timeline["outage seconds"] = STOP_SECONDS
         time.sleep(max(0.0, STOP_SECONDS - (time.monotonic() - stopped)))
         rs.start()
         wait_for("an empty spool", lambda: out().get("spooled_bytes") == 0, 600)
@@ -256,6 +280,8 @@ def test_rsyslog_outage_cut_and_sigkill_lose_nothing(tmp: Path, ctl: int) -> Non
     assert not missing, f"{len(missing)} records of the trails never reached rsyslog"
     assert workload_records >= 4 * PER_RUN, result
     assert final["dropped"] == 0 and final["lost_trails"] == 0, final
+    text_form = [x for x in rs.out.read_text(errors="replace").splitlines() if "] header," in x]
+    assert not text_form, f"the refused output sent records: {text_form[:2]}"
     extra = {k for k in counts if k.startswith("seq ")} - set(trail)
     assert not extra, f"rsyslog holds records the trails do not: {sorted(extra)[:5]}"
     assert "Traceback" not in "".join(p.read_text() for p in tmp.glob("auditd.*.log"))
