@@ -7,7 +7,7 @@ SHELL := /bin/bash
 KVER ?= $(shell uname -r)
 VENV := .venv
 PY := $(VENV)/bin/python
-PYSRC := lxbsm_tools tests bench scripts/eventtable.py
+PYSRC := lxbsm_tools tests bench scripts/eventtable.py scripts/console-scripts.py
 
 .PHONY: all deps module modules progs test-packages lint checkpatch test-host test-guest check demo bench bench-tools bench-execctl install deb clean
 
@@ -70,7 +70,7 @@ build/progs/uselib32: tests/guest/progs/uselib.c
 lint: deps
 	$(VENV)/bin/ruff check $(PYSRC)
 	$(VENV)/bin/ruff format --check $(PYSRC)
-	$(VENV)/bin/mypy lxbsm_tools scripts/eventtable.py
+	$(VENV)/bin/mypy lxbsm_tools scripts/eventtable.py scripts/console-scripts.py
 	@scripts/checkpatch.sh
 
 checkpatch: deps
@@ -166,7 +166,7 @@ install: module
 	python3 -m venv $(DESTDIR)/opt/lxbsm
 	$(DESTDIR)/opt/lxbsm/bin/pip install -q .
 	install -d $(DESTDIR)/usr/local/bin
-	for t in lxbsm-auditd lxbsm-audit lxbsm-praudit lxbsm-auditreduce lxbsm-forward; do \
+	for t in $$(python3 scripts/console-scripts.py | sed "s/:[^ ]*//g"); do \
 		ln -sf /opt/lxbsm/bin/$$t $(DESTDIR)/usr/local/bin/$$t; done
 	install -D -m 0644 dist/lxbsm-auditd.service $(DESTDIR)/etc/systemd/system/lxbsm-auditd.service
 	install -D -m 0644 dist/lxbsm-forward.service $(DESTDIR)/etc/systemd/system/lxbsm-forward.service

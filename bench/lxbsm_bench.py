@@ -34,7 +34,10 @@ records lost, kretprobe misses, and the daemon's CPU.
 Environment: LXBSM_BENCH_ROUNDS (5), LXBSM_BENCH_SCALE (1.0: lat_sys's
 samples and batch sizes), LXBSM_BENCH_STORM (6 seconds),
 LXBSM_BENCH_CONFIGS (comma list, default all), LXBSM_BENCH_TESTS (comma list, default
-all: for a quick look at a few; LXBSM_BENCH_STORM=0 skips the storms).
+all: for a quick look at a few; LXBSM_BENCH_STORM=0 skips the storms),
+LXBSM_BENCH_ASLR (0: kernel.randomize_va_space is 0 during the bench, so that
+every lat_sys has the same address space layout and a fork copies the same
+page tables in every round; 1: the guest's own setting).
 """
 
 from __future__ import annotations
@@ -85,6 +88,7 @@ AUDIT_OPEN_SYSCALLS = "open,openat,openat2,creat"
 ROUNDS = int(os.environ.get("LXBSM_BENCH_ROUNDS", "5"))
 SCALE = float(os.environ.get("LXBSM_BENCH_SCALE", "1.0"))
 STORM_S = float(os.environ.get("LXBSM_BENCH_STORM", "6"))  # 0: no storms
+ASLR = os.environ.get("LXBSM_BENCH_ASLR", "0") != "0"  # 0: no randomisation
 # A subset of the tests, for a quicker look at a few (results.json then lacks the rest).
 BENCH_TESTS = tuple(t for t in os.environ.get("LXBSM_BENCH_TESTS", ",".join(TESTS)).split(",") if t)
 WORK = Path(tempfile.gettempdir()) / "lxbsm-bench"
@@ -764,6 +768,11 @@ def main() -> int:
         "storm": {},
         "hook_costs": {},
     }
+    aslr_file = Path("/proc/sys/kernel/randomize_va_space")
+    aslr_was = aslr_file.read_text().strip()
+    if not ASLR:
+        aslr_file.write_text("0\n")
+    out["randomize_va_space"] = int(aslr_file.read_text())
     bench = Bench(args.ko.resolve(), configs)
     log(f"kernel {out['kernel']}, {ROUNDS} rounds of {', '.join(configs)}; scale {SCALE}")
     out["pristine_none"] = lat_sys()
@@ -786,6 +795,7 @@ def main() -> int:
             args.out.write_text(json.dumps(out, indent=1))
     finally:
         bench.leave("cleanup")
+        aslr_file.write_text(aslr_was + "\n")
     out["wall_s"] = round(time.monotonic() - start, 1)
     args.out.write_text(json.dumps(out, indent=1))
     log(f"done in {out['wall_s']:.0f} s: {args.out}")

@@ -437,18 +437,16 @@ NOKPROBE_SYMBOL(lxbsm_connect_pre);
 /*
  * fd_install of a socket (lxbsm_fd_install_pre): a successful accept,
  * syscall or io_uring, recorded with the peer of the very socket it
- * returns; a login daemon's peer becomes its child's terminal.  io_uring
- * installs sockets for IORING_OP_SOCKET too: only an accepted one is
- * connected.
+ * returns.  io_uring installs sockets for IORING_OP_SOCKET too: only an
+ * accepted one is connected.
  */
 void lxbsm_sock_installed(struct lxbsm_hook *h, int fd, struct socket *sock)
 {
 	struct sockaddr_storage ss;
 	struct lxbsm_sel sel;
-	struct lxbsm_tid tid;
 	struct lxbsm_rec *r;
 	bool uring = lxbsm_in_io_uring();
-	bool want_peer, have_fd = false;
+	bool have_fd = false;
 	int lfd = -1, len;
 
 	if (uring) {
@@ -459,12 +457,9 @@ void lxbsm_sock_installed(struct lxbsm_hook *h, int fd, struct socket *sock)
 	} else {
 		return;
 	}
-	want_peer = lxbsm_proc_wants_peer(current);
-	if (!lxbsm_interested(LXBSM_EV_ACCEPT, &sel) && !want_peer)
+	if (!lxbsm_interested(LXBSM_EV_ACCEPT, &sel))
 		return;
 	len = sock_peer(sock, &ss);
-	if (want_peer && len && peer_tid(&ss, &tid))
-		lxbsm_proc_accepted(current, &tid);
 	if (!lxbsm_selected(&sel, false))
 		return;
 	lxbsm_hook_hit(h);
@@ -479,6 +474,32 @@ void lxbsm_sock_installed(struct lxbsm_hook *h, int fd, struct socket *sock)
 		lxbsm_tok_text(r, "io_uring");
 	lxbsm_rec_finish(r, &sel.proc, fd);
 }
+
+/*
+ * security_sock_graft(struct sock *sk, struct socket *parent): an accept
+ * (any protocol, syscall or io_uring) joins the connection @sk to the
+ * socket it returns, after the wait, in the accepting task, under
+ * sk_callback_lock.  A login daemon's peer becomes its child's terminal.
+ * This runs on accepts only, not on every open as fd_install does, so it
+ * stays armed at no cost to anything else.  An accept that fails after
+ * this (its address copied out to a bad pointer) still set the peer: the
+ * daemon serves no child for it, and its next accept sets the next peer.
+ */
+int lxbsm_sock_graft_pre(struct kprobe *p, struct pt_regs *regs)
+{
+	struct socket *parent = (struct socket *)regs_get_kernel_argument(regs, 1);
+	struct sockaddr_storage ss;
+	struct lxbsm_tid tid;
+
+	if (current->flags & PF_KTHREAD || !lxbsm_proc_wants_peer(current))
+		return 0;
+	if (sock_peer(parent, &ss) && peer_tid(&ss, &tid)) {
+		lxbsm_hook_hit(lxbsm_kprobe_hook(p));
+		lxbsm_proc_accepted(current, &tid);
+	}
+	return 0;
+}
+NOKPROBE_SYMBOL(lxbsm_sock_graft_pre);
 
 /*
  * io_fixed_fd_install(struct io_kiocb *, unsigned int issue_flags,

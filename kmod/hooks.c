@@ -159,6 +159,7 @@ COSTED(lxbsm_sock_ret, LXBSM_COST_RET);
 COSTED(lxbsm_loginuid_entry, LXBSM_COST_ENTRY);
 COSTED(lxbsm_loginuid_ret, LXBSM_COST_RET);
 COSTED_KPROBE(lxbsm_fd_install_pre);
+COSTED_KPROBE(lxbsm_sock_graft_pre);
 COSTED_KPROBE(lxbsm_connect_pre);
 COSTED_KPROBE(lxbsm_bind_addr_pre);
 COSTED_KPROBE(lxbsm_fixed_install_pre);
@@ -223,6 +224,10 @@ static void exec_probe_run(void *data, struct task_struct *p, pid_t old_pid,
 /* armed only while some mask selects one of the events first .. last */
 #define ARM(first, last)						\
 	.arm_by = LXBSM_ARM_EVENTS, .ev_first = (first), .ev_last = (last)
+/* ... or one more event */
+#define ARM_ALSO(first, last, also)					\
+	.arm_by = LXBSM_ARM_EVENTS | LXBSM_ARM_ALSO, .ev_first = (first),	\
+	.ev_last = (last), .ev_also = (also)
 /* ... while exec control has rules */
 #define ARM_XC	.arm_by = LXBSM_ARM_XC
 /* ... while either: exec records and exec control */
@@ -319,7 +324,10 @@ static struct lxbsm_hook hooks[] = {
 	 * fd_install also gives an open its own file (ev_file.c).  connect
 	 * and bind take the kernel's copy of the address.
 	 */
-	KPROBE("fd_install", true, lxbsm_fd_install_pre),
+	KPROBE("fd_install", true, lxbsm_fd_install_pre,
+	       ARM_ALSO(LXBSM_EV_OPEN, LXBSM_EV_CREAT, LXBSM_EV_ACCEPT)),
+	/* a login daemon's accepted peer, on accepts only: always armed */
+	KPROBE("security_sock_graft", true, lxbsm_sock_graft_pre),
 	SOCK("__sys_accept4", true, 0, ARM(LXBSM_EV_ACCEPT, LXBSM_EV_ACCEPT)),
 	SOCK_LOOKED_UP("__sys_connect_file", true, 1, ARM_CONNECT),
 	/* ... and a connect it missed (no instance left) from here, before the wait */
@@ -327,7 +335,8 @@ static struct lxbsm_hook hooks[] = {
 	SOCK_LOOKED_UP("__sys_bind", true, 2, ARM_BIND),
 	SOCK_LOOKED_UP("__sys_bind_socket", false, 3, ARM_BIND),	/* io_uring bind, 6.11 on */
 	KPROBE("security_socket_bind", true, lxbsm_bind_addr_pre, ARM_BIND),
-	KPROBE("io_fixed_fd_install", false, lxbsm_fixed_install_pre),
+	KPROBE("io_fixed_fd_install", false, lxbsm_fixed_install_pre,
+	       ARM(LXBSM_EV_ACCEPT, LXBSM_EV_ACCEPT)),
 	KRET("audit_set_loginuid", false, 0, lxbsm_loginuid_entry, lxbsm_loginuid_ret,
 	     lxbsm_setid_data_size, ACTIVE_QUICK),
 	LXBSM_TABLE_CALLS(TABLE_CALL)
@@ -579,6 +588,8 @@ static bool hook_wanted(const struct lxbsm_cfg *cfg, bool xc, const struct lxbsm
 		for (ev = h->ev_first; ev <= h->ev_last; ev++)
 			if (cfg->event_class[ev] & cfg->any)
 				return true;
+	if (h->arm_by & LXBSM_ARM_ALSO && cfg->event_class[h->ev_also] & cfg->any)
+		return true;
 	return false;
 }
 
@@ -596,31 +607,47 @@ static void hooks_wanted(void)
 	rcu_read_unlock();
 }
 
-/* Arm every hook wanted; disarm the others (@disarm) or have it done later. */
+/* Switch hooks[@i] to want[@i] if it is not there yet. */
+static void arm_one(int i)
+{
+	struct lxbsm_hook *h = &hooks[i];
+	int ret;
+
+	if (h->state != LXBSM_HOOK_ON || h->kind == LXBSM_TRACEPOINT || h->armed == want[i])
+		return;
+	ret = want[i] ? enable_kprobe(&h->krp.kp) : disable_kprobe(&h->krp.kp);
+	if (ret)
+		pr_warn("cannot %s %s: %d\n", want[i] ? "arm" : "disarm", h->symbol, ret);
+	else
+		WRITE_ONCE(h->armed, want[i]);
+}
+
+/*
+ * Arm every hook wanted; disarm the others (@disarm) or have it done later.
+ * A hook that finishes another's calls (fd_install records the opens that
+ * do_sys_openat2 begins) comes after it in hooks[]: arming runs backwards
+ * and disarming forwards, so no call passes the first armed and the second
+ * not, which would lose its record.
+ */
 static void hooks_apply(bool disarm)
 {
 	bool later = false;
-	int i, ret;
+	int i;
 
 	mutex_lock(&arm_lock);
 	if (!hooks_live)
 		goto out;
 	hooks_wanted();
+	for (i = ARRAY_SIZE(hooks) - 1; i >= 0; i--)
+		if (want[i])
+			arm_one(i);
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
-		struct lxbsm_hook *h = &hooks[i];
-
-		if (h->state != LXBSM_HOOK_ON || h->kind == LXBSM_TRACEPOINT ||
-		    h->armed == want[i])
+		if (want[i] || !hooks[i].armed)
 			continue;
-		if (!want[i] && !disarm) {
-			later = true;
-			continue;
-		}
-		ret = want[i] ? enable_kprobe(&h->krp.kp) : disable_kprobe(&h->krp.kp);
-		if (ret)
-			pr_warn("cannot %s %s: %d\n", want[i] ? "arm" : "disarm", h->symbol, ret);
+		if (disarm)
+			arm_one(i);
 		else
-			WRITE_ONCE(h->armed, want[i]);
+			later = true;
 	}
 	/* Detaching cancels it after hooks_live is false: none is left queued. */
 	if (later)

@@ -21,6 +21,7 @@ enum lxbsm_hook_kind {
 
 #define LXBSM_ARM_EVENTS	0x1
 #define LXBSM_ARM_XC		0x2
+#define LXBSM_ARM_ALSO		0x4
 
 struct lxbsm_hook {
 	const char *symbol;		/* kernel function or tracepoint */
@@ -38,12 +39,14 @@ struct lxbsm_hook {
 	kprobe_pre_handler_t pre;	/* kprobe handler */
 	/*
 	 * Armed only while one of its duties is on (0: always): some mask
-	 * selects one of the events ev_first .. ev_last (LXBSM_ARM_EVENTS),
-	 * exec control has rules (LXBSM_ARM_XC).
+	 * selects one of the events ev_first .. ev_last (LXBSM_ARM_EVENTS)
+	 * or the event ev_also (LXBSM_ARM_ALSO), exec control has rules
+	 * (LXBSM_ARM_XC).
 	 */
 	u8 arm_by;
 	u16 ev_first;
 	u16 ev_last;
+	u16 ev_also;
 	/* run time */
 	enum lxbsm_hook_state state;
 	atomic64_t hits;
@@ -141,6 +144,7 @@ size_t lxbsm_open_data_size(void);
 size_t lxbsm_filp_open_data_size(void);
 size_t lxbsm_close_data_size(void);
 int lxbsm_fd_install_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_sock_graft_pre(struct kprobe *p, struct pt_regs *regs);
 bool lxbsm_in_io_uring(void);
 /* ev_proc.c */
 void lxbsm_fork_probe(void *data, struct task_struct *parent, struct task_struct *child);

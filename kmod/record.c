@@ -122,7 +122,7 @@ void lxbsm_record_exit(void)
 
 /* ---- byte writers; past BODY_MAX they only set overflow ---- */
 
-static bool room(struct lxbsm_rec *r, size_t n, size_t limit)
+static __always_inline bool room(struct lxbsm_rec *r, size_t n, size_t limit)
 {
 	if (r->overflow || r->len + n > limit) {
 		r->overflow = true;
@@ -131,30 +131,30 @@ static bool room(struct lxbsm_rec *r, size_t n, size_t limit)
 	return true;
 }
 
-static void put_u8(struct lxbsm_rec *r, u8 v)
+static __always_inline void put_u8(struct lxbsm_rec *r, u8 v)
 {
 	r->buf[r->len++] = v;
 }
 
-static void put_u16(struct lxbsm_rec *r, u16 v)
+static __always_inline void put_u16(struct lxbsm_rec *r, u16 v)
 {
 	put_unaligned_be16(v, r->buf + r->len);
 	r->len += 2;
 }
 
-static void put_u32(struct lxbsm_rec *r, u32 v)
+static __always_inline void put_u32(struct lxbsm_rec *r, u32 v)
 {
 	put_unaligned_be32(v, r->buf + r->len);
 	r->len += 4;
 }
 
-static void put_u64(struct lxbsm_rec *r, u64 v)
+static __always_inline void put_u64(struct lxbsm_rec *r, u64 v)
 {
 	put_unaligned_be64(v, r->buf + r->len);
 	r->len += 8;
 }
 
-static void put_mem(struct lxbsm_rec *r, const void *p, size_t n)
+static __always_inline void put_mem(struct lxbsm_rec *r, const void *p, size_t n)
 {
 	memcpy(r->buf + r->len, p, n);
 	r->len += n;

@@ -20,7 +20,8 @@ done
 rm -rf "$out"
 mkdir -p "$stage"
 (cd "$here" && git ls-files -z --cached --others --exclude-standard -- \
-	Kbuild VERSION kmod lxbsm_tools dist debian docs README.md |
+	Kbuild VERSION kmod lxbsm_tools dist debian docs README.md pyproject.toml \
+	scripts/console-scripts.py |
 	xargs -0 sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh |
 	tar --null -T - -cf -) | tar -C "$stage" -xf -
 

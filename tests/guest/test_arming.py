@@ -29,6 +29,8 @@ BY_EVENTS = {
     "__sys_accept4": {"nt"},
     "__sys_connect_file": {"nt"},
     "security_socket_connect": {"nt"},
+    # an open's or an accept's record, with the file installed
+    "fd_install": OPEN_CLASSES | {"nt"},
     # exec records (pc, ex) and exec control (armed by its rules, below)
     "__x64_sys_execve": {"pc", "ex"},
     "security_bprm_check": {"pc", "ex"},
@@ -38,7 +40,7 @@ BY_EVENTS = {
 }
 XC_HOOKS = ("__x64_sys_execve", "security_bprm_check", "security_file_open", "security_mmap_file")
 # hooks with other duties: the process table, sessions, exec control, peers
-ALWAYS = ("sched_process_fork", "sched_process_exec", "fd_install", "__sys_setuid")
+ALWAYS = ("sched_process_fork", "sched_process_exec", "security_sock_graft", "__sys_setuid")
 
 
 def states() -> dict[str, str]:
@@ -100,6 +102,7 @@ def test_hooks_are_armed_only_while_their_events_are_selected(tmp_path: Path) ->
         uapi.set_cost_accounting(False)
     assert after["do_sys_openat2"] == before["do_sys_openat2"]
     assert after["__x64_sys_close"] == before["__x64_sys_close"]
+    assert after["fd_install"] == before["fd_install"]
     assert armed["do_sys_openat2"] > after["do_sys_openat2"]
     assert len(rec) == 1
 

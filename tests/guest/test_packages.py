@@ -271,6 +271,12 @@ def test_install_load_run_purge(chroot: Chroot) -> None:
         text = c.must(f"lxbsm-praudit -l {shlex.quote('/var/audit/' + found[0].name)}")
         assert "audit daemon started" in text and "Audit startup" in text, text
         c.step("lxbsm-praudit read the trail")
+        # Every command of pyproject.toml is installed; lxbsm-recover (and merge3) imports.
+        for name in ("lxbsm-praudit", "lxbsm-auditreduce", "lxbsm-audit", "lxbsm-recover"):
+            c.must(f"test -x /usr/bin/{name}")
+        rec = c.run("lxbsm-recover --journal /var/lib/lxbsm/none log")
+        assert rec.returncode == 2 and "not a journal directory" in rec.stderr, rec
+        c.step("lxbsm-recover ran")
 
         out = c.logged("apt-purge.log", f"apt-get purge -y {' '.join(PACKAGES)}", timeout=1200)
         c.step("apt-get purge")
