@@ -21,6 +21,7 @@ What "accepted" means (docs/forwarding.md):
 from __future__ import annotations
 
 import errno
+import json
 import os
 import select
 import socket
@@ -96,7 +97,7 @@ class Formatter:
     def jsonl(self, item: Item) -> bytes:
         rec = self.decode(item)
         body = self.body(item, rec, "json")
-        head = f'{{"host":"{_sd_escape(self.host)}","trail":"{item.trail}","offset":{item.offset},'
+        head = f'{{"host":{json.dumps(self.host)},"trail":"{item.trail}","offset":{item.offset},'
         return (head + body[1:] + "\n").encode("utf-8", "surrogateescape")
 
     def syslog(self, item: Item, fmt: str) -> tuple[bytes, int | None]:

@@ -797,3 +797,19 @@ def test_daemon_pipe_reload_and_the_end_of_the_daemon(d: Path) -> None:
     assert st["running"] is False and [o["sent"] for o in st["outputs"]] == [30, 30]
     assert len(a.read_text().splitlines()) == len(b.read_text().splitlines()) == 30
     assert "lxbsm-auditd went away" in log.read_text()
+
+
+def test_a_host_name_with_quotes_and_brackets_stays_json_and_sd() -> None:
+    """host: is the administrator's text: JSON-escaped in a JSON line, SD-escaped in syslog."""
+    from lxbsm_tools.forward.cursor import Item
+    from lxbsm_tools.forward.outputs import Formatter
+
+    host = 'web"1]\\x'
+    raw = record(7)
+    item = Item(raw, "20261204190000", 0, len(raw))
+    f = Formatter(load_event_table(), host)
+    line = json.loads(f.jsonl(item))
+    assert (line["host"], line["trail"], line["offset"]) == (host, "20261204190000", 0)
+    msg, seq = f.syslog(item, "json")
+    assert seq == 7
+    assert b'host="web\\"1\\]\\\\x"' in msg
