@@ -169,6 +169,7 @@ install: module
 	for t in $$(python3 scripts/console-scripts.py | sed "s/:[^ ]*//g"); do \
 		ln -sf /opt/lxbsm/bin/$$t $(DESTDIR)/usr/local/bin/$$t; done
 	install -D -m 0644 dist/lxbsm-auditd.service $(DESTDIR)/etc/systemd/system/lxbsm-auditd.service
+	install -D -m 0644 dist/lxbsm-forward.service $(DESTDIR)/etc/systemd/system/lxbsm-forward.service
 	install -D -m 0644 -t $(DESTDIR)/usr/local/share/doc/lxbsm docs/*.md README.md
 	install -d -m 0755 $(DESTDIR)/etc/security
 	[ -e $(DESTDIR)/etc/security/audit_control ] || \

@@ -24,6 +24,7 @@ import dataclasses
 import errno
 import json
 import os
+import signal
 import socket
 import sys
 from collections.abc import Sequence
@@ -159,6 +160,71 @@ def daemon_rows(d: dict[str, Any] | None, why: str = "") -> list[tuple[str, str]
     return rows
 
 
+def forward_status(daemon: dict[str, Any] | None) -> dict[str, Any] | None:
+    """lxbsm-forward's status file, as the daemon names it (None without outputs)."""
+    path = daemon.get("forward") if daemon else None
+    if not path:
+        return None
+    from lxbsm_tools.forward.state import read_status
+
+    st = read_status(path)
+    if st is None:
+        return {"running": False, "error": f"no status in {path}: lxbsm-forward never ran"}
+    alive = True
+    try:
+        os.kill(int(st["pid"]), 0)
+    except PermissionError:
+        pass  # alive, someone else's
+    except (OSError, ValueError, KeyError):
+        alive = False
+    if not alive or not st.get("running"):
+        st["running"] = False
+        st["error"] = f"lxbsm-forward (pid {st.get('pid')}) is not running; last status below"
+    return st
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def forward_rows(st: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if st is None:
+        return []
+    rows = [
+        (
+            "forwarder",
+            f"pid {st.get('pid')}, running"
+            if st.get("running")
+            else str(st.get("error", "not running")),
+        )
+    ]
+    for o in st.get("outputs", []):
+        name = o["name"]
+        state = "connected" if o["connected"] else "NOT connected"
+        if o["kind"] == "jsonl":
+            state = "writing" if o["connected"] else "NOT writing"
+        rows.append(
+            (
+                f"output {name}",
+                f"{state}, sent {o['sent']}, resent {o['resent']}, "
+                f"spooled {o['spooled_bytes']} bytes, oldest unsent {_age(o['oldest_unsent_age'])}",
+            )
+        )
+        lost = o["dropped"]
+        rows.append((f"lost: output {name}", str(lost)))
+        if o.get("lost_trails"):
+            rows.append(
+                (f"lost: output {name}: trails", f"{o['lost_trails']} ({o['lost_bytes']} bytes)")
+            )
+        if o.get("last_error"):
+            rows.append((f"output {name}: last error", str(o["last_error"])))
+    if st.get("last_error"):
+        rows.append(("forwarder: last error", str(st["last_error"])))
+    return rows
+
+
 def _per(ns: int, n: int) -> str:
     return f"{ns / n:.0f}" if n else "-"
 
@@ -290,9 +356,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         out["hooks"] = [dataclasses.asdict(h) for h in hooks]
         out["exec_control"] = dataclasses.asdict(xc)
         out["daemon"] = daemon
+        out["forward"] = forward_status(daemon)
         print(json.dumps(out))
         return 0
     rows = status_rows(st, hooks, xc) + daemon_rows(daemon, why)
+    rows += forward_rows(forward_status(daemon))
     if sys.stdout.isatty():
         from rich.console import Console
         from rich.table import Table
@@ -358,6 +426,21 @@ def cmd_rules(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reload_forwarder(sock: str) -> None:
+    """SIGHUP to lxbsm-forward (one the daemon started already got the reload
+    through its pipe; one started on its own, e.g. lxbsm-forward.service, did not)."""
+    try:
+        daemon = daemon_request(sock, "status", timeout=5.0).get("status")
+    except DaemonUnavailable:
+        return
+    st = forward_status(daemon)
+    if st and st.get("running"):
+        try:
+            os.kill(int(st["pid"]), signal.SIGHUP)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"lxbsm-audit: cannot tell lxbsm-forward to reload: {e}", file=sys.stderr)
+
+
 def cmd_trigger(args: argparse.Namespace, cmd: str) -> int:
     try:
         reply = daemon_request(args.socket, cmd)
@@ -367,6 +450,10 @@ def cmd_trigger(args: argparse.Namespace, cmd: str) -> int:
     if not reply.get("ok"):
         print(f"lxbsm-audit: {cmd}: {reply.get('error', 'refused')}", file=sys.stderr)
         return 1
+    if reply.get("warning"):
+        print(f"lxbsm-audit: {reply['warning']}", file=sys.stderr)
+    if cmd == "reload":
+        _reload_forwarder(args.socket)
     if reply.get("trail"):
         print(f"new trail: {reply['trail']}")
     for path in reply.get("expired", []):

@@ -19,13 +19,15 @@ need_root() {
 	fi
 }
 
-# Packages the host needs to build modules and boot guests, and the tools the guest tests run.
+# Packages the host needs to build modules and boot guests, and the tools the guest tests run
+# (rsyslog, rsyslog-gnutls and openssl: the TLS collector of tests/guest/test_forward.py).
 host_pkgs=(qemu-system-x86 qemu-utils busybox-static kmod cpio zstd
 	build-essential bc flex bison libelf-dev libssl-dev dwarves
 	stress-ng strace openssh-server openssh-client sudo auditd bpftrace python3 python3-venv
 	linux-source-6.1 gcc-multilib liburing-dev libseccomp2 mmdebstrap
 	dkms debhelper dh-dkms dh-python lintian python3-construct python3-pyudev python3-rich
-	python3-merge3)
+	python3-merge3
+	rsyslog rsyslog-gnutls openssl)
 
 backports_list=/etc/apt/sources.list.d/lxbsm-bookworm-backports.list
 

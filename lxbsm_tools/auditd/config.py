@@ -12,7 +12,8 @@ lxbsm-auditd's own keys: ``realtime`` (repeatable: ``PATH`` for a FIFO,
 (``none``, ``incremental``, ``data``, ``sync``), ``freq`` (records between
 incremental flushes), ``warn`` (the audit_warn-style hook command) and
 ``exec_control`` (the exec control rules file, default: the companion
-``exec_control``).
+``exec_control``) and ``output`` (repeatable: where lxbsm-forward sends
+records, docs/forwarding.md).
 
 Companion files are looked for next to the control file first, then in
 /etc/security, then in the package's data directory.
@@ -20,6 +21,7 @@ Companion files are looked for next to the control file first, then in
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import re
@@ -96,6 +98,120 @@ class Feed:
     socket: bool = False  # a listening Unix socket, one queue per connected reader
 
 
+OUTPUT_KINDS = ("syslog-tls", "jsonl")
+DEFAULT_SPOOL = 1 << 30  # trail bytes never sent an output may have before the oldest go
+DEFAULT_CONFIRM = 2.0  # seconds a TCP-acknowledged record must stay unchallenged (forward.py)
+
+
+@dataclass(frozen=True)
+class Output:
+    """``output:`` (lxbsm-forward): where records are forwarded to.
+
+    ``syslog-tls HOST:PORT ca=FILE [cert=FILE key=FILE] [format=json|text]
+    [spool=SIZE] [confirm=SECONDS]`` or ``jsonl PATH [rotate=SIZE] [keep=N]
+    [spool=SIZE]``.
+    """
+
+    kind: str
+    target: str  # HOST:PORT, or the JSON-lines file's path
+    host: str = ""  # syslog-tls: the collector's name (checked against its certificate)
+    port: int = 0
+    ca: str = ""
+    cert: str = ""
+    key: str = ""
+    format: str = "json"
+    rotate: int = 0  # jsonl: bytes; 0 = never
+    keep: int = 5  # jsonl: rotated files kept (PATH.1 ... PATH.keep)
+    spool: int = DEFAULT_SPOOL
+    confirm: float = DEFAULT_CONFIRM
+    line: str = ""  # FILE:LINE it came from
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.target}"
+
+
+def parse_output(value: str) -> Output:
+    """One ``output:`` value; ValueError says what is wrong and what is expected."""
+    words = value.split()
+    usage = (
+        "expected 'output: syslog-tls HOST:PORT ca=FILE [cert=FILE key=FILE] "
+        "[format=json|text] [spool=SIZE] [confirm=SECONDS]' or "
+        "'output: jsonl PATH [rotate=SIZE] [keep=N] [spool=SIZE]'"
+    )
+    if len(words) < 2 or words[0] not in OUTPUT_KINDS:
+        raise ValueError(f"{usage}, got '{value}'")
+    kind, target, opts = words[0], words[1], words[2:]
+    allowed = {
+        "syslog-tls": {"ca", "cert", "key", "format", "spool", "confirm"},
+        "jsonl": {"rotate", "keep", "spool"},
+    }[kind]
+    kv: dict[str, str] = {}
+    for o in opts:
+        k, sep, v = o.partition("=")
+        if not sep or not v:
+            raise ValueError(f"output option '{o}' is not KEY=VALUE ({usage})")
+        if k not in allowed:
+            raise ValueError(
+                f"output {kind} takes {', '.join(sorted(allowed))}, not '{k}' ({usage})"
+            )
+        if k in kv:
+            raise ValueError(f"output option '{k}' given twice")
+        kv[k] = v
+    kw: dict[str, object] = {}
+    if "spool" in kv:
+        kw["spool"] = parse_size(kv["spool"])
+        if kw["spool"] == 0:
+            raise ValueError("spool=0 would drop every record the output cannot send at once")
+    if kind == "syslog-tls":
+        m = re.fullmatch(r"(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})", target)
+        if not m or not 0 < int(m.group(3)) < 65536:
+            raise ValueError(f"syslog-tls takes HOST:PORT ([ADDR]:PORT for IPv6), got '{target}'")
+        kw["host"] = m.group(1) or m.group(2)
+        kw["port"] = int(m.group(3))
+        if "ca" not in kv:
+            raise ValueError(
+                "syslog-tls needs ca=FILE, the CA that signed the collector's certificate "
+                "(records are never sent unverified)"
+            )
+        if ("cert" in kv) != ("key" in kv):
+            raise ValueError("syslog-tls takes cert=FILE and key=FILE together (a client cert)")
+        for k in ("ca", "cert", "key"):
+            if k in kv:
+                f = kv[k]
+                if not f.startswith("/"):
+                    raise ValueError(f"{k}={f}: give an absolute path")
+                try:
+                    cfgread.check_regular(f)
+                except cfgread.FileReadError as e:
+                    raise ValueError(f"{k}={e}") from None
+                if not os.path.exists(f):
+                    raise ValueError(f"{k}={f}: no such file")
+                kw[k] = f
+        fmt = kv.get("format", "json")
+        if fmt not in ("json", "text"):
+            raise ValueError(f"format is json or text, got '{fmt}'")
+        kw["format"] = fmt
+        if "confirm" in kv:
+            try:
+                confirm = float(kv["confirm"].removesuffix("s"))
+            except ValueError:
+                confirm = -1.0
+            if not 0 <= confirm <= 600:
+                raise ValueError(f"confirm is 0 to 600 seconds, got '{kv['confirm']}'")
+            kw["confirm"] = confirm
+    else:
+        if not target.startswith("/") or target.endswith("/"):
+            raise ValueError(f"jsonl takes the absolute path of a file, got '{target}'")
+        if "rotate" in kv:
+            rotate = kw["rotate"] = parse_size(kv["rotate"])
+            if 0 < rotate < 4096:
+                raise ValueError(f"rotate={kv['rotate']} is below the minimum 4K (or 0: never)")
+        if "keep" in kv:
+            kw["keep"] = cfgread.decimal(kv["keep"], "keep (rotated files kept)", 1000, minimum=1)
+    return Output(kind, target, **kw)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class AuditControl:
     source: str
@@ -118,6 +234,7 @@ class AuditControl:
     protect: tuple[str, ...] = ()  # protected trees (docs/recovery.md)
     protect_journal: str = DEFAULT_JOURNAL
     protect_max: int = 0  # bytes the journal may hold; 0: bounded by minfree only
+    outputs: tuple[Output, ...] = ()  # lxbsm-forward (docs/forwarding.md)
 
 
 @dataclass(frozen=True)
@@ -175,6 +292,7 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
     dirs: list[str] = []
     feeds: list[Feed] = []
     protect: list[str] = []
+    outputs: list[Output] = []
     kw: dict[str, object] = {}
     for n, line in _lines(path):
         where = f"{path}:{n}"
@@ -197,6 +315,13 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
                         f"realtime takes an absolute path [,json] [,socket], got '{value}'"
                     )
                 feeds.append(Feed(fpath, "json" in opts, "socket" in opts))
+                continue
+            if key == "output":
+                out = parse_output(value)
+                for o in outputs:
+                    if o.name == out.name:
+                        raise ValueError(f"output {out.name} given twice (first at {o.line})")
+                outputs.append(dataclasses.replace(out, line=where))
                 continue
             if key == "protect":
                 for tree in parse_trees(value):
@@ -271,6 +396,7 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
         tuple(dirs),
         feeds=tuple(feeds),
         protect=tuple(protect),
+        outputs=tuple(outputs),
         **kw,  # type: ignore[arg-type]
     )
 

@@ -29,6 +29,7 @@ from lxbsm_tools import uapi
 from lxbsm_tools.bsm import decode_records, encode_record, load_event_table, make_token
 from lxbsm_tools.bsm.text import record_json
 from lxbsm_tools.bsm.tokens import HEADER_IDS
+from lxbsm_tools.forward.state import STATUS, state_dir
 
 from . import config as cfgmod
 from .feeds import Feed, Listener
@@ -88,6 +89,8 @@ class Daemon:
         self.sock = sock
         self.log = log
         self.warn_pipe = warn_pipe
+        self.forward_pipe = -1  # lxbsm-forward's pipe (main.forward_helper), if started
+        self.forward_pid = 0
         self.selftest = selftest
         ac = cfg.control
         self.trail = TrailWriter(
@@ -320,7 +323,20 @@ class Daemon:
         self.counters["reloads"] += 1
         self.last_error = ""
         self.rotate("reload")
-        return {"ok": True, "files": list(new.files)}
+        reply: dict[str, Any] = {"ok": True, "files": list(new.files)}
+        if self.forward_pipe >= 0:
+            try:
+                os.write(self.forward_pipe, b"reload\n")
+            except OSError as e:
+                self.log(f"cannot tell lxbsm-forward to reload: {e.strerror}")
+        elif ac.outputs:
+            why = (
+                "output: lines take effect when lxbsm-auditd is restarted (it started "
+                "without outputs, so no lxbsm-forward runs), or run lxbsm-forward"
+            )
+            self.log(why)
+            reply["warning"] = why
+        return reply
 
     def _reload_refused(self, why: str, pushed: bool) -> dict[str, Any]:
         if pushed:
@@ -353,8 +369,15 @@ class Daemon:
             "feeds": [f.counters() for f in self.feeds],
             "listeners": [{"path": x.path, "connections": x.connections} for x in self.listeners],
             "last_error": self.last_error,
+            "forward": self.forward_status(),
             **self.counters,
         }
+
+    def forward_status(self) -> str | None:
+        """Where lxbsm-forward writes its status, when outputs are configured."""
+        if not self.cfg.control.outputs and self.forward_pipe < 0:
+            return None
+        return str(state_dir(self.cfg.control.dirs[0]) / STATUS)
 
     def command(self, cmd: str) -> dict[str, Any]:
         if cmd == "status":

@@ -83,6 +83,26 @@ def warn_helper(command: str, log: Callable[[str], None]) -> tuple[int, int]:
     os._exit(0)
 
 
+def forward_helper(control: str, syslog: bool) -> tuple[int, int]:
+    """lxbsm-forward, as this (audit) user, outside the seccomp filter that
+    forbids sockets: (pid, write end of its pipe).  The daemon writes
+    ``reload`` lines to it; the pipe's end tells it the daemon is gone."""
+    r, w = os.pipe2(os.O_CLOEXEC)
+    pid = os.fork()
+    if pid:
+        os.close(r)
+        os.set_blocking(w, False)
+        return pid, w
+    try:
+        os.close(w)
+        os.set_inheritable(r, True)
+        cmd = [sys.executable, "-m", "lxbsm_tools.forward.main", "--control", control]
+        cmd += ["--daemon-fd", str(r)] + (["--syslog"] if syslog else [])
+        os.execv(sys.executable, cmd)
+    finally:
+        os._exit(127)
+
+
 def _notify(sock: socket.socket | None, msg: bytes) -> None:
     addr = os.environ.get("NOTIFY_SOCKET")
     if sock is None or not addr:
@@ -132,6 +152,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="wait this long for the module to be loaded",
     )
     p.add_argument("--no-seccomp", action="store_true", help="do not confine with seccomp")
+    p.add_argument(
+        "--no-forward",
+        action="store_true",
+        help="do not start lxbsm-forward for output: lines (lxbsm-forward.service sends them)",
+    )
     p.add_argument("--check", action="store_true", help="check the configuration and exit")
     p.add_argument("--selftest", action="store_true", help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -216,6 +241,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if cfg.control.warn:
             step = f"starting the warn hook {cfg.control.warn}"
             d.warn_pipe = warn_helper(cfg.control.warn, log)[1]
+        if cfg.control.outputs and not args.no_forward:
+            step = "starting lxbsm-forward"
+            d.forward_pid, d.forward_pipe = forward_helper(
+                cfg.control.source, syslog=not args.foreground
+            )
         if not args.no_seccomp:
             step = "installing the seccomp filter"
             privs.install_seccomp()
