@@ -27,10 +27,14 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--ko", type=Path, required=True)
     p.add_argument("--configs", default="none,ring,file")
+    p.add_argument("--scale", default="0.5", help="lat_sys -s (samples and batches)")
+    p.add_argument("--freq", default="4000", help="perf record -F (samples per guest second)")
     p.add_argument("tests", nargs="+")
     args = p.parse_args()
     rundir = Path(os.environ.get("LXBSM_RUNDIR", "/tmp"))
     lb.WORK.mkdir(parents=True, exist_ok=True)
+    # as the bench does: its files on a tmpfs, not the overlay
+    lb.sh("mount", "-t", "tmpfs", "-o", "size=1g,mode=0755", "lxbsm-prof", str(lb.WORK))
     lb.WORK.chmod(0o755)
     subprocess.run(
         ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "audit"],
@@ -46,8 +50,9 @@ def main() -> int:
         bench.enter(config)
         data = rundir / f"perf-{config}.data"
         try:
-            perf = ["perf", "record", "-q", "-a", "-g", "-e", "cpu-clock", "-o", str(data)]
-            lat = [str(lb.LAT_SYS), "-s", "0.5", "-f", str(lb.WORK / "lat_file")]
+            perf = ["perf", "record", "-q", "-a", "-g", "-e", "cpu-clock", "-F", args.freq]
+            perf += ["-o", str(data)]
+            lat = [str(lb.LAT_SYS), "-s", args.scale, "-f", str(lb.WORK / "lat_file")]
             rec = subprocess.run(
                 [*perf, "--", *lat, "-p", str(lb.HELLO), *args.tests],
                 capture_output=True,
