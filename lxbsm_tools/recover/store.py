@@ -207,7 +207,8 @@ class Store:
         and drop them and the older baselines: restores to a moment before
         it are given up.  Refused (StoreError) if any of those entries is
         @untrusted.  Each step leaves a usable directory if cut short: the
-        new baseline is whole before any entry goes, the remaining entries
+        new baseline is whole before the older ones go, they are gone before
+        any entry goes, the remaining entries
         are whole in their new file before the old files go, and an entry
         left in two files is read once."""
         damages: list[Damage] = []
@@ -228,6 +229,13 @@ class Store:
         start = old.time_ns if old else 0
         t = replay(base, [e for e in entries if start <= e.time_ns <= before_ns])
         baseline = self._write_baseline(t, before_ns)
+        # The older baselines go before any entry does: one left beside a
+        # journal that lost the entries after it would restore its moments
+        # wrong, where without it they are refused.
+        for b in self.baselines():
+            if b.time_ns < before_ns:
+                b.path.unlink()
+        _fsync_dir(self.baselines_dir)
         rest = [e for e in entries if e.time_ns > before_ns]
         old_files = sorted(self.journal_dir.glob("*.j"))
         if rest:
@@ -238,11 +246,7 @@ class Store:
         for p in old_files:
             if not rest or p.name != f"{rest[0].seq:020d}.j":
                 p.unlink()
-        for b in self.baselines():
-            if b.time_ns < before_ns:
-                b.path.unlink()
         _fsync_dir(self.journal_dir)
-        _fsync_dir(self.baselines_dir)
         return baseline
 
     def _write_baseline(self, t: Tree, time_ns: int) -> Baseline:

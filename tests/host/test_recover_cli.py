@@ -299,6 +299,68 @@ def test_compaction_refuses_a_period_holding_an_untrusted_session(
     }
 
 
+class Stop(BaseException):
+    """A compaction cut short (what SIGKILL does, at a chosen point)."""
+
+
+def test_a_compaction_stopped_after_any_file_operation_restores_exactly_or_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopped after each of its renames and unlinks in turn, a compaction leaves a
+    journal whose restores are exact or refused, never wrong; run again, it finishes."""
+    real_unlink, real_replace = Path.unlink, os.replace
+    ops = 0
+    stop_at = 0
+
+    def count() -> None:
+        nonlocal ops
+        ops += 1
+        if ops == stop_at:
+            raise Stop
+
+    def unlink(self: Path, missing_ok: bool = False) -> None:
+        real_unlink(self, missing_ok)
+        count()
+
+    def replace(src: Any, dst: Any) -> None:
+        real_replace(src, dst)
+        count()
+
+    def compact(s: Site) -> None:
+        with monkeypatch.context() as m:
+            m.setattr(Path, "unlink", unlink)
+            m.setattr(os, "replace", replace)
+            s.store.compact(T0 + 25 * S, lambda e: False)
+
+    (tmp_path / "whole").mkdir()
+    first = Site(tmp_path / "whole")
+    first.history()
+    want = {}
+    for sec in (10, 20, 25, 40):
+        out = tmp_path / f"want{sec}"
+        assert first.run("restore", "--at", iso(T0 + sec * S), "--to", str(out)) == 0
+        want[sec] = files(out / str(first.tree).lstrip("/"))
+    compact(first)  # uncut: how many operations a compaction makes
+    total = ops
+    assert total >= 4, total  # a baseline, the old one, a journal file, the old one
+    for stop_at in range(1, total):
+        ops = 0
+        (tmp_path / f"stop{stop_at}").mkdir()
+        s = Site(tmp_path / f"stop{stop_at}")
+        s.history()
+        with pytest.raises(Stop):
+            compact(s)
+        for sec, files_then in want.items():
+            out = tmp_path / f"got{stop_at}-{sec}"
+            rc = s.run("restore", "--at", iso(T0 + sec * S), "--to", str(out))
+            if sec < 25 and rc == 2:
+                continue  # given up by the compaction: refused, not wrong
+            assert rc == 0, (stop_at, sec)
+            assert files(out / str(s.tree).lstrip("/")) == files_then, (stop_at, sec)
+        assert s.run("compact", "--before", iso(T0 + 25 * S)) == 0
+        assert len(s.store.baselines()) == 1
+
+
 COMPACT = """
 import sys
 from pathlib import Path
