@@ -813,3 +813,34 @@ def test_a_host_name_with_quotes_and_brackets_stays_json_and_sd() -> None:
     msg, seq = f.syslog(item, "json")
     assert seq == 7
     assert b'host="web\\"1\\]\\\\x"' in msg
+
+
+def test_a_hostile_path_stays_one_valid_json_line_and_one_frame() -> None:
+    """A user picks the path: newline, non-UTF-8 bytes, quotes, brackets, 4000 bytes.
+    The JSON line is one line of valid UTF-8 JSON holding the bytes exactly; the
+    syslog message is one octet-counted frame whose structured data is intact."""
+    import base64
+
+    from lxbsm_tools.bsm import encode_record
+    from lxbsm_tools.forward.cursor import Item
+    from lxbsm_tools.forward.outputs import Formatter
+
+    path = b'/tmp/\xff\xfe\n]"x\\' + b"A" * 4000
+    toks = [
+        make_token("path", text=path.decode("utf-8", "surrogateescape")),
+        make_token("return32", status=0, value=0),
+        make_token("seq", seq=5),
+    ]
+    raw = encode_record(72, 0, toks, time=(int(time.time()), 0))
+    item = Item(raw, "20261204190000", 0, len(raw))
+    f = Formatter(load_event_table(), "h")
+    line = f.jsonl(item)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    obj = json.loads(line.decode("utf-8"))
+    (tok,) = [t for t in obj["tokens"] if t["token"] == "path"]
+    assert base64.b64decode(tok["text"]["base64"]) == path
+    msg, seq = f.syslog(item, "json")
+    length, _, body = msg.partition(b" ")
+    assert int(length) == len(body) and seq == 5
+    assert b"\n" not in body
+    assert re.search(rb'\[lxbsm@32473 host="h" seq="5" event="[^"]+" trail="20261204190000"', body)
