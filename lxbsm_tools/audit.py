@@ -439,6 +439,12 @@ def _reload_forwarder(sock: str) -> None:
             os.kill(int(st["pid"]), signal.SIGHUP)
         except (OSError, ValueError, KeyError) as e:
             print(f"lxbsm-audit: cannot tell lxbsm-forward to reload: {e}", file=sys.stderr)
+    elif st is not None and daemon is not None and daemon.get("forward_elsewhere"):
+        print(
+            "lxbsm-audit: output: lines are configured but lxbsm-forward is not running: "
+            "systemctl enable --now lxbsm-forward (docs/forwarding.md)",
+            file=sys.stderr,
+        )
 
 
 def cmd_trigger(args: argparse.Namespace, cmd: str) -> int:

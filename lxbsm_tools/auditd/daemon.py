@@ -90,6 +90,7 @@ class Daemon:
         self.log = log
         self.warn_pipe = warn_pipe
         self.forward_pipe = -1  # lxbsm-forward's pipe (main.forward_helper), if started
+        self.forward_elsewhere = False  # --no-forward: lxbsm-forward.service sends them
         self.forward_pid = 0
         self.selftest = selftest
         ac = cfg.control
@@ -329,7 +330,7 @@ class Daemon:
                 os.write(self.forward_pipe, b"reload\n")
             except OSError as e:
                 self.log(f"cannot tell lxbsm-forward to reload: {e.strerror}")
-        elif ac.outputs:
+        elif ac.outputs and not self.forward_elsewhere:
             why = (
                 "output: lines take effect when lxbsm-auditd is restarted (it started "
                 "without outputs, so no lxbsm-forward runs), or run lxbsm-forward"
@@ -370,6 +371,7 @@ class Daemon:
             "listeners": [{"path": x.path, "connections": x.connections} for x in self.listeners],
             "last_error": self.last_error,
             "forward": self.forward_status(),
+            "forward_elsewhere": self.forward_elsewhere,
             **self.counters,
         }
 

@@ -224,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         step = "setting up the daemon"
         d = Daemon(cfg, ring, control_file=args.control, sock=sock, log=log, selftest=args.selftest)
+        d.forward_elsewhere = args.no_forward
         for f in d.feeds:
             step = f"creating the realtime FIFO {f.path}"
             f.create(uid, gid)

@@ -662,6 +662,12 @@ def test_the_daemon_passes_reloads_on_and_names_the_status_file(d: Path) -> None
     # Started without a forwarder (none was forked): a reload says what to do.
     reply = dm.command("reload")
     assert reply["ok"] and "restarted" in reply["warning"] and "lxbsm-forward" in reply["warning"]
+    # Under systemd (--no-forward) lxbsm-forward.service sends them: no such advice.
+    dm.forward_elsewhere = True
+    reply = dm.command("reload")
+    assert reply["ok"] and "warning" not in reply, reply
+    assert dm.status()["forward_elsewhere"] is True
+    dm.forward_elsewhere = False
     r, w = os.pipe()
     dm.forward_pipe = w
     cf.write_text(cf.read_text() + f"output:jsonl {d}/b.jsonl\n")
@@ -844,3 +850,23 @@ def test_a_hostile_path_stays_one_valid_json_line_and_one_frame() -> None:
     assert int(length) == len(body) and seq == 5
     assert b"\n" not in body
     assert re.search(rb'\[lxbsm@32473 host="h" seq="5" event="[^"]+" trail="20261204190000"', body)
+
+
+def test_lxbsm_audit_s_says_when_the_forwarder_service_is_not_running(
+    d: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Under systemd (--no-forward) with output: lines and no lxbsm-forward running,
+    lxbsm-audit -s says how to start it; with it running, it sends it SIGHUP."""
+    status = d / "status.json"
+    status.write_text(json.dumps({"pid": 2**22 + 7, "running": False, "outputs": []}))
+    daemon_status = {"forward": str(status), "forward_elsewhere": True}
+    monkeypatch.setattr(
+        audit, "daemon_request", lambda sock, cmd, timeout=5.0: {"status": daemon_status}
+    )
+    audit._reload_forwarder("sock")
+    assert "systemctl enable --now lxbsm-forward" in capsys.readouterr().err
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    status.write_text(json.dumps({"pid": 4321, "running": True, "outputs": []}))
+    audit._reload_forwarder("sock")
+    assert sent[-1] == (4321, signal.SIGHUP) and capsys.readouterr().err == ""
