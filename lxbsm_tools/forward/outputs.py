@@ -423,6 +423,21 @@ class SyslogTLS(Runner):
         buf = fcntl.ioctl(self.sock.fileno(), SIOCOUTQ, b"\0\0\0\0")
         return int(struct.unpack("=i", buf)[0])
 
+    def written(self) -> int:
+        """Bytes handed to TCP on this connection: acknowledged plus still queued.
+        Both move when an acknowledgement comes in, so they are read until none
+        came in between: their sum is then exact.  (Read once each, an ack
+        between the reads made it too low, accepting bytes not yet acknowledged,
+        or too high, waiting forever for bytes never sent.)  If acks keep coming,
+        the later acked count is used, which can only be too high: such a batch
+        is accepted with the next one."""
+        for _ in range(1000):
+            acked = self.acked()
+            queued = self.outq()
+            if self.acked() == acked:
+                return acked + queued
+        return self.acked() + self.outq()
+
     def peer_gone(self) -> str:
         """Why the connection is over ("" if it is not): the collector sends nothing."""
         assert self.sock is not None
@@ -490,7 +505,7 @@ class SyslogTLS(Runner):
             if s is not None:
                 seq = s
         self.sock.sendall(b"".join(frames))
-        mark = self.outq() + self.acked()  # in this order: never less than what was sent
+        mark = self.written()
         last = items[-1]
         self.inflight.append(Inflight(last.trail, last.end, seq, len(items), mark))
         with self.lock:
