@@ -39,6 +39,25 @@ _JMAGIC = b"LXBSMJ01"
 CURRENT = "current"
 
 
+def trail_entries(dirs: Sequence[str]) -> list[tuple[os.DirEntry[str], re.Match[str]]]:
+    """The trails (regular files named as TRAIL_RE says) in ``dirs``, with their
+    name's match; a directory that cannot be read is passed over."""
+    out = []
+    for d in dirs:
+        try:
+            entries = list(os.scandir(d))
+        except OSError:
+            continue
+        for e in entries:
+            m = TRAIL_RE.fullmatch(e.name)
+            try:
+                if m and e.is_file(follow_symlinks=False):
+                    out.append((e, m))
+            except OSError:
+                continue
+    return out
+
+
 def stamp(t: float) -> str:
     return time.strftime(STAMP, time.gmtime(t))
 
@@ -294,25 +313,17 @@ class TrailWriter:
         now = time.time() if now is None else now
         closed: list[tuple[float, Path, int]] = []
         total = 0
-        for d in self.dirs:
-            try:
-                entries = list(os.scandir(d))
-            except OSError:
+        for e, m in trail_entries(self.dirs):
+            size = e.stat(follow_symlinks=False).st_size
+            total += size
+            if m.group(2) == "not_terminated":
                 continue
-            for e in entries:
-                m = TRAIL_RE.fullmatch(e.name)
-                if not m or not e.is_file(follow_symlinks=False):
-                    continue
-                size = e.stat(follow_symlinks=False).st_size
-                total += size
-                if m.group(2) == "not_terminated":
-                    continue
-                end = (
-                    parse_stamp(m.group(2))
-                    if m.group(2).isdigit()
-                    else e.stat(follow_symlinks=False).st_mtime
-                )
-                closed.append((end, Path(e.path), size))
+            end = (
+                parse_stamp(m.group(2))
+                if m.group(2).isdigit()
+                else e.stat(follow_symlinks=False).st_mtime
+            )
+            closed.append((end, Path(e.path), size))
         removed = []
         for end, path, size in sorted(closed):
             if not policy.expired(now - end, total):

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lxbsm_tools.auditd.trail import TRAIL_RE
+from lxbsm_tools.auditd.trail import trail_entries
 from lxbsm_tools.bsm.tokens import HEADER_IDS
 
 FILE_TOKEN = 0x11
@@ -48,21 +48,13 @@ def list_trails(dirs: Sequence[str]) -> list[TrailFile]:
     """Every trail in ``dirs``, oldest first (by start stamp; a closed one
     before an open one with the same stamp)."""
     out = []
-    for d in dirs:
+    for e, m in trail_entries(dirs):
         try:
-            entries = list(os.scandir(d))
+            st = e.stat(follow_symlinks=False)
         except OSError:
             continue
-        for e in entries:
-            m = TRAIL_RE.fullmatch(e.name)
-            if not m:
-                continue
-            try:
-                st = e.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            closed = m.group(2) != "not_terminated"
-            out.append(TrailFile(m.group(1), Path(e.path), closed, st.st_size))
+        closed = m.group(2) != "not_terminated"
+        out.append(TrailFile(m.group(1), Path(e.path), closed, st.st_size))
     return sorted(out, key=lambda t: (t.start, not t.closed))
 
 

@@ -454,8 +454,7 @@ class SyslogTLS(Runner):
         finally:
             self.sock.settimeout(30)
 
-    def broken(self, why: str) -> None:
-        again = sum(b.records for b in self.inflight)
+    def _disconnect(self) -> None:
         if self.sock is not None:
             try:
                 self.sock.close()
@@ -464,6 +463,11 @@ class SyslogTLS(Runner):
         self.sock = None
         with self.lock:
             self.connected = False
+
+    def broken(self, why: str) -> None:
+        again = sum(b.records for b in self.inflight)
+        self._disconnect()
+        with self.lock:
             self.pos.resent += again
             self.pending = 0
             self.dirty = True
@@ -589,13 +593,7 @@ class SyslogTLS(Runner):
                 self.pending = 0
             self.inflight.clear()
             self.rewind()  # to after records dropped meanwhile, if any
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        self.sock = None
-        with self.lock:
-            self.connected = False
+        self._disconnect()
 
     def _read_eof(self) -> bool:
         assert self.sock is not None
