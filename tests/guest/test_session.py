@@ -28,11 +28,11 @@ from pathlib import Path
 
 import pytest
 
-from lxbsm_tools import uapi
 from lxbsm_tools.bsm import Record
 
 from .audit import Auditor, auditing, aue, describe, run, settle
 from .conftest import load_module
+from .test_arming import states
 
 USER, USER_UID = "lxtest", 2101
 OTHER, OTHER_UID = "lxother", 2102
@@ -232,29 +232,21 @@ def test_ssh_session_is_attributed(env: Env, sshd: Sshd, host: str) -> None:
         assert text_of(su) == f"su: uid {USER_UID} to uid {OTHER_UID} (euid {OTHER_UID})"
 
 
-def hook_states() -> dict[str, str]:
-    fd = uapi.open_control()
-    try:
-        return {h.name: h.state for h in uapi.hooks(fd)}
-    finally:
-        os.close(fd)
-
-
 def test_ssh_peer_is_known_with_accepts_unselected(env: Env, sshd: Sshd) -> None:
     """Only ``lo`` selected: fd_install (accept and open records) is disarmed, and
     the client's address still becomes the session's terminal (security_sock_graft)."""
     with auditing(flags="lo", naflags="lo") as a:
         deadline = time.monotonic() + 30
-        while hook_states()["fd_install"] != "idle":  # disarmed 2 s after the last use
+        while states()["fd_install"] != "idle":  # disarmed 2 s after the last use
             assert time.monotonic() < deadline, "fd_install stayed armed"
             time.sleep(0.2)
-        assert hook_states()["security_sock_graft"] == "on"
+        assert states()["security_sock_graft"] == "on"
         out = ssh(sshd, env.key, "127.0.0.1", "true")
         assert out.returncode == 0, f"ssh: {out.stderr}\nsshd: {sshd.log.read_text()}"
         wait_for(a, "AUE_logout")
         settle()
         login = a.one("AUE_openssh")
-        assert hook_states()["fd_install"] == "idle"
+        assert states()["fd_install"] == "idle"
     assert login.success and login.subject is not None, describe(login)
     assert login.subject.auid == USER_UID
     assert address_of(login) == "127.0.0.1"
