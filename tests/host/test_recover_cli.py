@@ -462,8 +462,9 @@ def test_a_compaction_killed_at_random_points_leaves_a_usable_journal(tmp_path: 
         assert s.run("compact", "--before", iso(cut)) == 0
     assert kills >= 10, f"only {kills} of 20 compactions were killed before they ended"
     print(f"compaction {full:.2f} s; {kills} killed; (baselines, journal files) seen: {seen}")
-    # Killed in the middle too: a new baseline beside the old journal.
-    assert any(b == 2 for b, _ in seen), seen
+    # Where in the compaction the kills land is chance (its file operations take a
+    # small part of its time): test_a_compaction_stopped_after_any_file_operation_...
+    # stops it after each of them in turn.
 
 
 def test_a_conflict_is_reported_with_both_sessions_and_ranges_and_trusted_text_kept(
