@@ -272,11 +272,20 @@ def test_install_load_run_purge(chroot: Chroot) -> None:
         assert "audit daemon started" in text and "Audit startup" in text, text
         c.step("lxbsm-praudit read the trail")
         # Every command of pyproject.toml is installed; lxbsm-recover (and merge3) imports.
-        for name in ("lxbsm-praudit", "lxbsm-auditreduce", "lxbsm-audit", "lxbsm-recover"):
+        for name in (
+            "lxbsm-praudit",
+            "lxbsm-auditreduce",
+            "lxbsm-audit",
+            "lxbsm-recover",
+            "lxbsm-forward",
+        ):
             c.must(f"test -x /usr/bin/{name}")
         rec = c.run("lxbsm-recover --journal /var/lib/lxbsm/none log")
         assert rec.returncode == 2 and "not a journal directory" in rec.stderr, rec
         c.step("lxbsm-recover ran")
+        fwd = c.must("lxbsm-forward --check --control /etc/security/audit_control")
+        assert "configuration OK, 0 outputs" in fwd, fwd
+        c.step("lxbsm-forward checked the configuration")
 
         out = c.logged("apt-purge.log", f"apt-get purge -y {' '.join(PACKAGES)}", timeout=1200)
         c.step("apt-get purge")
