@@ -4,6 +4,7 @@ closed or full, and messages instead of tracebacks."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import IO, TextIO
 
@@ -60,3 +61,14 @@ def write_failed(prog: str, e: OSError) -> int:
     err(prog, f"cannot write to standard output: {e.strerror or e}")
     silence_stdout()
     return 1
+
+
+def wakeup_pipe(*signals: signal.Signals) -> int:
+    """@signals (and SIGPIPE ignored) go through a pipe a poll() or select()
+    watches, as bytes of their numbers; the read end.  For the daemons."""
+    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
+    for s in signals:
+        signal.signal(s, lambda *_: None)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    return r

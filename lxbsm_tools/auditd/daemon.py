@@ -19,7 +19,6 @@ import select
 import signal
 import socket
 import struct
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,6 +28,7 @@ from lxbsm_tools import uapi
 from lxbsm_tools.bsm import decode_records, encode_record, load_event_table, make_token
 from lxbsm_tools.bsm.text import record_json
 from lxbsm_tools.bsm.tokens import HEADER_IDS
+from lxbsm_tools.cli import err, wakeup_pipe
 from lxbsm_tools.forward.state import STATUS, state_dir
 
 from . import config as cfgmod
@@ -534,17 +534,8 @@ class Daemon:
 
 def set_signals() -> int:
     """Signals go through a pipe poll() watches; the read end."""
-    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
-        signal.signal(s, lambda *_: None)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    return r
+    return wakeup_pipe(signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1)
 
 
 def stderr_log(msg: str) -> None:
-    try:
-        sys.stderr.write(f"{PROG}: {msg}\n")
-        sys.stderr.flush()
-    except OSError:
-        pass
+    err(PROG, msg)

@@ -32,6 +32,7 @@ from typing import Any
 from lxbsm_tools.auditd import config as cfgmod
 from lxbsm_tools.auditd import privs
 from lxbsm_tools.bsm import EventTable, load_event_table
+from lxbsm_tools.cli import err, wakeup_pipe
 
 from .outputs import Runner, make_runner
 from .state import LOCK, STATUS, StateError, atomic_write, read_status, state_dir
@@ -84,8 +85,8 @@ class Forwarder:
             r.start()
             where = f"trail {r.pos.trail} offset {r.pos.offset}" if r.pos.trail else "open trail"
             self.log(f"output {name}: started at {where}")
-        for err in errors:
-            self.log(err)
+        for problem in errors:
+            self.log(problem)
         return errors
 
     def reload(self, control: str | None) -> None:
@@ -128,15 +129,6 @@ def _same(a: cfgmod.Output, b: cfgmod.Output) -> bool:
     return {**vars(a), "line": ""} == {**vars(b), "line": ""}
 
 
-def _signals() -> int:
-    r, w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(w, warn_on_full_buffer=False)
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(s, lambda *_: None)
-    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    return r
-
-
 def _lock(sdir: Path, log: Callable[[str], None]) -> int:
     """One forwarder per state directory: a second waits for the first to stop."""
     fd = os.open(sdir / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
@@ -171,11 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
 
     def log(msg: str) -> None:
-        try:
-            sys.stderr.write(f"{PROG}: {msg}\n")
-            sys.stderr.flush()
-        except OSError:
-            pass
+        err(PROG, msg)
 
     if args.syslog:
         import syslog
@@ -210,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"uid {os.geteuid()}: the trail directory is root:audit 0770)"
         )
         return 1
-    wakeup = _signals()
+    wakeup = wakeup_pipe(signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     fwd = Forwarder(cfg, sdir, log)
     errors = fwd.apply(cfg)
     fwd.last_error = "; ".join(errors)
