@@ -86,7 +86,15 @@
 	X(SU,		6159,	AU_LO)					\
 	X(OPENSSH,	32800,	AU_LO)					\
 	X(SUDO,		45028,	AU_AA)					\
-	X(LOST,		33002,	0)
+	X(LOST,		33002,	0)					\
+	X(JWRITE,	33003,	AU_FW)					\
+	X(JTRUNCATE,	33004,	AU_FW)					\
+	X(JCREATE,	33005,	AU_FC)					\
+	X(JUNLINK,	33006,	AU_FD)					\
+	X(JRENAME,	33007,	AU_FC | AU_FD)				\
+	X(JLINK,	33008,	AU_FC)					\
+	X(JMETA,	33009,	AU_FM)					\
+	X(JLOST,	33010,	AU_FW)
 
 /*
  * The table-driven events.  E(P, name, AUE number, default classes,
@@ -145,7 +153,7 @@ enum lxbsm_event {
 	LXBSM_EV_NR
 };
 
-/* LOST is the last handler row: the table-driven events follow it. */
-#define LXBSM_EV_TABLE_FIRST	(LXBSM_EV_LOST + 1)
+/* JLOST is the last handler row: the table-driven events follow it. */
+#define LXBSM_EV_TABLE_FIRST	(LXBSM_EV_JLOST + 1)
 
 #endif /* LXBSM_EVENTS_H */

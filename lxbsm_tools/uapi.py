@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-ABI_VERSION = 4  # kmod/include/uapi/lxbsm.h
+ABI_VERSION = 5  # kmod/include/uapi/lxbsm.h
 DEVICE = "/dev/lxbsm"
 
 REC_BUSY = 1 << 31

@@ -25,7 +25,7 @@
 #include <linux/types.h>
 #include <linux/ioctl.h>
 
-#define LXBSM_ABI_VERSION	4	/* 2: LXBSM_IOC_COPY, sha256 exec rules; 3: 64 hooks, lost no_instance, submitter text; 4: per-hook misses only through LXBSM_IOC_HOOK_INFO */
+#define LXBSM_ABI_VERSION	5	/* 2: LXBSM_IOC_COPY, sha256 exec rules; 3: 64 hooks, lost no_instance, submitter text; 4: per-hook misses only through LXBSM_IOC_HOOK_INFO; 5: protected trees */
 #define LXBSM_DEVICE		"lxbsm"
 
 /* Record header flags, in the top bits of lxbsm_rec_hdr.len. */
@@ -107,8 +107,9 @@ struct lxbsm_status {
  *   LXBSM_IOC_SUBMIT			CAP_AUDIT_WRITE
  *   LXBSM_IOC_SET_CONFIG, _SET_EXEC_RULES	CAP_AUDIT_CONTROL
  *   LXBSM_IOC_STATUS, _GET_CONFIG, _HOOK_INFO, _HOOK_COST, _GET_EXEC_RULES,
- *   _FILE_ID
+ *   _FILE_ID, _PROTECT_STATUS
  *					CAP_AUDIT_CONTROL, or the consumer
+ *   LXBSM_IOC_SET_PROTECT		CAP_AUDIT_CONTROL
  *   LXBSM_IOC_COPY, mmap, poll		the consumer
  */
 struct lxbsm_submit {
@@ -301,6 +302,33 @@ struct lxbsm_copy {
 	__u64 end_pos;			/* out: ring position after them */
 };
 
+/*
+ * Protected trees (docs/recovery.md).  LXBSM_IOC_SET_PROTECT replaces the
+ * set of trees: nr_trees directories, each named by a descriptor (O_PATH
+ * will do); 0 trees turns protection off.  The module keeps each
+ * directory itself (a rename moves the tree with it), not its name.  Every
+ * change to a regular file below one of them becomes a journal record
+ * (AUE_LXBSM_J*, whatever the masks select): see docs/recovery.md for the
+ * records' tokens.  -EINVAL: more than LXBSM_PROTECT_MAX trees or reserved
+ * not 0; -EBADF: a bad descriptor; -ENOTDIR: not a directory.
+ */
+#define LXBSM_PROTECT_MAX	16
+#define LXBSM_PROTECT_CHUNK	16384	/* data bytes in one AUE_LXBSM_JWRITE record */
+
+struct lxbsm_protect {
+	__u32 nr_trees;
+	__u32 reserved;			/* must be 0 */
+	__s32 fd[LXBSM_PROTECT_MAX];
+};
+
+struct lxbsm_protect_status {
+	__u32 nr_trees;			/* trees in force */
+	__u32 reserved;
+	__u64 records;			/* journal records put in the ring */
+	__u64 bytes;			/* file data in them */
+	__u64 lost;			/* changes not captured (each named by a JLOST record or counted as lost) */
+};
+
 #define LXBSM_IOC_MAGIC		0xB5
 #define LXBSM_IOC_STATUS	_IOR(LXBSM_IOC_MAGIC, 1, struct lxbsm_status)
 #define LXBSM_IOC_SUBMIT	_IOW(LXBSM_IOC_MAGIC, 2, struct lxbsm_submit)
@@ -312,5 +340,7 @@ struct lxbsm_copy {
 #define LXBSM_IOC_FILE_ID	_IOWR(LXBSM_IOC_MAGIC, 8, struct lxbsm_file_id)
 #define LXBSM_IOC_COPY		_IOWR(LXBSM_IOC_MAGIC, 9, struct lxbsm_copy)
 #define LXBSM_IOC_HOOK_COST	_IOWR(LXBSM_IOC_MAGIC, 10, struct lxbsm_hook_cost)
+#define LXBSM_IOC_SET_PROTECT	_IOW(LXBSM_IOC_MAGIC, 11, struct lxbsm_protect)
+#define LXBSM_IOC_PROTECT_STATUS _IOR(LXBSM_IOC_MAGIC, 12, struct lxbsm_protect_status)
 
 #endif /* _UAPI_LXBSM_H */
