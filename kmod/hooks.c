@@ -35,6 +35,7 @@
 #include "arch.h"
 #include "compat.h"
 #include "hooks.h"
+#include "protect.h"
 #include "xctl.h"
 
 /*
@@ -163,6 +164,18 @@ COSTED_KPROBE(lxbsm_sock_graft_pre);
 COSTED_KPROBE(lxbsm_connect_pre);
 COSTED_KPROBE(lxbsm_bind_addr_pre);
 COSTED_KPROBE(lxbsm_fixed_install_pre);
+COSTED_KPROBE(lxbsm_protect_rw_pre);
+COSTED_KPROBE(lxbsm_protect_falloc_pre);
+COSTED_KPROBE(lxbsm_protect_trunc_pre);
+COSTED_KPROBE(lxbsm_protect_ftrunc_pre);
+COSTED_KPROBE(lxbsm_protect_unlink_pre);
+COSTED_KPROBE(lxbsm_protect_rename_pre);
+COSTED_KPROBE(lxbsm_protect_link_pre);
+COSTED_KPROBE(lxbsm_protect_mknod_pre);
+COSTED_KPROBE(lxbsm_protect_chmod_pre);
+COSTED_KPROBE(lxbsm_protect_chown_pre);
+COSTED_KPROBE(lxbsm_protect_mmap_pre);
+COSTED_KPROBE(lxbsm_protect_free_pre);
 /* the table-driven events' handlers (unused while the table lists no call) */
 COSTED(lxbsm_sys_entry, LXBSM_COST_ENTRY);
 COSTED(lxbsm_sys_ret, LXBSM_COST_RET);
@@ -230,6 +243,9 @@ static void exec_probe_run(void *data, struct task_struct *p, pid_t old_pid,
 	.ev_last = (last), .ev_also = (also)
 /* ... while exec control has rules */
 #define ARM_XC	.arm_by = LXBSM_ARM_XC
+/* ... while some tree is protected */
+#define ARM_PROTECT	.arm_by = LXBSM_ARM_PROTECT
+#define PROTECT(sym, req, handler) KPROBE(sym, req, handler, ARM_PROTECT)
 /* ... while either: exec records and exec control */
 #define ARM_EXEC							\
 	.arm_by = LXBSM_ARM_EVENTS | LXBSM_ARM_XC,			\
@@ -339,6 +355,23 @@ static struct lxbsm_hook hooks[] = {
 	       ARM(LXBSM_EV_ACCEPT, LXBSM_EV_ACCEPT)),
 	KRET("audit_set_loginuid", false, 0, lxbsm_loginuid_entry, lxbsm_loginuid_ret,
 	     lxbsm_setid_data_size, ACTIVE_QUICK),
+	/*
+	 * Protected trees (protect.c): every change to a file below one.
+	 * rw_verify_area is on the path of every write that names a range
+	 * (syscalls, io_uring, copy_file_range, splice, sendfile).
+	 */
+	PROTECT("rw_verify_area", true, lxbsm_protect_rw_pre),
+	PROTECT("vfs_fallocate", true, lxbsm_protect_falloc_pre),
+	PROTECT("security_path_truncate", true, lxbsm_protect_trunc_pre),
+	PROTECT("security_file_truncate", false, lxbsm_protect_ftrunc_pre),	/* 6.2 on */
+	PROTECT("security_path_unlink", true, lxbsm_protect_unlink_pre),
+	PROTECT("security_path_rename", true, lxbsm_protect_rename_pre),
+	PROTECT("security_path_link", true, lxbsm_protect_link_pre),
+	PROTECT("security_path_mknod", true, lxbsm_protect_mknod_pre),
+	PROTECT("security_path_chmod", true, lxbsm_protect_chmod_pre),
+	PROTECT("security_path_chown", true, lxbsm_protect_chown_pre),
+	PROTECT("security_mmap_file", true, lxbsm_protect_mmap_pre),
+	PROTECT("security_file_free", true, lxbsm_protect_free_pre),
 	LXBSM_TABLE_CALLS(TABLE_CALL)
 	LXBSM_TABLE_CAPTURES(TABLE_CAPTURE)
 };
@@ -589,6 +622,8 @@ static bool hook_wanted(const struct lxbsm_cfg *cfg, bool xc, const struct lxbsm
 			if (cfg->event_class[ev] & cfg->any)
 				return true;
 	if (h->arm_by & LXBSM_ARM_ALSO && cfg->event_class[h->ev_also] & cfg->any)
+		return true;
+	if (h->arm_by & LXBSM_ARM_PROTECT && lxbsm_protect_active())
 		return true;
 	return false;
 }

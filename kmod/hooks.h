@@ -22,6 +22,7 @@ enum lxbsm_hook_kind {
 #define LXBSM_ARM_EVENTS	0x1
 #define LXBSM_ARM_XC		0x2
 #define LXBSM_ARM_ALSO		0x4
+#define LXBSM_ARM_PROTECT	0x8	/* while some tree is protected (protect.c) */
 
 struct lxbsm_hook {
 	const char *symbol;		/* kernel function or tracepoint */
@@ -180,5 +181,18 @@ int lxbsm_bind_addr_pre(struct kprobe *p, struct pt_regs *regs);
 int lxbsm_connect_pre(struct kprobe *p, struct pt_regs *regs);
 void lxbsm_sock_installed(struct lxbsm_hook *h, int fd, struct socket *sock);
 int lxbsm_fixed_install_pre(struct kprobe *p, struct pt_regs *regs);
+/* protect.c */
+int lxbsm_protect_rw_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_protect_falloc_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_protect_trunc_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_protect_ftrunc_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_protect_unlink_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_protect_rename_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_protect_link_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_protect_mknod_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_protect_chmod_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_protect_chown_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_protect_mmap_pre(struct kprobe *p, struct pt_regs *regs);
+int lxbsm_protect_free_pre(struct kprobe *p, struct pt_regs *regs);
 
 #endif /* LXBSM_HOOKS_H */

@@ -22,10 +22,8 @@ static bool used;
 /* Unload has begun: no more work is queued, waiting work gives up. */
 static bool unloading;
 
-bool lxbsm_later(struct callback_head *cb, void (*fn)(struct callback_head *))
+static bool later(struct callback_head *cb, void (*fn)(struct callback_head *))
 {
-	if (lxbsm_kthread() || current->flags & PF_EXITING || READ_ONCE(unloading))
-		return false;
 	if (!try_module_get(THIS_MODULE))
 		return false;
 	init_task_work(cb, fn);
@@ -38,7 +36,23 @@ bool lxbsm_later(struct callback_head *cb, void (*fn)(struct callback_head *))
 	}
 	return true;
 }
+NOKPROBE_SYMBOL(later);
+
+bool lxbsm_later(struct callback_head *cb, void (*fn)(struct callback_head *))
+{
+	if (lxbsm_kthread() || current->flags & PF_EXITING || READ_ONCE(unloading))
+		return false;
+	return later(cb, fn);
+}
 NOKPROBE_SYMBOL(lxbsm_later);
+
+bool lxbsm_later_exiting(struct callback_head *cb, void (*fn)(struct callback_head *))
+{
+	if (lxbsm_kthread() || READ_ONCE(unloading))
+		return false;
+	return later(cb, fn);
+}
+NOKPROBE_SYMBOL(lxbsm_later_exiting);
 
 void lxbsm_later_unhold(void)
 {

@@ -33,6 +33,12 @@ struct callback_head;
  * thread, an exiting task, the module going): the caller still owns @cb.
  */
 bool lxbsm_later(struct callback_head *cb, void (*fn)(struct callback_head *));
+/*
+ * The same for an exiting task too: while its exit runs its task_work
+ * (exit_task_work()), work added is run in that same pass; after it, the
+ * kernel refuses it (false).  Such work must not need current->fs (gone).
+ */
+bool lxbsm_later_exiting(struct callback_head *cb, void (*fn)(struct callback_head *));
 /* In the work: the module reference goes now (the work will wait long). */
 void lxbsm_later_unhold(void);
 /* In the work, last: done (and the reference goes, unless @unheld). */
@@ -41,6 +47,12 @@ void lxbsm_later_done(bool unheld);
 bool lxbsm_later_unloading(void);
 #else
 static inline bool lxbsm_later(struct callback_head *cb, void (*fn)(struct callback_head *))
+{
+	return false;
+}
+
+static inline bool lxbsm_later_exiting(struct callback_head *cb,
+				       void (*fn)(struct callback_head *))
 {
 	return false;
 }

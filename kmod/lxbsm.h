@@ -180,6 +180,10 @@ void lxbsm_rec_abort(struct lxbsm_rec *r);
 /* Append subject, return, [seq], trailer; publish; release the scratch. */
 void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc,
 		      long ret);
+/* Process context: a record in its own buffer; may sleep while it is open. */
+struct lxbsm_rec *lxbsm_rec_new(enum lxbsm_event ev);
+int lxbsm_rec_finish_wait(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret,
+			  unsigned int wait_ms);
 /* A scratch buffer of LXBSM_PATH_MAX bytes owned by the open record. */
 char *lxbsm_rec_pathbuf(struct lxbsm_rec *r, int which);
 /*
@@ -197,6 +201,8 @@ void lxbsm_hook_pathbuf_put(char *buf);
 void lxbsm_tok_arg32(struct lxbsm_rec *r, u8 n, u32 value, const char *text);
 void lxbsm_tok_path(struct lxbsm_rec *r, const char *path);
 void lxbsm_tok_text(struct lxbsm_rec *r, const char *text);
+void lxbsm_tok_arg64(struct lxbsm_rec *r, u8 n, u64 value, const char *text);
+void lxbsm_tok_opaque(struct lxbsm_rec *r, const void *data, u16 len);
 /* A file's attributes as the attr32 token carries them. */
 struct lxbsm_attr {
 	u32 mode;

@@ -21,6 +21,7 @@
 #include "later.h"
 #include "lxbsm.h"
 #include "pool.h"
+#include "protect.h"
 #include "xctl.h"
 
 static unsigned int ring_size_kb = 16384;
@@ -290,6 +291,10 @@ static long lxbsm_ioctl(struct file *f, unsigned int cmd, unsigned long arg)
 		return may_read(f) ?: lxbsm_xc_file_id(uarg);
 	case LXBSM_IOC_COPY:
 		return lxbsm_ioctl_copy(f, uarg);
+	case LXBSM_IOC_SET_PROTECT:
+		return may_control(f) ?: lxbsm_protect_set(uarg);
+	case LXBSM_IOC_PROTECT_STATUS:
+		return may_read(f) ?: lxbsm_protect_status(uarg);
 	default:
 		return -ENOTTY;
 	}
@@ -360,6 +365,7 @@ static int __init lxbsm_init(void)
 
 err_misc:
 	lxbsm_later_quiesce();
+	lxbsm_protect_exit();
 	misc_deregister(&lxbsm_misc);
 err_record:
 	lxbsm_record_exit();
@@ -384,6 +390,7 @@ static void __exit lxbsm_exit(void)
 	 * a record.
 	 */
 	lxbsm_later_quiesce();
+	lxbsm_protect_exit();
 	/*
 	 * fops.owner pins the module while /dev/lxbsm is open or mapped, so
 	 * no file can reach the ring once the device is gone.

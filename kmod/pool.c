@@ -26,6 +26,8 @@ static struct lxbsm_pool *const lxbsm_pools[] = {
 	&lxbsm_defer_big_pool,
 	&lxbsm_late_connect_pool,
 	&lxbsm_capture_pool,
+	&lxbsm_pj_pool,
+	&lxbsm_pj_long_pool,
 };
 
 static void push(struct lxbsm_pool *pool, void *obj)

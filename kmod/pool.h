@@ -102,5 +102,7 @@ extern struct lxbsm_pool lxbsm_defer_pool;	/* record.c: deferred records */
 extern struct lxbsm_pool lxbsm_defer_big_pool;	/* ... too big for the above */
 extern struct lxbsm_pool lxbsm_late_connect_pool; /* ev_net.c: connects the kretprobe missed */
 extern struct lxbsm_pool lxbsm_capture_pool;	/* ev_sys.c: files table-driven calls resolved */
+extern struct lxbsm_pool lxbsm_pj_pool;	/* protect.c: changes to protected files */
+extern struct lxbsm_pool lxbsm_pj_long_pool;	/* ... path operations */
 
 #endif /* LXBSM_POOL_H */

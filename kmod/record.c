@@ -50,6 +50,7 @@
 
 #define AUT_TRAILER	0x13
 #define AUT_HEADER32	0x14
+#define AUT_OPAQUE	0x29
 #define AUT_PATH	0x23
 #define AUT_SUBJECT32	0x24
 #define AUT_RETURN32	0x27
@@ -58,6 +59,7 @@
 #define AUT_SEQ		0x2f
 #define AUT_ATTR32	0x3e
 #define AUT_EXIT	0x52
+#define AUT_ARG64	0x71
 #define AUT_SUBJECT32_EX 0x7a
 #define AUT_SOCKINET32	0x80
 #define AUT_SOCKINET128	0x81
@@ -78,6 +80,7 @@ struct lxbsm_rec {
 	bool overflow;
 	enum lxbsm_event ev;
 	u64 cost_t0;			/* local_clock() at begin; 0: not timed */
+	bool own;			/* lxbsm_rec_new(): its own buffer, not the scratch */
 };
 
 struct lxbsm_scratch {
@@ -197,15 +200,45 @@ struct lxbsm_rec *lxbsm_rec_begin(enum lxbsm_event ev)
 	r->seq_off = 0;
 	r->overflow = false;
 	r->ev = ev;
+	r->own = false;
 	r->cost_t0 = static_branch_unlikely(&lxbsm_cost_on) ? local_clock() : 0;
+	put_header32(r, lxbsm_event_aue[ev]);
+	return r;
+}
+
+/*
+ * Process context only: a record in a buffer of its own, so that its
+ * builder may sleep (read a file, wait for room in the ring) while it is
+ * open.  NULL if there is no memory.
+ */
+struct lxbsm_rec *lxbsm_rec_new(enum lxbsm_event ev)
+{
+	struct lxbsm_rec *r;
+
+	might_sleep();
+	r = kvmalloc(sizeof(*r) + LXBSM_MAX_RECORD, GFP_KERNEL);
+	if (!r)
+		return NULL;
+	r->buf = (u8 *)(r + 1);
+	r->len = 0;
+	r->seq_off = 0;
+	r->overflow = false;
+	r->ev = ev;
+	r->own = true;
+	r->cost_t0 = 0;
 	put_header32(r, lxbsm_event_aue[ev]);
 	return r;
 }
 
 static void rec_release(struct lxbsm_rec *r)
 {
-	struct lxbsm_scratch *s = container_of(r, struct lxbsm_scratch, rec);
+	struct lxbsm_scratch *s;
 
+	if (r->own) {
+		kvfree(r);
+		return;
+	}
+	s = container_of(r, struct lxbsm_scratch, rec);
 	s->busy = false;
 	preempt_enable();
 }
@@ -278,6 +311,28 @@ void lxbsm_tok_arg32(struct lxbsm_rec *r, u8 n, u32 value, const char *text)
 	put_u32(r, value);
 	put_u16(r, len);
 	put_mem(r, text, len);
+}
+
+void lxbsm_tok_arg64(struct lxbsm_rec *r, u8 n, u64 value, const char *text)
+{
+	size_t len = strlen(text) + 1;
+
+	if (!room(r, 12 + len, BODY_MAX))
+		return;
+	put_u8(r, AUT_ARG64);
+	put_u8(r, n);
+	put_u64(r, value);
+	put_u16(r, len);
+	put_mem(r, text, len);
+}
+
+void lxbsm_tok_opaque(struct lxbsm_rec *r, const void *data, u16 len)
+{
+	if (!room(r, 3 + len, BODY_MAX))
+		return;
+	put_u8(r, AUT_OPAQUE);
+	put_u16(r, len);
+	put_mem(r, data, len);
 }
 
 /* attr32 as the FreeBSD kernel writes it: permission bits, no file type. */
@@ -664,17 +719,16 @@ u64 lxbsm_record_waited(void)
 	return atomic64_read(&waited);
 }
 
-void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret)
+/* Subject, return, [seq], trailer; false (counted, released) if it overflowed. */
+static bool rec_close(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret,
+		      u32 policy)
 {
-	u32 policy = lxbsm_policy();
-	u64 lost, built = 0;
-
 	if (r->overflow) {
 		/* Budgets keep every record below the BSM maximum. */
 		lxbsm_ring_lost(&lxbsm_ring, LXBSM_LOST_TOO_BIG);
 		atomic64_inc(&pending_lost);
 		rec_release(r);
-		return;
+		return false;
 	}
 	put_subject(r, proc);
 	put_return(r, ret);
@@ -684,13 +738,55 @@ void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, l
 		put_u32(r, 0);		/* stamped in ring order */
 	}
 	put_trailer(r);
+	return true;
+}
+
+/* Into the ring after any notice of losses before it; -ENOSPC if no room. */
+static int rec_write(struct lxbsm_rec *r)
+{
+	u64 lost = atomic64_xchg(&pending_lost, 0);
+
+	if (lost && !emit_lost_notice(lost)) {
+		atomic64_add(lost, &pending_lost);
+		return -ENOSPC;
+	}
+	return write_stamped(r->buf, r->len, r->seq_off);
+}
+
+/*
+ * Finish a record of lxbsm_rec_new(), waiting up to @wait_ms for room in
+ * the ring whatever the policy (the caller decides what a loss is: nothing
+ * is counted here).  0; -ENOSPC if there was no room in time or the module
+ * is going; -E2BIG if it overflowed (counted as too big).  Frees @r.
+ */
+int lxbsm_rec_finish_wait(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret,
+			  unsigned int wait_ms)
+{
+	unsigned long until = jiffies + msecs_to_jiffies(wait_ms);
+	int err;
+
+	if (!rec_close(r, proc, ret, lxbsm_policy()))
+		return -E2BIG;
+	while ((err = rec_write(r)) == -ENOSPC) {
+		if (lxbsm_later_unloading() || time_after(jiffies, until))
+			break;
+		schedule_timeout_uninterruptible(msecs_to_jiffies(5));
+	}
+	rec_release(r);
+	return err;
+}
+
+void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret)
+{
+	u32 policy = lxbsm_policy();
+	u64 built = 0;
+
+	if (!rec_close(r, proc, ret, policy))
+		return;
 	if (r->cost_t0)
 		built = local_clock();
 
-	lost = atomic64_xchg(&pending_lost, 0);
-	if (lost && !emit_lost_notice(lost))
-		atomic64_add(lost, &pending_lost);
-	else if (!write_stamped(r->buf, r->len, r->seq_off))
+	if (!rec_write(r))
 		goto done;
 	/* No room: wait for it (policy without cnt), or count the loss. */
 	if (policy & LXBSM_POLICY_CNT || !defer(r))

@@ -1,0 +1,343 @@
+"""Protected trees in the kernel (kmod/protect.c): every change to a file below one is a record.
+
+The records (AUE_LXBSM_J*, docs/recovery.md) go into the ring whatever the masks select; each
+says what the file holds after the change.  The changes are made by child processes: the test
+process reads the ring, and the ring's reader is never captured.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from lxbsm_tools import uapi
+from lxbsm_tools.bsm import Record
+
+from .audit import Auditor, auditing, aue, paths
+from .conftest import AS_NOBODY
+
+PROTECT_MAX = 16
+IOC_SET_PROTECT = uapi._ioc(uapi._IOC_WRITE, 11, 8 + 4 * PROTECT_MAX)
+IOC_PROTECT_STATUS = uapi._ioc(uapi._IOC_READ, 12, 32)
+JOURNAL = {
+    aue(n)
+    for n in (
+        "AUE_LXBSM_JWRITE",
+        "AUE_LXBSM_JTRUNCATE",
+        "AUE_LXBSM_JCREATE",
+        "AUE_LXBSM_JUNLINK",
+        "AUE_LXBSM_JRENAME",
+        "AUE_LXBSM_JLINK",
+        "AUE_LXBSM_JMETA",
+        "AUE_LXBSM_JLOST",
+    )
+}
+
+
+def set_protect(ctl: int, trees: list[Path], *, fds: list[int] | None = None, nr: int = -1) -> None:
+    opened = [os.open(t, os.O_PATH | os.O_DIRECTORY) for t in trees] if fds is None else fds
+    try:
+        n = len(opened) if nr < 0 else nr
+        buf = struct.pack(f"II{PROTECT_MAX}i", n, 0, *(opened + [-1] * (PROTECT_MAX - len(opened))))
+        fcntl.ioctl(ctl, IOC_SET_PROTECT, buf)
+    finally:
+        if fds is None:
+            for fd in opened:
+                os.close(fd)
+
+
+def protect_status(ctl: int) -> tuple[int, int, int, int]:
+    buf = bytearray(32)
+    fcntl.ioctl(ctl, IOC_PROTECT_STATUS, buf, True)
+    nr, _r, records, nbytes, lost = struct.unpack("IIQQQ", buf)
+    return nr, records, nbytes, lost
+
+
+@contextmanager
+def protecting(*trees: Path) -> Iterator[Auditor]:
+    with auditing(flags="", naflags="", policy="cnt") as a:
+        set_protect(a.ctl, list(trees))
+        try:
+            yield a
+        finally:
+            set_protect(a.ctl, [])
+
+
+def child(a: Auditor, code: str, *, as_nobody: bool = False) -> int:
+    """Run Python @code in a child, reading the ring meanwhile; its pid."""
+    cmd = [*(AS_NOBODY if as_nobody else ()), sys.executable, "-c", code]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    while p.poll() is None:
+        a.collect()
+        time.sleep(0.02)
+    out = p.stdout.read() if p.stdout else ""
+    assert p.returncode == 0, out
+    time.sleep(0.1)
+    a.collect()
+    return p.pid
+
+
+def journal(a: Auditor, pid: int | None = None) -> list[Record]:
+    a.collect()
+    return [
+        r
+        for r in a.seen
+        if r.event in JOURNAL and (pid is None or (r.subject is not None and r.subject.pid == pid))
+    ]
+
+
+def name(r: Record) -> str:
+    return {aue(n): n for n in ("AUE_LXBSM_" + k for k in ("JWRITE", "JTRUNCATE", "JCREATE",
+            "JUNLINK", "JRENAME", "JLINK", "JMETA", "JLOST"))}[r.event][10:]  # fmt: skip
+
+
+def args(r: Record) -> dict[str, int]:
+    return {t.text: t.value for t in r.all("arg64")}
+
+
+def call(r: Record) -> str:
+    return str(r.all("text")[-1].text)
+
+
+def replay(records: list[Record], path: str) -> bytes | None:
+    """The content of @path as the journal records say it is (None: not there)."""
+    files: dict[str, bytearray] = {}
+    for r in records:
+        p = paths(r)
+        kind = name(r)
+        if kind == "JLOST":
+            raise AssertionError(f"a change to {p} was lost: {call(r)}")
+        if kind == "JCREATE":
+            files[p[0]] = bytearray()
+        elif kind in ("JWRITE", "JTRUNCATE"):
+            a = args(r)
+            data = files.setdefault(p[0], bytearray())
+            if kind == "JWRITE":
+                opaque = r.first("opaque")
+                assert opaque is not None, "a JWRITE without its data"
+                blob = opaque.data
+                assert len(blob) == a["end"] - a["start"]
+                if len(data) < a["start"]:
+                    data += bytes(a["start"] - len(data))
+                data[a["start"] : a["end"]] = blob
+            del data[a["size"] :]
+            data += bytes(a["size"] - len(data))
+        elif kind == "JUNLINK":
+            files.pop(p[0], None)
+        elif kind == "JRENAME":
+            moved = files.pop(p[0], None)
+            files.pop(p[1], None)
+            if moved is not None:
+                files[p[1]] = moved
+        elif kind == "JLINK" and p[0] in files:
+            files[p[1]] = files[p[0]]  # one file, two names
+    got = files.get(path)
+    return None if got is None else bytes(got)
+
+
+def test_writes_become_records_of_what_the_file_holds(tmp_path: Path) -> None:
+    tree = tmp_path / "site"
+    tree.mkdir()
+    f = tree / "app.conf"
+    f.write_bytes(b"")
+    code = f"""
+import os
+p = {str(f)!r}
+fd = os.open(p, os.O_WRONLY)
+os.write(fd, b"hello world\\n")
+os.pwrite(fd, b"HELLO", 0)
+os.writev(fd, [b"ab", b"cd"])
+os.close(fd)
+fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+os.write(fd, b"appended\\n")
+os.ftruncate(fd, 20)
+os.close(fd)
+os.truncate(p, 25)
+fd = os.open(p, os.O_RDWR)
+os.posix_fallocate(fd, 0, 40)
+os.pwrite(fd, b"X" * 40000, 100)
+os.close(fd)
+"""
+    with protecting(tree) as a:
+        pid = child(a, code)
+        recs = journal(a, pid)
+        nr, records, _nbytes, lost = protect_status(a.ctl)
+    assert nr == 1 and lost == 0
+    assert records >= len(recs) > 0
+    assert replay(recs, str(f)) == f.read_bytes()
+    calls = [call(r) for r in recs]
+    for c in ("write", "pwrite64", "writev", "ftruncate", "truncate", "fallocate"):
+        assert c in calls, calls
+    # a 40000-byte write arrives in pieces of at most 16 KiB, each whole in itself
+    # one record per change, also on overlayfs (the guest's /tmp), whose upper file is not
+    # counted again
+    assert [name(r) for r in recs].count("JTRUNCATE") == 3
+    big = [r for r in recs if name(r) == "JWRITE" and args(r)["start"] >= 100]
+    assert len(big) == 3 and all(args(r)["end"] - args(r)["start"] <= 16384 for r in big)
+    r = recs[0]
+    assert [t.name for t in r.tokens][1:4] == ["arg64", "arg64", "arg64"]
+    attr = r.first("attr32")
+    assert attr is not None and attr.nodeid == f.stat().st_ino
+    assert r.subject is not None and r.subject.pid == pid
+
+
+def test_o_trunc_create_unlink_rename_link_chmod(tmp_path: Path) -> None:
+    tree = tmp_path / "t"
+    out = tmp_path / "outside"
+    tree.mkdir()
+    out.mkdir()
+    (tree / "old").write_bytes(b"0123456789")
+    (tree / "gone").write_bytes(b"x")
+    (out / "incoming").write_bytes(b"from outside")
+    code = f"""
+import os
+t, o = {str(tree)!r}, {str(out)!r}
+with open(t + "/old", "wb") as f:   # O_TRUNC
+    f.write(b"new")
+with open(t + "/made", "xb") as f:
+    pass
+os.unlink(t + "/gone")
+os.rename(t + "/old", t + "/renamed")
+os.rename(o + "/incoming", t + "/in")
+os.rename(t + "/made", o + "/out")
+os.link(t + "/renamed", t + "/hard")
+os.chmod(t + "/renamed", 0o600)
+try:
+    os.unlink(t + "/nonexistent")
+except FileNotFoundError:
+    pass
+"""
+    with protecting(tree) as a:
+        pid = child(a, code)
+        recs = journal(a, pid)
+    got = [(name(r), paths(r)) for r in recs if name(r) != "JWRITE"]
+    t = str(tree)
+    assert ("JTRUNCATE", [f"{t}/old"]) in got
+    assert ("JCREATE", [f"{t}/made"]) in got
+    assert ("JUNLINK", [f"{t}/gone"]) in got
+    assert ("JRENAME", [f"{t}/old", f"{t}/renamed"]) in got
+    assert ("JCREATE", [f"{t}/in"]) in got  # into the tree: a new file, read whole
+    assert ("JUNLINK", [f"{t}/made"]) in got  # out of the tree
+    assert ("JLINK", [f"{t}/renamed", f"{t}/hard"]) in got
+    meta = [r for r in recs if name(r) == "JMETA"]
+    attr = meta[0].first("attr32") if len(meta) == 1 else None
+    assert attr is not None and attr.mode == 0o600
+    assert not any(p == [f"{t}/nonexistent"] for _, p in got)  # a failed unlink is no change
+    assert replay(recs, f"{t}/in") == b"from outside"
+    assert all(not p[0].startswith(str(out)) for _, p in got if p)
+
+
+def test_nothing_outside_the_trees(tmp_path: Path) -> None:
+    tree = tmp_path / "p"
+    other = tmp_path / "pother"  # a sibling whose name starts like the tree's
+    tree.mkdir()
+    other.mkdir()
+    code = f"open({str(other / 'f')!r}, 'w').write('x' * 100); open('/tmp/np', 'w').write('y')"
+    with protecting(tree) as a:
+        pid = child(a, code)
+        assert journal(a, pid) == []
+
+
+def test_shared_mapping_is_read_whole_when_its_last_reference_goes(tmp_path: Path) -> None:
+    tree = tmp_path / "m"
+    tree.mkdir()
+    f = tree / "bin"
+    f.write_bytes(bytes(range(256)) * 64)
+    code = f"""
+import mmap, os
+fd = os.open({str(f)!r}, os.O_RDWR)
+m = mmap.mmap(fd, 0)
+m[1000:1006] = b"MAPPED"
+m.close()
+os.close(fd)
+fd = os.open({str(f)!r}, os.O_RDWR)
+m = mmap.mmap(fd, 0)
+m[5:9] = b"EXIT"
+os._exit(0)   # the mapping goes with the process
+"""
+    with protecting(tree) as a:
+        pid = child(a, code)
+        recs = journal(a, pid)
+    mm = [r for r in recs if call(r) == "mmap"]
+    assert len(mm) >= 2 and all(name(r) == "JWRITE" for r in mm)
+    assert replay(recs, str(f)) == f.read_bytes()
+    assert f.read_bytes()[1000:1006] == b"MAPPED"
+
+
+def test_racing_writers_are_all_captured_or_named_lost(tmp_path: Path) -> None:
+    """Many writers at once, as nobody: every file is what its records say, or a loss is named."""
+    tree = Path(tempfile.mkdtemp(prefix="race", dir="/tmp"))
+    tree.chmod(0o777)
+    code = f"""
+import os, sys, threading
+errors = []
+def w(i):
+  try:
+    p = {str(tree)!r} + "/f%d" % i
+    fd = os.open(p, os.O_WRONLY | os.O_CREAT, 0o644)
+    for k in range(100):
+        os.pwrite(fd, bytes([65 + i]) * 97, k * 97)
+        if k % 10 == 0:
+            os.rename(p, p + ".x"); os.rename(p + ".x", p)
+    os.close(fd)
+  except Exception as e:
+    errors.append(e)
+ts = [threading.Thread(target=w, args=(i,)) for i in range(8)]
+[t.start() for t in ts]; [t.join() for t in ts]
+sys.exit(repr(errors) if errors else 0)
+"""
+    with protecting(tree) as a:
+        pid = child(a, code, as_nobody=True)
+        recs = journal(a, pid)
+        _nr, _records, _bytes, lost = protect_status(a.ctl)
+    assert lost == 0
+    for i in range(8):
+        p = tree / f"f{i}"
+        assert replay(recs, str(p)) == p.read_bytes(), p
+
+
+def test_long_paths_at_the_limit(tmp_path: Path) -> None:
+    tree = tmp_path / "long"
+    tree.mkdir()
+    d = tree
+    while len(str(d)) < 3800:
+        d = d / ("d" * 200)
+        d.mkdir()
+    f = d / ("n" * (4090 - len(str(d)) - 1))
+    assert len(str(f)) == 4090
+    with protecting(tree) as a:
+        pid = child(a, f"open({str(f)!r}, 'wb').write(b'z' * 10)")
+        recs = journal(a, pid)
+    assert [name(r) for r in recs][:1] == ["JCREATE"]
+    assert replay(recs, str(f)) == b"z" * 10
+
+
+def test_set_protect_refuses_bad_input(tmp_path: Path) -> None:
+    notdir = tmp_path / "file"
+    notdir.write_text("x")
+    with auditing(flags="", naflags="", policy="cnt") as a:
+        with pytest.raises(OSError) as e:
+            set_protect(a.ctl, [], fds=[9999])
+        assert e.value.errno == errno.EBADF
+        fd = os.open(notdir, os.O_RDONLY)
+        try:
+            with pytest.raises(OSError) as e:
+                set_protect(a.ctl, [], fds=[fd])
+            assert e.value.errno == errno.ENOTDIR
+        finally:
+            os.close(fd)
+        with pytest.raises(OSError) as e:
+            set_protect(a.ctl, [], fds=[], nr=PROTECT_MAX + 1)
+        assert e.value.errno == errno.EINVAL
+        assert protect_status(a.ctl)[0] == 0
