@@ -47,6 +47,9 @@ class Kind(enum.IntEnum):
     LINK = 6  # path2 is a new name of path's file
     META = 7  # mode, uid and gid are now these
     BASE = 8  # a baseline's file: data is the SHA-256 of its size bytes
+    # A change to path in [start, end) that was not captured (event says why):
+    # the file's history is incomplete from then on, until the next baseline.
+    LOST = 9
 
 
 @dataclass(frozen=True)
