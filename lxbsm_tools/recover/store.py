@@ -374,18 +374,25 @@ class Store:
         write_atomic(p, b"".join(journal.encode(e) for e in entries))
         return Baseline(p, time_ns)
 
-    def append(self, entries: list[Entry]) -> None:
+    def append(self, entries: list[Entry]) -> int:
         """Add @entries to the last journal file, or to a new one once the
-        last holds SEGMENT bytes (a reader holds one file in memory)."""
+        last holds SEGMENT bytes (a reader holds one file in memory) or
+        cannot be written by this user (one a compaction run as another user
+        made); the bytes added."""
         self._check()
         if not entries:
-            return
+            return 0
+        data = b"".join(journal.encode(e) for e in entries)
         files = sorted(self.journal_dir.glob("*.j"))
         if files and files[-1].stat().st_size < SEGMENT:
-            journal.append(files[-1], entries)
-            return
-        journal.append(self.journal_dir / f"{entries[0].seq:020d}.j", entries)
+            try:
+                journal.append_bytes(files[-1], data)
+                return len(data)
+            except PermissionError:
+                pass
+        journal.append_bytes(self.journal_dir / f"{entries[0].seq:020d}.j", data)
         _fsync_dir(self.journal_dir)
+        return len(data)
 
 
 def _regular_files(
