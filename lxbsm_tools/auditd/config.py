@@ -234,7 +234,7 @@ class AuditControl:
     protect: tuple[str, ...] = ()  # protected trees (docs/recovery.md)
     protect_where: tuple[str, ...] = ()  # "file:line" each tree was given at
     protect_journal: str = DEFAULT_JOURNAL
-    protect_max: int = 0  # bytes the journal may hold; 0: bounded by minfree only
+    protect_max: int = 0  # bytes the journal may hold; 0: no limit of its own
     outputs: tuple[Output, ...] = ()  # lxbsm-forward (docs/forwarding.md)
 
 

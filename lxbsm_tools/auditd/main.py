@@ -265,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_seccomp:
             step = "installing the seccomp filter"
             privs.install_seccomp()
-        step = f"opening the first trail as {who}"
+        step = f"putting the protected trees in force and opening the first trail as {who}"
         d.start(recovered)
     except OSError as e:
         log(f"cannot start: {step}: {_explain(e, who)}")

@@ -531,3 +531,45 @@ def test_a_record_from_the_ring_becomes_the_entry_the_interface_says() -> None:
     bad = jrec(JRENAME, "/srv/x", when=1.0)  # no new name
     with pytest.raises(protect.RecordError, match="1 path tokens where RENAME has 2"):
         protect.entry_of(next(iter(decode_records(bad))), 1)
+
+
+SECCOMP_RUN = """
+import os, sys, time
+sys.path.insert(0, {tests!r})
+from pathlib import Path
+from test_auditd import FakeRing
+from test_protect import JWRITE, jrec, _ready
+from lxbsm_tools.auditd import config, daemon, privs, protect
+tmp = Path({tmp!r})
+cf = tmp / "audit_control"
+ring = FakeRing()
+d = daemon.Daemon(config.load(cf), ring, control_file=str(cf), sock=None, log=daemon.stderr_log)
+pid, sock = protect.start_helper(str(tmp / "journal"))
+d.protect.attach_helper(pid, sock)
+wake = daemon.set_signals()
+privs.install_seccomp()
+d.start([])
+while d.protect.baseline["state"] == "running":
+    if _ready(d.protect.fileno()):
+        d.protect.readable()
+t = time.time() + 1
+for i in range(5):
+    ring.add(jrec(JWRITE, {a!r}, when=t + i, start=0, end=1, size=6, data=b"%d" % i))
+d.drain()
+assert d.reload()["ok"]
+st = d.command("status")["status"]["protect"]
+d.stopping = True
+d.run(wake)
+print("filed", st["filed"], d.protect.baseline["state"], flush=True)
+"""
+
+
+def test_the_daemon_files_and_reloads_under_its_seccomp_filter(tmp_path: Path, tree: Path) -> None:
+    import subprocess
+
+    write_control(tmp_path, f"protect:{tree}")
+    prog = SECCOMP_RUN.format(
+        tests=str(Path(__file__).parent), tmp=str(tmp_path), a=str(tree / "a.txt")
+    )
+    r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout == "filed 5 done\n", r.stderr
