@@ -98,6 +98,19 @@ def fetch_status(device: str) -> tuple[uapi.ModuleStatus, list[uapi.Hook], uapi.
         os.close(fd)
 
 
+def fetch_protect(device: str) -> dict[str, Any]:
+    """LXBSM_IOC_PROTECT_STATUS: the trees in force and the journal records
+    the module made, as a dict (or {"error": ...})."""
+    fd = _open(device)
+    try:
+        k = uapi.protect_status(fd)
+    except OSError as e:
+        return {"error": e.strerror or str(e)}
+    finally:
+        os.close(fd)
+    return {"trees": k.nr_trees, "records": k.records, "bytes": k.bytes, "lost": k.lost}
+
+
 def status_rows(
     st: uapi.ModuleStatus, hooks: list[uapi.Hook], xc: uapi.ExecRules
 ) -> list[tuple[str, str]]:
@@ -157,6 +170,49 @@ def daemon_rows(d: dict[str, Any] | None, why: str = "") -> list[tuple[str, str]
         rows.append((f"socket {x['path']}", f"{x['connections']} readers connected so far"))
     if d.get("last_error"):
         rows.append(("last reload error", str(d["last_error"])))
+    rows += protect_rows(d.get("protect"))
+    return rows
+
+
+def protect_rows(p: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Protected trees (docs/recovery.md): what is in force, the kernel's
+    journal records, the journal directory and its last baseline."""
+    if not p:
+        return []
+    trees = p.get("trees") or []
+    rows = [("protected trees", ", ".join(trees) if trees else "none (protection off)")]
+    k = p.get("kernel") or {}
+    if "error" in k:
+        rows.append(("protection: module", f"unavailable ({k['error']})"))
+    else:
+        rows += [
+            ("protection: trees in the module", str(k.get("trees", 0))),
+            ("protection: journal records", str(k.get("records", 0))),
+            ("protection: journal data bytes", str(k.get("bytes", 0))),
+            ("lost: changes not captured", str(k.get("lost", 0))),
+        ]
+    if p.get("journal"):
+        limit = p.get("protect_max") or 0
+        size = f"{p.get('journal_bytes', 0)} bytes"
+        if limit:
+            size += f" (protect-max {limit}{', full' if p.get('full') else ''})"
+        rows += [
+            ("journal", str(p["journal"])),
+            ("journal size", size),
+            ("journal entries filed", str(p.get("filed", 0))),
+            ("lost: journal data over protect-max", str(p.get("over_max", 0))),
+            ("lost: journal records malformed", str(p.get("malformed", 0))),
+            ("lost: journal entries not written", str(p.get("errors", 0))),
+        ]
+        if p.get("last_error"):
+            rows.append(("journal: last error", str(p["last_error"])))
+    b = p.get("baseline") or {}
+    state = str(b.get("state", "none"))
+    if state == "done":
+        state = f"{b.get('path')}: {b.get('files')} files, {b.get('nskipped', 0)} unreadable"
+    elif state == "failed":
+        state = f"failed: {b.get('error')}"
+    rows.append(("baseline", state))
     return rows
 
 
@@ -357,9 +413,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         out["exec_control"] = dataclasses.asdict(xc)
         out["daemon"] = daemon
         out["forward"] = forward_status(daemon)
+        out["protect"] = fetch_protect(args.device)
         print(json.dumps(out))
         return 0
     rows = status_rows(st, hooks, xc) + daemon_rows(daemon, why)
+    if daemon is None or "protect" not in daemon:
+        rows += protect_rows({"kernel": fetch_protect(args.device)})
     rows += forward_rows(forward_status(daemon))
     if sys.stdout.isatty():
         from rich.console import Console

@@ -185,6 +185,28 @@ class FileId(ctypes.Structure):
     ]
 
 
+PROTECT_MAX = 16  # LXBSM_PROTECT_MAX: trees in one LXBSM_IOC_SET_PROTECT
+PROTECT_CHUNK = 16384  # LXBSM_PROTECT_CHUNK: data bytes in one AUE_LXBSM_JWRITE record
+
+
+class Protect(ctypes.Structure):
+    _fields_ = [
+        ("nr_trees", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("fd", ctypes.c_int32 * PROTECT_MAX),
+    ]
+
+
+class ProtectStatusInfo(ctypes.Structure):
+    _fields_ = [
+        ("nr_trees", ctypes.c_uint32),
+        ("reserved", ctypes.c_uint32),
+        ("records", ctypes.c_uint64),
+        ("bytes", ctypes.c_uint64),
+        ("lost", ctypes.c_uint64),
+    ]
+
+
 POLICY_CNT = 0x0001
 POLICY_ARGV = 0x0004
 POLICY_ARGE = 0x0008
@@ -210,6 +232,8 @@ IOC_FILE_ID = _ioc(_IOC_READ | _IOC_WRITE, 8, ctypes.sizeof(FileId))
 IOC_COPY = _ioc(_IOC_READ | _IOC_WRITE, 9, ctypes.sizeof(Copy))
 _Indexed = TypeVar("_Indexed", HookInfo, HookCostInfo)
 IOC_HOOK_COST = _ioc(_IOC_READ | _IOC_WRITE, 10, ctypes.sizeof(HookCostInfo))
+IOC_SET_PROTECT = _ioc(_IOC_WRITE, 11, ctypes.sizeof(Protect))
+IOC_PROTECT_STATUS = _ioc(_IOC_READ, 12, ctypes.sizeof(ProtectStatusInfo))
 COST_PARAM = "/sys/module/lxbsm/parameters/cost"
 
 
@@ -560,3 +584,33 @@ def get_exec_rules(fd: int) -> ExecRules:
         for i in range(min(got.nr_rules, room))
     )
     return ExecRules(XC_MODES[got.mode], rules, got.denied)
+
+
+def set_protect(fd: int, trees: list[int]) -> None:
+    """Replace the protected trees (LXBSM_IOC_SET_PROTECT, CAP_AUDIT_CONTROL):
+    @trees are descriptors of directories (O_PATH will do); none turns
+    protection off.  ValueError for more than PROTECT_MAX; OSError (EBADF,
+    ENOTDIR, EINVAL) from the module."""
+    if len(trees) > PROTECT_MAX:
+        raise ValueError(f"{len(trees)} protected trees: the module takes at most {PROTECT_MAX}")
+    req = Protect(nr_trees=len(trees))
+    for i, t in enumerate(trees):
+        req.fd[i] = t
+    fcntl.ioctl(fd, IOC_SET_PROTECT, bytes(req))
+
+
+@dataclass(frozen=True)
+class ProtectStatus:
+    """What LXBSM_IOC_PROTECT_STATUS reports."""
+
+    nr_trees: int  # trees in force
+    records: int  # journal records put in the ring
+    bytes: int  # file data in them
+    lost: int  # changes not captured
+
+
+def protect_status(fd: int) -> ProtectStatus:
+    buf = bytearray(ctypes.sizeof(ProtectStatusInfo))
+    fcntl.ioctl(fd, IOC_PROTECT_STATUS, buf, True)
+    st = ProtectStatusInfo.from_buffer(buf)
+    return ProtectStatus(st.nr_trees, st.records, st.bytes, st.lost)

@@ -232,8 +232,9 @@ class AuditControl:
     warn: str | None = None
     exec_control: str | None = None
     protect: tuple[str, ...] = ()  # protected trees (docs/recovery.md)
+    protect_where: tuple[str, ...] = ()  # "file:line" each tree was given at
     protect_journal: str = DEFAULT_JOURNAL
-    protect_max: int = 0  # bytes the journal may hold; 0: bounded by minfree only
+    protect_max: int = 0  # bytes the journal may hold; 0: no limit of its own
     outputs: tuple[Output, ...] = ()  # lxbsm-forward (docs/forwarding.md)
 
 
@@ -292,6 +293,7 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
     dirs: list[str] = []
     feeds: list[Feed] = []
     protect: list[str] = []
+    protect_where: list[str] = []
     outputs: list[Output] = []
     kw: dict[str, object] = {}
     for n, line in _lines(path):
@@ -327,7 +329,12 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
                 for tree in parse_trees(value):
                     if tree in protect:
                         raise ValueError(f"{tree} is protected twice")
+                    if len(protect) == uapi.PROTECT_MAX:
+                        raise ValueError(
+                            f"more than {uapi.PROTECT_MAX} protected trees (the module's limit)"
+                        )
                     protect.append(tree)
+                    protect_where.append(where)
                 continue
             if key in values:
                 raise ValueError(f"'{key}' given twice (first value '{values[key]}')")
@@ -385,10 +392,10 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
     if not dirs:
         raise ConfigError(f"{path}: no 'dir:' line (where should trails go?)")
     journal = str(kw.get("protect_journal", DEFAULT_JOURNAL))
-    for tree in protect:
+    for tree, tree_where in zip(protect, protect_where, strict=True):
         if journal == tree or journal.startswith(tree.rstrip("/") + "/"):
             raise ConfigError(
-                f"{path}: the journal {journal} is inside the protected tree {tree}: "
+                f"{tree_where}: the journal {journal} is inside the protected tree {tree}: "
                 "its own writes would be journaled (set protect-journal: elsewhere)"
             )
     return AuditControl(
@@ -396,6 +403,7 @@ def parse_control(path: Path, classes: ClassTable) -> AuditControl:
         tuple(dirs),
         feeds=tuple(feeds),
         protect=tuple(protect),
+        protect_where=tuple(protect_where),
         outputs=tuple(outputs),
         **kw,  # type: ignore[arg-type]
     )
@@ -515,9 +523,4 @@ def load(control_file: str | Path | None = None) -> Config:
         xrules = xc.rules
         warnings += xc.warnings
         files.append(str(xpath))
-    if ac.protect:
-        warnings.append(
-            f"{cf}: protect: is read but not in force: the capture of changes to protected "
-            "files is not built yet (docs/recovery.md), so no journal is written"
-        )
     return Config(ac, users, kcfg, xrules, tuple(files), tuple(warnings))

@@ -33,6 +33,7 @@ from lxbsm_tools.forward.state import STATUS, state_dir
 
 from . import config as cfgmod
 from .feeds import Feed, Listener
+from .protect import Protection
 from .source import BatchRing
 from .trail import DiskFull, Journal, TrailWriter, free_percent, now_ms, open_trails
 from .trail import recovered_name as _recovered_name
@@ -125,6 +126,8 @@ class Daemon:
         self.blocked_until = 0.0
         self.shutdown_rec: bytes | None = None
         self.next_space_check = 0.0
+        # Protected trees (docs/recovery.md): main.py attaches the baseline helper.
+        self.protect = Protection(lambda msg: self.log(msg))
 
     # -- warnings (audit_warn) ---------------------------------------------------
 
@@ -186,6 +189,9 @@ class Daemon:
                 pass
 
     def start(self, recovered: list[str]) -> None:
+        # The trees first: a tree that cannot be protected stops the start
+        # (ConfigError naming its line), as any other configuration error.
+        self.protect.apply(self.cfg.control, self.ring)
         path = self.trail.open()
         self.log(f"trail {path}")
         for r in recovered:
@@ -207,6 +213,12 @@ class Daemon:
                 break
             if data and not self._write(data, n, start, end):
                 break
+            if data:
+                # Filed before the ring is told, like the trail: a crash
+                # loses no entry (docs/recovery.md, "The daemon").
+                trail = str(self.trail.path)
+                self.protect.scan(data, trail, max(0, self.trail.size - len(data)))
+                self.protect.flush()
             self.ring.commit(end)
             if data:
                 self._feed(data)
@@ -297,6 +309,7 @@ class Daemon:
                     )
             pushing = True
             self.ring.push(new.kernel, new.exec_rules)
+            self.protect.apply(new.control, self.ring)
         except (ValueError, OSError) as e:
             # ConfigError (file:line), a rule the module refused, an unreadable file.
             return self._reload_refused(str(e), pushing)
@@ -372,6 +385,7 @@ class Daemon:
             "last_error": self.last_error,
             "forward": self.forward_status(),
             "forward_elsewhere": self.forward_elsewhere,
+            "protect": self.protect.status(self.ring),
             **self.counters,
         }
 
@@ -455,6 +469,9 @@ class Daemon:
             listeners = {x.fileno(): x for x in self.listeners if x.sock is not None}
             for fd in listeners:
                 p.register(fd, select.POLLIN)
+            helper = self.protect.fileno()
+            if helper >= 0:
+                p.register(helper, select.POLLIN)
             self.feeds = [f for f in self.feeds if f.attached or not f.conn]
             feeds_by_fd = {}
             detached = False
@@ -474,6 +491,8 @@ class Daemon:
                     self._signals(wakeup)
                 elif self.sock is not None and fd == self.sock.fileno():
                     self._client()
+                elif fd == helper:
+                    self.protect.readable()
                 elif fd in listeners:
                     new = listeners[fd].accept()
                     if new is not None:

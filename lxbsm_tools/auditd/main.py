@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from lxbsm_tools import control
 
 from . import config as cfgmod
-from . import privs
+from . import privs, protect
 from .daemon import PROG, Daemon, set_signals, stderr_log
 from .device import NoDevice, find_device
 from .source import BatchRing
@@ -233,6 +233,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             x.create(uid, gid)
         step = "recovering trails a stopped daemon left open"
         recovered = d.recover()
+        if cfg.control.protect:
+            journal = cfg.control.protect_journal
+            step = f"preparing the journal directory {journal} (protect-journal:)"
+            protect.prepare_journal(journal, uid, gid)
+            step = "starting the baseline helper"
+            pid, helper = protect.start_helper(
+                journal,
+                drop=(lambda: privs.drop_privileges(uid, gid, keep=(protect.CAP_DAC_READ_SEARCH,)))
+                if root
+                else None,
+                seccomp=None
+                if args.no_seccomp
+                else (lambda: privs.install_seccomp(privs.ALLOWED + list(protect.HELPER_SYSCALLS))),
+            )
+            d.protect.attach_helper(pid, helper)
         wakeup = set_signals()
         if root:
             step = f"dropping privileges to user {args.user}"
@@ -250,7 +265,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.no_seccomp:
             step = "installing the seccomp filter"
             privs.install_seccomp()
-        step = f"opening the first trail as {who}"
+        step = f"putting the protected trees in force and opening the first trail as {who}"
         d.start(recovered)
     except OSError as e:
         log(f"cannot start: {step}: {_explain(e, who)}")

@@ -91,18 +91,53 @@ def last_cap() -> int:
         return 40
 
 
-def drop_privileges(uid: int, gid: int) -> None:
-    """Become uid:gid with no capability left anywhere and no way to gain one."""
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def _capset(caps: tuple[int, ...]) -> None:
+    """Permitted and effective sets: exactly @caps; inheritable: none."""
+    data = (_CapData * 2)()
+    for cap in caps:
+        data[cap // 32].effective |= 1 << (cap % 32)
+        data[cap // 32].permitted |= 1 << (cap % 32)
+    libc = _libc()
+    if libc.capset(ctypes.byref(_CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)), data) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"capset: {os.strerror(e)}")
+
+
+def drop_privileges(uid: int, gid: int, keep: tuple[int, ...] = ()) -> None:
+    """Become uid:gid with no capability left anywhere and no way to gain
+    one; but the capabilities @keep (the baseline helper's
+    CAP_DAC_READ_SEARCH), which stay in the bounding, permitted and
+    effective sets."""
     for cap in range(last_cap() + 1):
+        if cap in keep:
+            continue
         try:
             _prctl(PR_CAPBSET_DROP, cap)
         except OSError as e:
             if e.errno != errno.EINVAL:
                 raise
-    _prctl(PR_SET_KEEPCAPS, 0)
+    _prctl(PR_SET_KEEPCAPS, 1 if keep else 0)
     os.setgroups([gid])
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
+    if keep:
+        _capset(keep)
+        _prctl(PR_SET_KEEPCAPS, 0)
     try:
         _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
     except OSError:

@@ -23,3 +23,10 @@ class BatchRing(Ring):
         control.push(self.fd, cfg)
         if exec_rules is not None:
             uapi.set_exec_rules(self.fd, exec_rules)
+
+    def set_protect(self, fds: list[int]) -> None:
+        """The protected trees (directory descriptors); none: protection off."""
+        uapi.set_protect(self.fd, fds)
+
+    def protect_status(self) -> uapi.ProtectStatus:
+        return uapi.protect_status(self.fd)

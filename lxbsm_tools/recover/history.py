@@ -54,7 +54,10 @@ class Tree:
     def apply(self, e: Entry) -> None:
         """One change.  A change to a file the tree does not hold (its
         baseline missed it, or it came in from outside the protected tree)
-        starts from an empty file."""
+        starts from an empty file.  A LOST entry changes nothing: what the
+        change made is unknown (lost_after() names such files)."""
+        if e.kind == Kind.LOST:
+            return
         if e.kind == Kind.CREATE:
             old = self.paths.get(e.path)
             self.paths[e.path] = e.fid
@@ -100,6 +103,15 @@ class Tree:
 
 def _resize(data: bytes, size: int) -> bytes:
     return data[:size] if len(data) >= size else data + bytes(size - len(data))
+
+
+def lost_after(entries: Iterable[Entry], until_ns: int | None = None) -> list[Entry]:
+    """The LOST entries among @entries made at or before @until_ns: changes
+    that were not captured, after which the file cannot be restored exactly
+    (until the next baseline)."""
+    return [
+        e for e in entries if e.kind == Kind.LOST and (until_ns is None or e.time_ns <= until_ns)
+    ]
 
 
 def replay(base: Tree, entries: Iterable[Entry], until_ns: int | None = None) -> Tree:

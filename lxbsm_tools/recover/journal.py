@@ -47,6 +47,9 @@ class Kind(enum.IntEnum):
     LINK = 6  # path2 is a new name of path's file
     META = 7  # mode, uid and gid are now these
     BASE = 8  # a baseline's file: data is the SHA-256 of its size bytes
+    # A change to path in [start, end) that was not captured (event says why):
+    # the file's history is incomplete from then on, until the next baseline.
+    LOST = 9
 
 
 @dataclass(frozen=True)
@@ -221,9 +224,14 @@ def append(path: Path, entries: list[Entry]) -> None:
     """Add @entries to the journal file @path, on disk when this returns.
     A crash leaves at most a cut frame at the end, which reading reports
     and skips."""
+    append_bytes(path, b"".join(encode(e) for e in entries))
+
+
+def append_bytes(path: Path, frames: bytes) -> None:
+    """append() of entries already encoded."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        write_all(fd, b"".join(encode(e) for e in entries))
+        write_all(fd, frames)
         os.fsync(fd)
     finally:
         os.close(fd)

@@ -143,6 +143,7 @@ def cmd_log(store: Store, a: argparse.Namespace) -> int:
         if paths and not (_selected(paths, e.path) or (e.path2 and _selected(paths, e.path2))):
             continue
         rows.append(e)
+    _warn_lost(history.lost_after(rows))
     if a.json:
         print(
             json.dumps(
@@ -199,6 +200,22 @@ def cmd_log(store: Store, a: argparse.Namespace) -> int:
     return 1 if damages else 0
 
 
+def _warn_lost(lost: list[Entry], selected: Callable[[bytes], bool] = lambda p: True) -> int:
+    """Say, for each file, that a change to it was not captured; how many."""
+    n = 0
+    for e in lost:
+        if not selected(e.path):
+            continue
+        n += 1
+        err(
+            PROG,
+            f"{show_path(e.path)}: a change at {_when(e.time_ns)} to bytes [{e.start}, {e.end}) "
+            f"was not captured ({e.event or 'no reason given'}): the file cannot be restored "
+            "exactly to any moment after it, until the next baseline",
+        )
+    return n
+
+
 def matcher(what: str, value: str) -> Callable[[Entry], bool]:
     """The entries of a session, an audit id or a terminal's address."""
     if what == "terminal":
@@ -229,7 +246,15 @@ def cmd_mark(store: Store, a: argparse.Namespace) -> int:
 def cmd_compact(store: Store, a: argparse.Namespace) -> int:
     before = parse_when(a.before)
     marks = [matcher(w, v) for w, v in store.marks()]
+    lost = history.lost_after(store.entries([]), before)
     b = store.compact(before, lambda e: any(m(e) for m in marks))
+    for e in lost:
+        err(
+            PROG,
+            f"{show_path(e.path)}: a change at {_when(e.time_ns)} was not captured "
+            f"({e.event or 'no reason given'}): the new baseline holds what the journal knew "
+            "of this file, which may not be what it held",
+        )
     print(f"entries up to {_when(before)} folded into {b.path}")
     return 0
 
@@ -337,6 +362,8 @@ def cmd_restore(store: Store, a: argparse.Namespace) -> int:
         raise UsageError(f"{show_path(outside[0])} is not under a protected tree")
     known = set(want) | {p for e in entries for p in (e.path, e.path2) if p}
     targets = sorted(p for p in known if _selected(paths, p) and _protected(trees, p))
+    tset = set(targets)
+    lost = _warn_lost(history.lost_after(entries, at), lambda p: p in tset)
     changes: list[Change] = []
     for p in targets:
         cur = _read_current(p) if a.to is None else None
@@ -357,7 +384,7 @@ def cmd_restore(store: Store, a: argparse.Namespace) -> int:
             f"{c.kept_range[1]})): {c.what}; the trusted version is kept",
         )
     if a.dry_run:
-        return _show_diff(changes, a.json) or (1 if damages or conflicts else 0)
+        return _show_diff(changes, a.json) or (1 if damages or conflicts or lost else 0)
     if a.to is not None:
         root = os.fsencode(a.to)
         os.makedirs(root, exist_ok=True)
@@ -370,7 +397,7 @@ def cmd_restore(store: Store, a: argparse.Namespace) -> int:
             f"{len(changes)} file(s) restored; what they held is kept in {aside} "
             f"(lxbsm-recover undo puts it back)"
         )
-    return 1 if damages or conflicts else 0
+    return 1 if damages or conflicts or lost else 0
 
 
 Change = tuple[bytes, FileState | None, FileState | None]  # path, now, to be

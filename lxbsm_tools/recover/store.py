@@ -17,9 +17,11 @@ may end in a cut frame, which reading reports and skips).
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +31,7 @@ from .history import FileState, Tree, replay
 from .journal import Damage, Entry, Kind
 
 SEGMENT = 64 << 20  # bytes of a journal file before the next one is begun
+STREAM_OVER = 1 << 20  # a file this large is copied in chunks, not read whole
 
 
 class StoreError(Exception):
@@ -67,6 +70,14 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
 class Baseline:
     path: Path
     time_ns: int
+
+
+@dataclass(frozen=True)
+class BaselineReport:
+    baseline: Baseline
+    files: int
+    added: int  # bytes the baseline added to the directory
+    skipped: list[tuple[bytes, str]]  # files and directories it could not read, and why
 
 
 class Store:
@@ -111,29 +122,99 @@ class Store:
             raise StoreError(f"{p}: content does not match its name (damaged)")
         return data
 
+    def put_file(self, fd: int) -> tuple[bytes, int, int]:
+        """The content of the open regular file @fd, stored: its SHA-256, its
+        size and the bytes this added to the store.  A large file is copied
+        in chunks while it is hashed, never held whole in memory."""
+        first = os.read(fd, STREAM_OVER)
+        if len(first) < STREAM_OVER:
+            digest = hashlib.sha256(first).digest()
+            new = not self._object(digest).exists()
+            self.put(first)
+            return digest, len(first), len(first) if new else 0
+        tmp = self.objects / f".put.{os.getpid()}.{threading.get_ident()}.tmp"
+        out = os.open(
+            tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+        )
+        h = hashlib.sha256()
+        size = 0
+        try:
+            chunk = first
+            while chunk:
+                h.update(chunk)
+                journal.write_all(out, chunk)
+                size += len(chunk)
+                chunk = os.read(fd, 1 << 20)
+            digest = h.digest()
+            p = self._object(digest)
+            if not p.exists():
+                os.fsync(out)
+        finally:
+            os.close(out)
+        if p.exists():
+            tmp.unlink()
+            return digest, size, 0
+        p.parent.mkdir(mode=0o700, exist_ok=True)
+        os.replace(tmp, p)
+        _fsync_dir(p.parent)
+        return digest, size, size
+
     # Baselines.
     def take_baseline(self, trees: Iterable[bytes], time_ns: int) -> Baseline:
         """Copy every regular file under @trees (absolute; symbolic links not
         followed)."""
+        return self.baseline(trees, time_ns).baseline
+
+    def baseline(self, trees: Iterable[bytes], time_ns: int) -> BaselineReport:
+        """take_baseline(), saying how many files it holds, the bytes it
+        added and the files and directories it could not read.  Each file's
+        content is stored as it is read: memory holds one file at a time."""
         self._check()
         trees = [os.path.normpath(t) for t in trees]
-        t = Tree()
+        entries: list[Entry] = []
+        skipped: list[tuple[bytes, str]] = []
+        added = 0
         for top in trees:
-            for path, st in _regular_files(top):
+            for path, _st in _regular_files(top, skipped):
                 try:
                     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-                except OSError:
-                    continue  # gone or replaced since the walk: the journal has it
-                with os.fdopen(fd, "rb") as f:
-                    if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                except FileNotFoundError:
+                    continue  # gone since the walk: the journal has it
+                except OSError as e:
+                    if e.errno != errno.ELOOP:  # ELOOP: a link now: the journal has it
+                        skipped.append((path, e.strerror or str(e)))
+                    continue
+                try:
+                    fst = os.fstat(fd)
+                    if not stat.S_ISREG(fst.st_mode):
                         continue  # replaced by something else since the walk
-                    data = f.read()
-                fid = file_id(st.st_dev, st.st_ino)
-                t.paths[path] = fid
-                t.files[fid] = FileState(data, st.st_mode, st.st_uid, st.st_gid)
+                    digest, size, more = self.put_file(fd)
+                except OSError as e:
+                    skipped.append((path, e.strerror or str(e)))
+                    continue
+                finally:
+                    os.close(fd)
+                added += more
+                entries.append(
+                    Entry(
+                        seq=len(entries) + 1,
+                        time_ns=time_ns,
+                        kind=Kind.BASE,
+                        fid=file_id(fst.st_dev, fst.st_ino),
+                        path=path,
+                        size=size,
+                        data=digest,
+                        mode=fst.st_mode,
+                        uid=fst.st_uid,
+                        gid=fst.st_gid,
+                    )
+                )
         known = set(self.trees())
         write_atomic(self.root / "trees", b"\0".join(sorted(known | set(trees))))
-        return self._write_baseline(t, time_ns)
+        p = self.baselines_dir / f"{time_ns:020d}.base"
+        data = b"".join(journal.encode(e) for e in entries)
+        write_atomic(p, data)
+        return BaselineReport(Baseline(p, time_ns), len(entries), added + len(data), skipped)
 
     def trees(self) -> list[bytes]:
         """The trees protected so far (restores write nowhere else)."""
@@ -180,6 +261,30 @@ class Store:
                 # A compaction cut short leaves an entry in two files.
                 seen.setdefault(e.seq, e)
         return [seen[s] for s in sorted(seen)]
+
+    def last_seq(self) -> int:
+        """The highest sequence number the journal files hold (0: none yet):
+        a new entry takes a higher one, so that the journal's order is kept
+        across restarts.  Only the last file is read (a file is named by its
+        first sequence number; one that holds no entry that checks counts as
+        that number)."""
+        self._check()
+        files = sorted(self.journal_dir.glob("*.j"))
+        if not files:
+            return 0
+        last = files[-1]
+        seqs = [e.seq for e in journal.read(last, [])]
+        named = int(last.stem) if last.stem.isdigit() else 0
+        return max([named, *seqs])
+
+    def disk_bytes(self) -> int:
+        """What the directory's files hold, in bytes."""
+        total = 0
+        for d, _dirs, names in os.walk(self.root):
+            for n in names:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(d, n)).st_size
+        return total
 
     # Untrusted sessions, users and terminals, which compaction keeps.
     def marks(self) -> list[tuple[str, str]]:
@@ -269,27 +374,41 @@ class Store:
         write_atomic(p, b"".join(journal.encode(e) for e in entries))
         return Baseline(p, time_ns)
 
-    def append(self, entries: list[Entry]) -> None:
+    def append(self, entries: list[Entry]) -> int:
         """Add @entries to the last journal file, or to a new one once the
-        last holds SEGMENT bytes (a reader holds one file in memory)."""
+        last holds SEGMENT bytes (a reader holds one file in memory) or
+        cannot be written by this user (one a compaction run as another user
+        made); the bytes added."""
         self._check()
         if not entries:
-            return
+            return 0
+        data = b"".join(journal.encode(e) for e in entries)
         files = sorted(self.journal_dir.glob("*.j"))
         if files and files[-1].stat().st_size < SEGMENT:
-            journal.append(files[-1], entries)
-            return
-        journal.append(self.journal_dir / f"{entries[0].seq:020d}.j", entries)
+            try:
+                journal.append_bytes(files[-1], data)
+                return len(data)
+            except PermissionError:
+                pass
+        journal.append_bytes(self.journal_dir / f"{entries[0].seq:020d}.j", data)
         _fsync_dir(self.journal_dir)
+        return len(data)
 
 
-def _regular_files(top: bytes) -> Iterator[tuple[bytes, os.stat_result]]:
+def _regular_files(
+    top: bytes, skipped: list[tuple[bytes, str]] | None = None
+) -> Iterator[tuple[bytes, os.stat_result]]:
     with contextlib.suppress(FileNotFoundError):
         st = os.lstat(top)
         if stat.S_ISREG(st.st_mode):
             yield top, st
             return
-    for d, dirs, names in os.walk(top):
+
+    def unreadable(e: OSError) -> None:
+        if skipped is not None and not isinstance(e, FileNotFoundError):
+            skipped.append((os.fsencode(e.filename or top), e.strerror or str(e)))
+
+    for d, dirs, names in os.walk(top, onerror=unreadable):
         dirs.sort()
         for n in sorted(names):
             p = os.path.join(d, n)

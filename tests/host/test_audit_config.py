@@ -109,6 +109,7 @@ def test_every_key(tmp_path: Path) -> None:
         ("protect:/a\\x", "bad escape"),
         ("protect-journal:var/lib", "protect-journal must be an absolute path"),
         ("protect-max:lots", "bad size"),
+        ("protect:" + ",".join(f"/t{i}" for i in range(17)), "more than 16 protected trees"),
     ],
 )
 def test_a_bad_line_names_file_and_line(tmp_path: Path, line: str, message: str) -> None:
@@ -127,8 +128,9 @@ def test_protected_trees_journal_and_limit(tmp_path: Path) -> None:
     cfg = config.load(write(tmp_path, text))
     ac = cfg.control
     assert ac.protect == ("/etc", "/srv/www", "/srv/a,b/c d")
-    # Until the kernel captures changes, saying so is the honest thing.
-    assert any("protect: is read but not in force" in w for w in cfg.warnings)
+    p = tmp_path / "audit_control"
+    assert ac.protect_where == (f"{p}:2", f"{p}:2", f"{p}:3")
+    assert not any("protect" in w for w in cfg.warnings)
     assert (ac.protect_journal, ac.protect_max) == ("/var/lib/lxbsm/j", 2 << 30)
     ac = config.load(write(tmp_path, f"dir:{tmp_path}\n")).control
     assert (ac.protect, ac.protect_journal, ac.protect_max) == ((), "/var/lib/lxbsm/protect", 0)
@@ -139,7 +141,7 @@ def test_a_journal_inside_a_protected_tree_is_refused(tmp_path: Path) -> None:
     with pytest.raises(config.ConfigError) as e:
         config.load(p)
     assert str(e.value) == (
-        f"{p}: the journal /var/lib/lxbsm/protect is inside the protected tree /var/lib: "
+        f"{p}:2: the journal /var/lib/lxbsm/protect is inside the protected tree /var/lib: "
         "its own writes would be journaled (set protect-journal: elsewhere)"
     )
 

@@ -87,6 +87,17 @@ class FakeRing:
         self.pushed.append(cfg)
         self.pushed_rules.append(exec_rules)
 
+    protect_refuse: OSError | None = None
+
+    def set_protect(self, fds: list[int]) -> None:
+        """What the module would hold: the directories the descriptors name."""
+        if self.protect_refuse is not None:
+            raise self.protect_refuse
+        self.protected = [os.readlink(f"/proc/self/fd/{fd}") for fd in fds]
+
+    def protect_status(self) -> uapi.ProtectStatus:
+        return uapi.ProtectStatus(len(getattr(self, "protected", [])), 0, 0, 0)
+
 
 def rec(n: int, size: int = 0) -> bytes:
     toks = [make_token("text", text=f"mark {n}" + "x" * size)]

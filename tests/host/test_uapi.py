@@ -25,6 +25,8 @@ STRUCTS = {
     "lxbsm_xc_config": uapi.XcConfig,
     "lxbsm_file_id": uapi.FileId,
     "lxbsm_copy": uapi.Copy,
+    "lxbsm_protect": uapi.Protect,
+    "lxbsm_protect_status": uapi.ProtectStatusInfo,
 }
 CONSTANTS = {
     "LXBSM_ABI_VERSION": uapi.ABI_VERSION,
@@ -38,6 +40,10 @@ CONSTANTS = {
     "LXBSM_IOC_FILE_ID": uapi.IOC_FILE_ID,
     "LXBSM_IOC_COPY": uapi.IOC_COPY,
     "LXBSM_IOC_HOOK_COST": uapi.IOC_HOOK_COST,
+    "LXBSM_IOC_SET_PROTECT": uapi.IOC_SET_PROTECT,
+    "LXBSM_IOC_PROTECT_STATUS": uapi.IOC_PROTECT_STATUS,
+    "LXBSM_PROTECT_MAX": uapi.PROTECT_MAX,
+    "LXBSM_PROTECT_CHUNK": uapi.PROTECT_CHUNK,
     "LXBSM_XC_PATH_LEN": uapi.XC_PATH_LEN,
     "LXBSM_XC_MAX_RULES": uapi.XC_MAX_RULES,
     "LXBSM_XC_INODE": uapi.XC_INODE,

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import BSM_SAMPLES
 
-from lxbsm_tools import execctl
+from lxbsm_tools import execctl, uapi
 from lxbsm_tools.auditd import config, daemon, main, trail
 
 TRAIL = BSM_SAMPLES / "freebsd-execve-long-args.trail"
@@ -317,6 +317,12 @@ class _Ring:
 
     def push(self, cfg: object, rules: object = None) -> None:
         self.pushed.append((cfg, rules))
+
+    def set_protect(self, fds: list[int]) -> None:
+        self.protected = len(fds)
+
+    def protect_status(self) -> uapi.ProtectStatus:
+        return uapi.ProtectStatus(0, 0, 0, 0)
 
     def submit(self, record: bytes) -> None:
         self.recs.append(record)
