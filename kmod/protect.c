@@ -844,14 +844,14 @@ int lxbsm_protect_ftrunc_pre(struct kprobe *p, struct pt_regs *regs)
 NOKPROBE_SYMBOL(lxbsm_protect_ftrunc_pre);
 
 /*
- * "DIR/NAME" into @buf (PATH_MAX) for a name in a directory whose inode
+ * "DIR/NAME" into @buf (@size bytes) for a name in a directory whose inode
  * the caller holds locked, so that the name is stable.  False if it cannot
  * be made without waiting, or does not fit.
  */
-static bool dir_name(char *buf, const struct path *dir, const struct dentry *d)
+static bool dir_name_in(char *buf, int size, const struct path *dir, const struct dentry *d)
 {
 	unsigned int len = READ_ONCE(d->d_name.len);
-	char *s = lxbsm_d_path(dir, buf, PATH_MAX);
+	char *s = lxbsm_d_path(dir, buf, size);
 	size_t n;
 
 	if (IS_ERR(s))
@@ -859,13 +859,18 @@ static bool dir_name(char *buf, const struct path *dir, const struct dentry *d)
 	n = strlen(s);
 	if (n == 1)		/* "/" */
 		n = 0;
-	if (n + 1 + len + 1 > PATH_MAX)
+	if (n + 1 + len + 1 > size)
 		return false;
 	memmove(buf, s, n);
 	buf[n] = '/';
 	memcpy(buf + n + 1, d->d_name.name, len);
 	buf[n + 1 + len] = '\0';
 	return true;
+}
+
+static bool dir_name(char *buf, const struct path *dir, const struct dentry *d)
+{
+	return dir_name_in(buf, PATH_MAX, dir, d);
 }
 
 /* The start of a path operation on @inode (NULL: a creation); NULL if no item. */
@@ -986,6 +991,28 @@ int lxbsm_protect_rename_pre(struct kprobe *p, struct pt_regs *regs)
 }
 NOKPROBE_SYMBOL(lxbsm_protect_rename_pre);
 
+/*
+ * A protected file gets a name outside the trees: what is written through
+ * that name is not seen (the walk finds no tree above it), so the file's
+ * journal is incomplete from here on, and a JLOST says so, with the name.
+ */
+static void linked_out(struct kprobe *p, const struct path *old, const struct path *ndir,
+		       const struct dentry *nd)
+{
+	static const char pre[] = "not captured from here on: linked outside the trees as ";
+	char *buf = lxbsm_hook_pathbuf_get();
+
+	lxbsm_hook_hit(lxbsm_kprobe_hook(p));
+	if (buf) {
+		memcpy(buf, pre, sizeof(pre) - 1);
+		if (!dir_name_in(buf + sizeof(pre) - 1, PATH_MAX - sizeof(pre) + 1, ndir, nd))
+			strscpy(buf + sizeof(pre) - 1, "?", 2);
+	}
+	lost_why(old, "", 0, 0, buf ? buf : "not captured from here on: linked outside the trees");
+	if (buf)
+		lxbsm_hook_pathbuf_put(buf);
+}
+
 /* security_path_link(struct dentry *old, const struct path *new_dir, struct dentry *new) */
 int lxbsm_protect_link_pre(struct kprobe *p, struct pt_regs *regs)
 {
@@ -996,11 +1023,16 @@ int lxbsm_protect_link_pre(struct kprobe *p, struct pt_regs *regs)
 	struct path op;
 	struct pj *j;
 
-	if (skip_current() || !inode || !S_ISREG(inode->i_mode) || !in_tree(ndir->dentry))
+	if (skip_current() || !inode || !S_ISREG(inode->i_mode))
 		return 0;
-	j = path_op(p, PJ_LINK, C_LINK, inode);
 	op.mnt = ndir->mnt;	/* a link stays on one mount */
 	op.dentry = od;
+	if (!in_tree(ndir->dentry)) {
+		if (!d_unlinked(od) && in_tree(od))
+			linked_out(p, &op, ndir, nd);
+		return 0;
+	}
+	j = path_op(p, PJ_LINK, C_LINK, inode);
 	if (!j || !dir_name(j->path2, ndir, nd)) {
 		path_op_lost(j, ndir, nd);
 		return 0;

@@ -10,7 +10,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -27,9 +26,6 @@ from lxbsm_tools.bsm import Record
 from .audit import Auditor, auditing, aue, paths
 from .conftest import AS_NOBODY
 
-PROTECT_MAX = 16
-IOC_SET_PROTECT = uapi._ioc(uapi._IOC_WRITE, 11, 8 + 4 * PROTECT_MAX)
-IOC_PROTECT_STATUS = uapi._ioc(uapi._IOC_READ, 12, 32)
 JOURNAL = {
     aue(n)
     for n in (
@@ -45,23 +41,18 @@ JOURNAL = {
 }
 
 
-def set_protect(ctl: int, trees: list[Path], *, fds: list[int] | None = None, nr: int = -1) -> None:
-    opened = [os.open(t, os.O_PATH | os.O_DIRECTORY) for t in trees] if fds is None else fds
+def set_protect(ctl: int, trees: list[Path]) -> None:
+    opened = [os.open(t, os.O_PATH | os.O_DIRECTORY) for t in trees]
     try:
-        n = len(opened) if nr < 0 else nr
-        buf = struct.pack(f"II{PROTECT_MAX}i", n, 0, *(opened + [-1] * (PROTECT_MAX - len(opened))))
-        fcntl.ioctl(ctl, IOC_SET_PROTECT, buf)
+        uapi.set_protect(ctl, opened)
     finally:
-        if fds is None:
-            for fd in opened:
-                os.close(fd)
+        for fd in opened:
+            os.close(fd)
 
 
 def protect_status(ctl: int) -> tuple[int, int, int, int]:
-    buf = bytearray(32)
-    fcntl.ioctl(ctl, IOC_PROTECT_STATUS, buf, True)
-    nr, _r, records, nbytes, lost = struct.unpack("IIQQQ", buf)
-    return nr, records, nbytes, lost
+    st = uapi.protect_status(ctl)
+    return st.nr_trees, st.records, st.bytes, st.lost
 
 
 @contextmanager
@@ -328,16 +319,40 @@ def test_set_protect_refuses_bad_input(tmp_path: Path) -> None:
     notdir.write_text("x")
     with auditing(flags="", naflags="", policy="cnt") as a:
         with pytest.raises(OSError) as e:
-            set_protect(a.ctl, [], fds=[9999])
+            uapi.set_protect(a.ctl, [9999])
         assert e.value.errno == errno.EBADF
         fd = os.open(notdir, os.O_RDONLY)
         try:
             with pytest.raises(OSError) as e:
-                set_protect(a.ctl, [], fds=[fd])
+                uapi.set_protect(a.ctl, [fd])
             assert e.value.errno == errno.ENOTDIR
         finally:
             os.close(fd)
+        # more trees than the module takes, past the wrapper's own check
+        req = uapi.Protect(nr_trees=uapi.PROTECT_MAX + 1)
         with pytest.raises(OSError) as e:
-            set_protect(a.ctl, [], fds=[], nr=PROTECT_MAX + 1)
+            fcntl.ioctl(a.ctl, uapi.IOC_SET_PROTECT, bytes(req))
         assert e.value.errno == errno.EINVAL
         assert protect_status(a.ctl)[0] == 0
+
+
+def test_a_link_out_of_the_tree_is_named_as_a_loss(tmp_path: Path) -> None:
+    """The bypass: link a protected file outside the trees and write through that name."""
+    tree = tmp_path / "lt"
+    tree.mkdir()
+    f = tree / "passwd"
+    f.write_bytes(b"root:x:0:0\n")
+    alias = tmp_path / "alias"
+    code = f"""
+import os
+os.link({str(f)!r}, {str(alias)!r})
+with open({str(alias)!r}, "ab") as w:
+    w.write(b"evil::0:0\\n")
+"""
+    with protecting(tree) as a:
+        pid = child(a, code)
+        recs = journal(a, pid)
+    lost = [r for r in recs if name(r) == "JLOST"]
+    assert len(lost) == 1 and paths(lost[0]) == [str(f)], recs
+    assert call(lost[0]) == f"not captured from here on: linked outside the trees as {alias}"
+    assert not [r for r in recs if name(r) == "JWRITE"]  # the write itself went unseen
