@@ -444,6 +444,7 @@ static void capture_data(struct file *rd, const char *path, loff_t start, loff_t
 	struct lxbsm_attr attr;
 	loff_t pos = start, size;
 	void *buf;
+	int err;
 
 	lxbsm_attr_of(inode, &attr);
 	size = i_size_read(inode);
@@ -472,8 +473,12 @@ static void capture_data(struct file *rd, const char *path, loff_t start, loff_t
 				lost_range(path, pos, end, size, (int)got, snap);
 			break;
 		}
-		if (jrec_emit_or_lost(&e, snap))
+		err = jrec_emit(&e, snap);
+		if (err) {
+			/* the rest of the range too: one loss, not one wait per piece */
+			lost_range(path, pos, end, e.size, err, snap);
 			break;
+		}
 		pos += got;
 		cond_resched();
 	}

@@ -23,7 +23,7 @@ import pytest
 from lxbsm_tools import uapi
 from lxbsm_tools.bsm import Record
 
-from .audit import Auditor, auditing, aue, paths
+from .audit import PROGS, Auditor, auditing, aue, paths
 from .conftest import AS_NOBODY
 
 JOURNAL = {
@@ -356,3 +356,41 @@ with open({str(alias)!r}, "ab") as w:
     assert len(lost) == 1 and paths(lost[0]) == [str(f)], recs
     assert call(lost[0]) == f"not captured from here on: linked outside the trees as {alias}"
     assert not [r for r in recs if name(r) == "JWRITE"]  # the write itself went unseen
+
+
+def test_writes_by_the_kernel_for_a_call_io_uring_sendfile_splice_copy_file_range(
+    tmp_path: Path,
+) -> None:
+    tree = tmp_path / "k"
+    tree.mkdir()
+    f = tree / "data"
+    f.write_bytes(b"." * 64)
+    src = tmp_path / "src"
+    src.write_bytes(b"SENDFILE" + b"COPYFILE")
+    code = f"""
+import os
+f, s = {str(f)!r}, {str(src)!r}
+fd, sfd = os.open(f, os.O_WRONLY), os.open(s, os.O_RDONLY)
+os.sendfile(fd, sfd, 0, 8)
+os.copy_file_range(sfd, fd, 8, 8, 20)
+r, w = os.pipe()
+os.write(w, b"SPLICED")
+os.lseek(fd, 40, 0)
+os.splice(r, fd, 7)
+"""
+    with protecting(tree) as a:
+        child(a, code)
+        p = subprocess.run(
+            [str(PROGS / "sysprobe"), "uring-write", str(f), "50", "URING"],
+            capture_output=True,
+            text=True,
+        )
+        assert p.returncode == 0 and p.stdout.split()[0] == "5", p.stdout + p.stderr
+        time.sleep(0.2)
+        recs = journal(a)  # both children's: nothing else writes below the tree
+    content = f.read_bytes()
+    assert content == b"SENDFILE" + b"." * 12 + b"COPYFILE" + b"." * 12 + b"SPLICED" + b"..." + (
+        b"URING" + b"." * 9
+    )
+    assert replay(recs, str(f)) == content
+    assert {call(r) for r in recs} >= {"sendfile", "copy_file_range", "splice", "io_uring"}

@@ -7,6 +7,9 @@
  *   sysprobe clone3                clone3() a process; the child exits 0
  *   sysprobe clone-einval          clone(CLONE_SIGHAND without CLONE_VM)
  *   sysprobe uring-openat PATH     openat through io_uring (liburing)
+ *   sysprobe uring-write PATH OFF DATA  write DATA at OFF of PATH (opened
+ *                                  O_WRONLY) through io_uring; prints the
+ *                                  write's result
  *   sysprobe execve PATH ARG...    execve(PATH, [PATH, ARG...]); on failure
  *                                  prints the errno (built -m32 as sysprobe32
  *                                  this is the ia32 compat path)
@@ -455,6 +458,32 @@ static int uring_openat(const char *path)
 	return report(ret);
 }
 
+static int uring_write(const char *path, const char *off, const char *data)
+{
+	struct io_uring ring;
+	struct io_uring_sqe *sqe;
+	int fd, ret;
+
+	fd = open(path, O_WRONLY);
+	if (fd < 0)
+		return report(-1);
+	ret = io_uring_queue_init(4, &ring, 0);
+	if (ret < 0) {
+		errno = -ret;
+		return report(-1);
+	}
+	sqe = io_uring_get_sqe(&ring);
+	io_uring_prep_write(sqe, fd, data, strlen(data), strtoull(off, NULL, 0));
+	ret = uring_one(&ring);
+	io_uring_queue_exit(&ring);
+	close(fd);
+	if (ret < 0) {
+		errno = -ret;
+		return report(-1);
+	}
+	return report(ret);
+}
+
 static int do_clone3(void)
 {
 	struct clone_args args = { .exit_signal = SIGCHLD };
@@ -535,6 +564,8 @@ int main(int argc, char **argv)
 		return uring_openat(argv[2]);
 	if (!strcmp(argv[1], "uring-net"))
 		return uring_net();
+	if (!strcmp(argv[1], "uring-write") && argc >= 5)
+		return uring_write(argv[2], argv[3], argv[4]);
 #endif
 	fprintf(stderr, "sysprobe: unknown command %s\n", argv[1]);
 	return 2;
