@@ -415,8 +415,9 @@ static void lost_range(const char *path, u64 start, u64 end, u64 size, int err,
 	};
 
 	atomic64_inc(&n_lost);
-	pr_warn_ratelimited("change to protected %s [%llu, %llu) not captured (%d)\n",
-			    path, start, end, err);
+	/* The name is the record's: a user's name is not for the kernel log. */
+	pr_warn_ratelimited("a change to a protected file was not captured (%d): see its JLOST record\n",
+			    err);
 	if (jrec_emit(&e, snap))
 		lxbsm_lost(LXBSM_LOST_RING_FULL);
 }
@@ -485,10 +486,13 @@ static void capture_data(struct file *rd, const char *path, loff_t start, loff_t
 	kvfree(buf);
 }
 
-/* A file to read @f's content with: @f itself if it is open for reading. */
+/*
+ * A file to read @f's content with: @f itself if it is open for reading
+ * (and not for direct I/O, whose alignment rules a plain read does not keep).
+ */
 static struct file *reader_of(struct file *f)
 {
-	if (f->f_mode & FMODE_READ)
+	if (f->f_mode & FMODE_READ && !(f->f_flags & O_DIRECT))
 		return get_file(f);
 	return dentry_open(&f->f_path, O_RDONLY | O_LARGEFILE, current_cred());
 }

@@ -364,13 +364,14 @@ def test_writes_by_the_kernel_for_a_call_io_uring_sendfile_splice_copy_file_rang
     tree = tmp_path / "k"
     tree.mkdir()
     f = tree / "data"
-    f.write_bytes(b"." * 64)
+    f.write_bytes(b"")
     src = tmp_path / "src"
     src.write_bytes(b"SENDFILE" + b"COPYFILE")
     code = f"""
 import os
 f, s = {str(f)!r}, {str(src)!r}
 fd, sfd = os.open(f, os.O_WRONLY), os.open(s, os.O_RDONLY)
+os.pwrite(fd, b"." * 64, 0)  # the journal knows the file from here on
 os.sendfile(fd, sfd, 0, 8)
 os.copy_file_range(sfd, fd, 8, 8, 20)
 r, w = os.pipe()
@@ -394,3 +395,42 @@ os.splice(r, fd, 7)
     )
     assert replay(recs, str(f)) == content
     assert {call(r) for r in recs} >= {"sendfile", "copy_file_range", "splice", "io_uring"}
+
+
+WAIT_PARAM = Path("/sys/module/lxbsm/parameters/protect_wait_ms")
+
+
+def test_a_full_ring_makes_writers_wait_then_names_what_it_lost(tmp_path: Path) -> None:
+    """Nobody reads the ring while 24 MiB are written below a tree (the ring holds 16 MiB)."""
+    tree = tmp_path / "full"
+    tree.mkdir()
+    f = tree / "big"
+    old = WAIT_PARAM.read_text().strip()
+    WAIT_PARAM.write_text("100")
+    code = f"""
+import os
+fd = os.open({str(f)!r}, os.O_WRONLY | os.O_CREAT, 0o644)
+for i in range(24):
+    os.write(fd, bytes([65 + i]) * (1 << 20))
+"""
+    try:
+        with protecting(tree) as a:
+            t0 = time.monotonic()
+            p = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=600)
+            took = time.monotonic() - t0
+            assert p.returncode == 0, p.stderr
+            lost = protect_status(a.ctl)[3]
+            a.collect()
+            # a record after the gap carries the notice of what found no room at all
+            child(a, f"open({str(f)!r}, 'r+b').write(b'x')")
+            recs = journal(a)
+            notices = [r for r in a.seen if r.event == aue("AUE_LXBSM_LOST")]
+    finally:
+        WAIT_PARAM.write_text(old)
+    assert lost > 0
+    named = [r for r in recs if name(r) == "JLOST" and paths(r) == [str(f)]]
+    assert named or notices, "a change was lost without a word"
+    # the writer waited for room, but not without end: 100 ms, then its loss is named
+    assert took < 120
+    with pytest.raises(AssertionError, match="was lost"):
+        replay(recs, str(f))
