@@ -50,6 +50,7 @@ from lxbsm_tools.recover.journal import Damage, Kind
 from lxbsm_tools.recover.main import show_path
 from lxbsm_tools.recover.store import Store
 
+from .audit import aue
 from .conftest import load_module, run
 from .sshlogin import OTHER, OTHER_UID, USER, USER_UID, Env, Sshd, append_line, ssh
 from .test_auditd import Auditd, all_records, audit_user, control_file  # noqa: F401 (a fixture)
@@ -60,7 +61,6 @@ SITE_B = os.fsencode(SITE) + b"/"
 SITE_GROUP, SITE_GID = "lxsite", 2198
 TRUSTED, UNTRUSTED = "127.0.0.1", "127.0.0.2"
 RECOVER = (sys.executable, "-m", "lxbsm_tools.recover.main")
-AUE_OPENSSH = 32800
 MODE = 0o664  # every file here: the scripts' umask is 002
 
 # The files, relative to SITE.
@@ -387,7 +387,7 @@ def scenario(ssh_env: Env, site_group: None) -> Iterator[Scenario]:
         logins = {
             (r.subject.auid, r.subject.sid, str(r.subject.address))
             for r in all_records(work / "trails")
-            if r.event == AUE_OPENSSH and r.success and r.subject is not None
+            if r.event == aue("AUE_openssh") and r.success and r.subject is not None
         }
         yield Scenario(
             work,
