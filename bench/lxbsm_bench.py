@@ -192,11 +192,14 @@ class Module:
         try:
             st = uapi.get_status(fd)
             hooks = uapi.hooks(fd)
+            prot = uapi.protect_status(fd)
         finally:
             os.close(fd)
         return {
             "records": st.records,
             "lost": st.lost_total,
+            "protect_trees": prot.nr_trees,
+            "protect_lost": prot.lost,  # changes to protected files not captured
             "missed": sum(h.missed for h in hooks),
             "pending": st.producer_pos - st.consumer_pos,
         }
@@ -637,17 +640,20 @@ class Bench:
             try:
                 settle()
                 before = self.records(config)
-                lost0 = Module.counters()["lost"] if config == "protect" else 0
+                m0 = Module.counters() if config == "protect" else None
                 daemon = self.lxbsmd or self.auditd or self.ebpf
                 cpu0, w0 = (cpu_seconds(daemon.pid) if daemon else 0.0), time.monotonic()
                 t = lat_sys(tests_of(config))
                 w1 = time.monotonic()
                 cpu = (cpu_seconds(daemon.pid) - cpu0) if daemon else 0.0
                 n = self.records(config) - before
-                if config == "protect":
-                    # Changes the module could not capture (JLOST): the
-                    # measurement would leave out work, so they are kept.
-                    lost = Module.counters()["lost"] - lost0
+                if m0 is not None:
+                    # Records the ring lost and changes the module could not
+                    # capture (JLOST): work the measurement left out, so kept.
+                    m1 = Module.counters()
+                    if m1["protect_trees"] != 1:
+                        raise RuntimeError(f"protect: {m1['protect_trees']} trees in force")
+                    lost = m1["lost"] - m0["lost"] + m1["protect_lost"] - m0["protect_lost"]
                     out.setdefault("lost", {}).setdefault(config, []).append(lost)
                 if self.lxbsmd is not None and config == "fifo":
                     c = self.lxbsmd.counts()
