@@ -3,9 +3,10 @@
  * lat_sys: LMBench-style latency microbenchmarks (lat_syscall, lat_proc,
  * lat_connect, lat_pipe) in one program.
  *
- *   lat_sys [-s SCALE] [-f FILE] [-p HELLO] TEST...
+ *   lat_sys [-s SCALE] [-f FILE] [-p HELLO] [-w DIR] TEST...
  *
- * TEST is one of null, open_close, stat, fork, exec, sh, tcp_connect, pipe.
+ * TEST is one of null, open_close, stat, fork, exec, sh, tcp_connect, pipe,
+ * write_4k, write_1m.
  * Each test takes SAMPLES samples of BATCH operations (both scaled by
  * SCALE, default 1.0), after one unmeasured batch; a sample is the batch's
  * time divided by BATCH.  Prints one JSON object: test -> median of the
@@ -20,6 +21,11 @@
  *   tcp_connect  socket + connect to 127.0.0.1 + the server's accept and
  *                close seen as EOF + close, as lat_connect
  *   pipe         one byte there and back between two processes, as lat_pipe
+ *   write_4k     pwrite of 4 KiB + fsync, to DIR/lat_sys.write (made anew for
+ *                the test), at the next 4 KiB of its first MiB in turn
+ *   write_1m     pwrite of 1 MiB + fsync, the same file made anew, at the
+ *                next MiB of its first 4 MiB in turn (a write's bytes differ
+ *                from the previous write's at the same place)
  *
  *   lat_sys -t SECONDS -j WORKERS [-f FILE] [-p HELLO] storm
  *
@@ -46,6 +52,7 @@
 static const char *file = "/tmp/lat_sys.file";
 static const char *hello = "/usr/bin/true";
 static int tcp_port;
+static const char *write_dir = "/tmp";
 
 static void die(const char *what)
 {
@@ -222,6 +229,51 @@ static pid_t pipe_echo(void)
 	return pid;
 }
 
+#define WRITE_BUF (1 << 20)
+static int write_fd = -1;
+static char *write_buf;
+static unsigned long write_n;
+
+/* Each write's bytes: the buffer, shifted by a byte per write. */
+static void write_at(size_t len, off_t span)
+{
+	off_t off = (off_t)((write_n * len) % (size_t)span);
+	size_t shift = write_n % 251;
+
+	write_n++;
+	if (pwrite(write_fd, write_buf + shift, len, off) != (ssize_t)len || fsync(write_fd) < 0)
+		die("write");
+}
+
+static void op_write_4k(void)
+{
+	write_at(4096, 1 << 20);
+}
+
+static void op_write_1m(void)
+{
+	write_at(1 << 20, 4 << 20);
+}
+
+static void write_setup(void)
+{
+	char path[4096];
+	size_t i;
+
+	if (!write_buf) {
+		write_buf = malloc(WRITE_BUF + 256);
+		if (!write_buf)
+			die("malloc");
+		for (i = 0; i < WRITE_BUF + 256; i++)
+			write_buf[i] = (char)(i * 7 + i / 4096);
+	}
+	snprintf(path, sizeof(path), "%s/lat_sys.write", write_dir);
+	write_fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+	if (write_fd < 0)
+		die(path);
+	write_n = 0;
+}
+
 struct test {
 	const char *name;
 	void (*op)(void);
@@ -237,6 +289,8 @@ static const struct test tests[] = {
 	{ "sh", op_sh, 11, 1 },
 	{ "tcp_connect", op_tcp_connect, 15, 40 },
 	{ "pipe", op_pipe, 15, 200 },
+	{ "write_4k", op_write_4k, 15, 64 },
+	{ "write_1m", op_write_1m, 11, 4 },
 };
 
 static double measure(const struct test *t, double scale)
@@ -332,7 +386,7 @@ int main(int argc, char **argv)
 	const char *sep = "";
 	int opt, i, fd;
 
-	while ((opt = getopt(argc, argv, "s:f:p:t:j:")) != -1) {
+	while ((opt = getopt(argc, argv, "s:f:p:t:j:w:")) != -1) {
 		switch (opt) {
 		case 't':
 			seconds = atof(optarg);
@@ -348,6 +402,9 @@ int main(int argc, char **argv)
 			break;
 		case 'p':
 			hello = optarg;
+			break;
+		case 'w':
+			write_dir = optarg;
 			break;
 		default:
 			goto usage;
@@ -385,7 +442,13 @@ int main(int argc, char **argv)
 			helper = tcp_server();
 		else if (!strcmp(t->name, "pipe"))
 			helper = pipe_echo();
+		else if (!strncmp(t->name, "write_", 6))
+			write_setup();
 		us = measure(t, scale);
+		if (write_fd >= 0) {
+			close(write_fd);
+			write_fd = -1;
+		}
 		if (helper > 0) {
 			if (!strcmp(t->name, "pipe")) {
 				close(pipe_to[1]);
@@ -403,8 +466,8 @@ int main(int argc, char **argv)
 	return 0;
 usage:
 	fprintf(stderr,
-		"usage: lat_sys [-s SCALE] [-f FILE] [-p PROGRAM] TEST...\n"
+		"usage: lat_sys [-s SCALE] [-f FILE] [-p PROGRAM] [-w DIR] TEST...\n"
 		"       lat_sys -t SECONDS -j WORKERS [-f FILE] [-p PROGRAM] storm\n"
-		"tests: null open_close stat fork exec sh tcp_connect pipe\n");
+		"tests: null open_close stat fork exec sh tcp_connect pipe write_4k write_1m\n");
 	return 2;
 }

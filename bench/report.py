@@ -32,20 +32,22 @@ def plot(raw: dict[str, dict[str, Any]], path: Path) -> bool:
         return False
     kernels = sorted(raw)
     fig, axes = plt.subplots(len(kernels), 1, figsize=(12, 4.5 * len(kernels)), squeeze=False)
-    configs = [c for c in br.CONFIGS if c != br.BASE]
+    configs = [c for c in br.CONFIGS if c != br.BASE and c not in br.WRITE_CONFIGS]
+    tests = br.LATENCY_TESTS
     width = 0.8 / len(configs)
     for ax, kernel in zip(axes[:, 0], kernels, strict=True):
         pct = br.overhead_pct(raw[kernel]["rounds"])
         for i, c in enumerate(c for c in configs if c in pct):
-            xs = [j + (i - len(configs) / 2 + 0.5) * width for j in range(len(br.TESTS))]
-            ax.bar(xs, [pct[c].get(t, 0.0) for t in br.TESTS], width, label=c)
+            xs = [j + (i - len(configs) / 2 + 0.5) * width for j in range(len(tests))]
+            ax.bar(xs, [pct[c].get(t, 0.0) for t in tests], width, label=c)
         ax.axhline(0, color="black", linewidth=0.8)
-        ax.set_xticks(range(len(br.TESTS)))
-        ax.set_xticklabels(br.TESTS)
+        ax.set_xticks(range(len(tests)))
+        ax.set_xticklabels(tests)
         ax.set_ylabel("% over no module (median of paired rounds)")
         ax.set_yscale("symlog", linthresh=10)
         ax.set_title(f"{kernel}: latency overhead")
-        ax.legend(fontsize=8, ncol=4)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8, ncol=4)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     return True
@@ -67,7 +69,14 @@ def main(argv: list[str]) -> int:
     md = []
     for k in sorted(raw):
         run = raw[k]
-        md.append(br.markdown(k, run["rounds"], run.get("rounds_n")))
+        for part in (
+            br.markdown(k, run["rounds"], run.get("rounds_n")),
+            br.write_markdown(
+                k, run["rounds"], run.get("rounds_n"), run.get("daemon_cpu_pct"), run.get("lost")
+            ),
+        ):
+            if part:
+                md.append(part)
         clock = run.get("clock", "wall")
         md.append(
             f"{k}: guest time "
@@ -84,7 +93,8 @@ def main(argv: list[str]) -> int:
             md.append(br.storm_markdown(k, run["storm"]))
         lines = [t.line() for t in br.targets(run["rounds"])]
         lines += br.storm_lost_targets(run.get("storm", {}))
-        md.append(f"**{k}**, targets\n\n" + "".join(f"- {x}\n" for x in lines))
+        if lines:
+            md.append(f"**{k}**, targets\n\n" + "".join(f"- {x}\n" for x in lines))
         if "wall_s" in run:
             md.append(f"{k}: guest run {run['wall_s']:.0f} s\n")
     text = "\n".join(md)

@@ -18,7 +18,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-TESTS = ("null", "open_close", "stat", "fork", "exec", "sh", "tcp_connect", "pipe")
+LATENCY_TESTS = ("null", "open_close", "stat", "fork", "exec", "sh", "tcp_connect", "pipe")
+# Write throughput (issue 17): measured under "none" and WRITE_CONFIGS only,
+# which measure nothing else; bytes per write of each.
+WRITE_TESTS = {"write_4k": 4096, "write_1m": 1 << 20}
+TESTS = (*LATENCY_TESTS, *WRITE_TESTS)
+WRITE_CONFIGS = ("protect", "auditd_watch")
 CONFIGS = (
     "none",
     "idle",
@@ -31,6 +36,7 @@ CONFIGS = (
     "auditd",
     "auditd_frfw",
     "ebpf",
+    *WRITE_CONFIGS,
 )
 BASE = "none"
 CONFIG_TITLES = {
@@ -45,6 +51,8 @@ CONFIG_TITLES = {
     "auditd": "auditd, rules for the same syscalls",
     "auditd_frfw": "auditd, same + open/openat/openat2/creat",
     "ebpf": "bpftrace: exec+argv, openat+path+flags, fork, connect/accept+addresses, to a file",
+    "protect": "lxbsm lo,ex,pc,nt, trail, protect: on the written directory (journal)",
+    "auditd_watch": "auditd, -w on the written directory -p wa",
 }
 
 Rounds = Mapping[str, Mapping[str, Sequence[float]]]  # config -> test -> per-round us
@@ -142,8 +150,10 @@ def fmt_cell(
 
 def markdown(kernel: str, rounds: Rounds, n_rounds: int | None = None) -> str:
     """The paper's layout: rows = configurations, columns = tests, us and % over none."""
-    tab = table(rounds)
-    tests = [t for t in TESTS if t in tab.get(BASE, {})]
+    tab = {c: row for c, row in table(rounds).items() if c not in WRITE_CONFIGS}
+    tests = [t for t in LATENCY_TESTS if t in tab.get(BASE, {})]
+    if not tests:
+        return ""
     head = f"**{kernel}**" + (
         f" (median of {n_rounds} rounds; [lowest, highest] round)" if n_rounds else ""
     )
@@ -160,6 +170,52 @@ def markdown(kernel: str, rounds: Rounds, n_rounds: int | None = None) -> str:
             else ""
             for t in tests
         ]
+        lines.append(f"| `{c}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(
+    kernel: str,
+    rounds: Rounds,
+    n_rounds: int | None = None,
+    daemon_cpu: Mapping[str, Sequence[float]] | None = None,
+    lost: Mapping[str, Sequence[int]] | None = None,
+) -> str:
+    """Write throughput: per configuration and write size, us per write,
+    MB/s, and the time over "none" as the median of the paired rounds'
+    ratios with the lowest and highest round's."""
+    tab = table(rounds)
+    tests = [t for t in WRITE_TESTS if t in tab.get(BASE, {})]
+    if not tests:
+        return ""
+    configs = [c for c in (BASE, *WRITE_CONFIGS) if c in tab]
+    ratios = paired_ratios(rounds)
+    cols = [f"{t}: us, MB/s, time / none [lowest, highest round]" for t in tests]
+    lines = [
+        f"**{kernel}**, write throughput (fsync after each write; median of "
+        f"{n_rounds or '?'} rounds)",
+        "",
+        "| configuration | " + " | ".join(cols) + " | daemon CPU | lost |",
+        "|---|" + "---:|" * (len(tests) + 2),
+    ]
+    for c in configs:
+        cells = []
+        for t in tests:
+            cell = tab[c].get(t)
+            if cell is None:
+                cells.append("")
+                continue
+            mbs = WRITE_TESTS[t] / cell["us"]  # bytes per us = MB/s
+            if c == BASE:
+                cells.append(f"{cell['us']:.1f} us, {mbs:.0f} MB/s")
+            else:
+                r = ratios[c][t]
+                lo, hi = 1 + cell["lo"] / 100, 1 + cell["hi"] / 100
+                cells.append(f"{cell['us']:.1f} us, {mbs:.0f} MB/s, {r:.2f}x [{lo:.2f}, {hi:.2f}]")
+        cpu = (daemon_cpu or {}).get(c) if c != BASE else None
+        lst = (lost or {}).get(c)
+        cells.append(f"{statistics.median(cpu):.1f}%" if cpu else "-")
+        cells.append(str(sum(lst)) if lst is not None else "-")
         lines.append(f"| `{c}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

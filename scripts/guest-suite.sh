@@ -3,7 +3,8 @@
 # kernels ran what.  Each kernel's role in scripts/kernels.sh picks the tests:
 # "full" the whole suite but the reload storm, "storm" the storm alone,
 # "smoke" the smoke set (tests/guest/smoke.txt), "security" the smoke set and
-# the hardening tests; the 6.1 kernel's lane adds the forwarding test.  Fails if any kernel is
+# the hardening tests; the 6.1 kernel's lane adds the forwarding test, the 6.1 and
+# 6.12 lanes the recovery scenario (the full suites hold it already).  Fails if any kernel is
 # missing, any test fails, or any guest's kernel log shows a splat (lxbsm-vm
 # checks that).  Guests boot with memory-error
 # detection (lxbsm-vm --memcheck: slub_debug, KFENCE where the kernel has it), so
@@ -39,6 +40,10 @@ STORM=tests/guest/test_lifecycle.py::test_reloads_under_a_storm_leave_nothing_be
 # where scripts/deps.sh installs rsyslog.
 FORWARD_KERNEL=6.1
 FORWARD=tests/guest/test_forward.py
+# tests/guest/test_recover.py (issue 17's scenario: sshd, three sessions, restores
+# from the journal; about 3 minutes) runs in the full suites and in these lanes.
+RECOVER_KERNELS=" 6.1 6.12 "
+RECOVER=tests/guest/test_recover.py
 
 tests_of() { # role
 	case $1 in
@@ -50,8 +55,10 @@ tests_of() { # role
 	security) echo "${smoke[@]}" tests/guest/test_hardening_*.py ;;
 	esac
 }
-forward_of() { # kernel
+# What a kernel's lane runs besides its role's tests.
+extra_of() { # kernel
 	[ "${kid[$1]}" != "$FORWARD_KERNEL" ] || echo "$FORWARD"
+	[ "${role[$1]}" = full ] || [[ $RECOVER_KERNELS != *" ${kid[$1]} "* ]] || echo "$RECOVER"
 }
 jobs=${LXBSM_GUEST_JOBS:-$(nproc)}
 declare -A result pid
@@ -65,7 +72,7 @@ run_one() { # kernel
 	# --timeout: a full suite takes 20-30 minutes on an idle machine.
 	.venv/bin/lxbsm-vm --kernel "$k" --load --no-build --memcheck --timeout 3600 --rundir "$rundir" -- \
 		python3 -m pytest -p no:cacheprovider -v --durations=15 --junitxml="$rundir/junit.xml" \
-		$(tests_of "${role[$k]}") $(forward_of "$k") 2>&1 | sed -u "s/^/[${kid[$k]}] /"
+		$(tests_of "${role[$k]}") $(extra_of "$k") 2>&1 | sed -u "s/^/[${kid[$k]}] /"
 	rc=${PIPESTATUS[0]}
 	echo $(( $(date +%s) - start )) >"$rundir/suite-seconds"
 	return "$rc"

@@ -8,11 +8,14 @@ is the only way to run them.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from .sshlogin import Env, make_env
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICE = "/dev/lxbsm"
@@ -70,3 +73,12 @@ def reference_records() -> list[bytes]:
     files = sorted(ref.glob("*_record*"))
     assert files, f"no reference records under {ref}"
     return [f.read_bytes() for f in files]
+
+
+@pytest.fixture(scope="session")
+def ssh_env() -> Iterator[Env]:
+    """The ssh test users, their key and sshd's host key (tests/guest/sshlogin.py):
+    made once, since /etc/passwd keeps naming their homes."""
+    env = make_env()
+    yield env
+    shutil.rmtree(env.dir, ignore_errors=True)

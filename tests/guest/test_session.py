@@ -16,15 +16,9 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import signal
-import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
@@ -32,117 +26,17 @@ from lxbsm_tools.bsm import Record
 
 from .audit import Auditor, auditing, aue, describe, run, settle
 from .conftest import load_module
+from .sshlogin import OTHER, OTHER_UID, USER, USER_UID, Env, Sshd, ssh
 from .test_arming import states
 
-USER, USER_UID = "lxtest", 2101
-OTHER, OTHER_UID = "lxother", 2102
-SU_GROUP, SU_GID = "lxsu", 2199
 FLAGS = "lo,aa,ex,pc,nt"
 
 
-def _append(path: str, text: str) -> None:
-    # /etc/shadow is a file mounted on its own: written in place, never renamed.
-    with open(path, "a") as f:
-        f.write(text)
-
-
-@dataclass
-class Env:
-    dir: Path
-    key: Path
-    wrong_key: Path
-    home: Path
-
-
-@pytest.fixture(scope="module")
-def env() -> Iterator[Env]:
-    d = Path(tempfile.mkdtemp(prefix="lxbsm-ssh-"))
-    d.chmod(0o755)  # the test users reach their homes through it
-    home = d / "home"
-    for name, uid in ((USER, USER_UID), (OTHER, OTHER_UID)):
-        _append("/etc/passwd", f"{name}:x:{uid}:{uid}::{home if name == USER else d}:/bin/sh\n")
-        _append("/etc/group", f"{name}:x:{uid}:\n")
-        # "*": no password to log in with, but not a locked account.
-        _append("/etc/shadow", f"{name}:*:19000:0:99999:7:::\n")
-    _append("/etc/group", f"{SU_GROUP}:x:{SU_GID}:{USER}\n")
-    # su without a password for members of lxsu (pam_wheel's "trust").
-    pam_su = Path("/etc/pam.d/su")
-    pam_su.write_text(f"auth sufficient pam_wheel.so trust group={SU_GROUP}\n" + pam_su.read_text())
-    sudoers = Path("/etc/sudoers.d/lxbsm-test")
-    sudoers.write_text(f"{USER} ALL=(ALL) NOPASSWD: ALL\n")
-    sudoers.chmod(0o440)
-    key, wrong = d / "id", d / "wrong"
-    for k in (key, wrong):
-        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(k))
-    run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "hostkey"))
-    (home / ".ssh").mkdir(parents=True)
-    shutil.copy(f"{key}.pub", home / ".ssh" / "authorized_keys")
-    for p in (home, home / ".ssh", home / ".ssh" / "authorized_keys"):
-        os.chown(p, USER_UID, USER_UID)
-    home.chmod(0o700)
-    # sshd's privilege separation child chroots here.
-    Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    # The guest never finishes "booting" for pam_nologin.
-    Path("/run/nologin").unlink(missing_ok=True)
-    yield Env(d, key, wrong, home)
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Sshd:
-    def __init__(self, env: Env, pam: bool) -> None:
-        self.pam = pam
-        self.port = _free_port()
-        cfg = env.dir / f"sshd_config_{'pam' if pam else 'nopam'}"
-        cfg.write_text(
-            f"Port {self.port}\nListenAddress 127.0.0.1\nListenAddress ::1\n"
-            f"HostKey {env.dir}/hostkey\nUsePAM {'yes' if pam else 'no'}\n"
-            f"PidFile {env.dir}/sshd.pid\nAuthorizedKeysFile .ssh/authorized_keys\n"
-            "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-            "PermitRootLogin no\nStrictModes no\nUseDNS no\nLogLevel VERBOSE\n"
-            "PrintMotd no\n"
-        )
-        self.log = env.dir / "sshd.log"
-        self.proc = subprocess.Popen(
-            ["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)],
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "w"),
-            start_new_session=True,
-        )
-        # Ready once listening: a probe connection would be a failed login.
-        deadline = time.monotonic() + 60
-        while "Server listening on 127.0.0.1" not in self.log.read_text():
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"sshd did not start: {self.log.read_text()}")
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(timeout=30)
-
-
 @pytest.fixture(params=[False, True], ids=["nopam", "pam"])
-def sshd(request: pytest.FixtureRequest, env: Env) -> Iterator[Sshd]:
-    s = Sshd(env, request.param)
+def sshd(request: pytest.FixtureRequest, ssh_env: Env) -> Iterator[Sshd]:
+    s = Sshd(ssh_env, request.param)
     yield s
     s.stop()
-
-
-def ssh(sshd: Sshd, key: Path, host: str, command: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            "ssh", "-F", "/dev/null", "-i", str(key), "-p", str(sshd.port),
-            "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            f"{USER}@{host}", command,
-        ],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
 
 
 def text_of(rec: Record) -> str:
@@ -171,9 +65,9 @@ def session_records(a: Auditor) -> list[Record]:
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
-def test_ssh_session_is_attributed(env: Env, sshd: Sshd, host: str) -> None:
+def test_ssh_session_is_attributed(ssh_env: Env, sshd: Sshd, host: str) -> None:
     with auditing(flags=FLAGS, naflags=FLAGS) as a:
-        out = ssh(sshd, env.key, host, f"id; sudo -n true; su -c /usr/bin/true {OTHER}")
+        out = ssh(sshd, ssh_env.key, host, f"id; sudo -n true; su -c /usr/bin/true {OTHER}")
         assert out.returncode == 0, f"ssh: {out.stderr}\nsshd: {sshd.log.read_text()}"
         assert f"uid={USER_UID}({USER})" in out.stdout
         logout = wait_for(a, "AUE_logout")
@@ -232,7 +126,7 @@ def test_ssh_session_is_attributed(env: Env, sshd: Sshd, host: str) -> None:
         assert text_of(su) == f"su: uid {USER_UID} to uid {OTHER_UID} (euid {OTHER_UID})"
 
 
-def test_ssh_peer_is_known_with_accepts_unselected(env: Env, sshd: Sshd) -> None:
+def test_ssh_peer_is_known_with_accepts_unselected(ssh_env: Env, sshd: Sshd) -> None:
     """Only ``lo`` selected: fd_install (accept and open records) is disarmed, and
     the client's address still becomes the session's terminal (security_sock_graft)."""
     with auditing(flags="lo", naflags="lo") as a:
@@ -241,7 +135,7 @@ def test_ssh_peer_is_known_with_accepts_unselected(env: Env, sshd: Sshd) -> None
             assert time.monotonic() < deadline, "fd_install stayed armed"
             time.sleep(0.2)
         assert states()["security_sock_graft"] == "on"
-        out = ssh(sshd, env.key, "127.0.0.1", "true")
+        out = ssh(sshd, ssh_env.key, "127.0.0.1", "true")
         assert out.returncode == 0, f"ssh: {out.stderr}\nsshd: {sshd.log.read_text()}"
         wait_for(a, "AUE_logout")
         settle()
@@ -253,9 +147,9 @@ def test_ssh_peer_is_known_with_accepts_unselected(env: Env, sshd: Sshd) -> None
     assert login.subject.port != 0
 
 
-def test_ssh_failed_login(env: Env, sshd: Sshd) -> None:
+def test_ssh_failed_login(ssh_env: Env, sshd: Sshd) -> None:
     with auditing(flags=FLAGS, naflags=FLAGS) as a:
-        out = ssh(sshd, env.wrong_key, "127.0.0.1", "id")
+        out = ssh(sshd, ssh_env.wrong_key, "127.0.0.1", "id")
         assert out.returncode == 255, out.stdout + out.stderr
         fails = wait_for(a, "AUE_openssh")
         settle()
@@ -269,7 +163,7 @@ def test_ssh_failed_login(env: Env, sshd: Sshd) -> None:
         assert session_records(a) == []
 
 
-def test_local_login_on_a_pty(env: Env) -> None:
+def test_local_login_on_a_pty(ssh_env: Env) -> None:
     """login(1) on a terminal: PAM's pam_loginuid sets the audit id; the
     terminal id is the pty's device number with a zero address."""
     with auditing(flags=FLAGS, naflags=FLAGS) as a:

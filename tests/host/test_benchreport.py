@@ -220,3 +220,29 @@ def test_hook_cost_markdown() -> None:
     # The costliest hook first; per-run figures; task work's total is its records'.
     assert lines[4] == "| `file` | `__x64_sys_execve` | 4 | 1000 | 4 | 3000 | 4 | 500 | 200 | 0.0 |"
     assert lines[5].startswith("| `file` | `(task work)` | 0 | - | 0 | - | 4 | 500 | 200 |")
+
+
+def test_write_markdown() -> None:
+    """Write throughput: us per write, MB/s and time / none, paired by round;
+    the latency table leaves the write tests and configurations out."""
+    rounds = {
+        "none": {"write_4k": [10.0, 20.0, 10.0], "write_1m": [1000.0, 2000.0, 1000.0]},
+        "protect": {"write_4k": [20.0, 40.0, 25.0], "write_1m": [3000.0, 6000.0, 3000.0]},
+        "auditd_watch": {"write_4k": [11.0, 22.0, 11.0], "write_1m": [1000.0, 2000.0, 1100.0]},
+        "file": {"fork": [1.0, 1.0, 1.0]},
+    }
+    rounds["none"]["fork"] = [1.0, 1.0, 1.0]
+    md = br.write_markdown(
+        "k", rounds, 3, {"protect": [30.0, 50.0, 40.0]}, {"protect": [0, 2, 0]}
+    ).splitlines()
+    assert md[0] == "**k**, write throughput (fsync after each write; median of 3 rounds)"
+    assert "| `none` | 10.0 us, 410 MB/s | 1000.0 us, 1049 MB/s | - | - |" in md
+    assert (
+        "| `protect` | 25.0 us, 164 MB/s, 2.00x [2.00, 2.50] "
+        "| 3000.0 us, 350 MB/s, 3.00x [3.00, 3.00] | 40.0% | 2 |"
+    ) in md
+    assert "| `auditd_watch` | 11.0 us, 372 MB/s, 1.10x [1.10, 1.10] " in md[-1]
+    assert all("`file`" not in line for line in md)
+    lat = br.markdown("k", rounds, 3)
+    assert "write" not in lat and "protect" not in lat and "| `file` | 1.00 (+0.0%) |" in lat
+    assert br.write_markdown("k", {"none": {"fork": [1.0]}}) == ""
