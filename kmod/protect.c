@@ -792,7 +792,9 @@ int lxbsm_protect_rw_pre(struct kprobe *p, struct pt_regs *regs)
 	lxbsm_hook_hit(lxbsm_kprobe_hook(p));
 	j = pj_get(false);
 	if (!j) {
-		lost_now(&f->f_path, "", ppos ? *ppos : 0, 0);
+		loff_t pos = ppos ? *ppos : f->f_pos;
+
+		lost_now(&f->f_path, "", pos, pos + regs_get_kernel_argument(regs, 3));
 		return 0;
 	}
 	j->op = PJ_DATA;

@@ -33,6 +33,7 @@ import datetime
 import itertools
 import json
 import os
+import random
 import shutil
 import stat
 import subprocess
@@ -412,6 +413,84 @@ def test_restore_at_each_of_five_moments(scenario: Scenario) -> None:
         r = scenario.recover("restore", "--at", iso(t), "--to", str(to))
         assert r.returncode == 0, r.stderr.decode(errors="replace")
         assert_tree(to / "srv" / "site", want, f"restore --at moment {i} ({iso(t)})")
+
+
+def restore_at(journal: Path, t: int, to: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [*RECOVER, "--journal", str(journal), "restore", "--at", iso(t), "--to", str(to)],
+        capture_output=True,
+        timeout=600,
+    )
+
+
+def test_compaction_keeps_later_moments_exact_and_survives_kills(scenario: Scenario) -> None:
+    """With the intruder's terminal marked untrusted, a compaction over the intrusion is refused;
+    one over the trusted session before it folds that into a baseline, after which every later
+    moment restores exactly and the intrusion can still be undone; then a compaction killed at 20
+    random points leaves a journal that restores the last moment and undoes the intrusion."""
+    base = scenario.work / "compacted"
+    shutil.copytree(scenario.journal, base)
+    mark = [*RECOVER, "--journal", str(base), "mark", "--terminal", UNTRUSTED]
+    assert subprocess.run(mark, capture_output=True, timeout=120).returncode == 0
+    # a period with the intruder's changes in it is refused: they must stay undoable
+    r = subprocess.run(
+        [*RECOVER, "--journal", str(base), "compact", "--before", iso(scenario.moments[3])],
+        capture_output=True,
+        timeout=600,
+    )
+    assert r.returncode == 2 and b"marked untrusted" in r.stderr, r.stderr
+    cut = scenario.moments[1]  # after the trusted session, before the intrusion
+    t0 = time.monotonic()
+    r = subprocess.run(
+        [*RECOVER, "--journal", str(base), "compact", "--before", iso(cut)],
+        capture_output=True,
+        timeout=600,
+    )
+    full = time.monotonic() - t0
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    for i in (1, 2, 3, 4):
+        to = scenario.work / f"c-at{i}"
+        r = restore_at(base, scenario.moments[i], to)
+        assert r.returncode == 0, r.stderr.decode(errors="replace")
+        assert_tree(to / "srv" / "site", scenario.states[i], f"after compaction, moment {i}")
+    to = scenario.work / "c-trusted"
+    r = subprocess.run(
+        [*RECOVER, "--journal", str(base), "restore", "--without-terminal", UNTRUSTED,
+         "--to", str(to)],
+        capture_output=True,
+        timeout=600,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode(errors="replace")
+    assert_tree(to / "srv" / "site", scenario.trusted, "after compaction, without the intruder")
+
+    rng = random.Random(17)
+    for k in range(20):
+        killed = scenario.work / f"killed{k}"
+        shutil.copytree(scenario.journal, killed)
+        subprocess.run([*mark[:2], str(killed), *mark[3:]], capture_output=True, timeout=120)
+        p = subprocess.Popen(
+            [*RECOVER, "--journal", str(killed), "compact", "--before", iso(cut)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(0, full))
+        p.kill()
+        p.wait()
+        to = scenario.work / f"k-at{k}"
+        r = restore_at(killed, scenario.moments[4], to)
+        assert r.returncode == 0, f"kill {k}: {r.stderr.decode(errors='replace')}"
+        assert_tree(to / "srv" / "site", scenario.states[4], f"compaction killed ({k})")
+        to2 = scenario.work / f"k-trusted{k}"
+        r = subprocess.run(
+            [*RECOVER, "--journal", str(killed), "restore", "--without-terminal", UNTRUSTED,
+             "--to", str(to2)],
+            capture_output=True,
+            timeout=600,
+        )  # fmt: skip
+        assert r.returncode == 0, f"kill {k}: {r.stderr.decode(errors='replace')}"
+        assert_tree(to2 / "srv" / "site", scenario.trusted, f"compaction killed ({k}), undone")
+        for d in (killed, to, to2):
+            shutil.rmtree(d)
 
 
 def test_log_names_both_sessions_and_each_change(scenario: Scenario) -> None:
