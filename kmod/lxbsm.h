@@ -184,6 +184,8 @@ void lxbsm_rec_finish(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc,
 struct lxbsm_rec *lxbsm_rec_new(enum lxbsm_event ev);
 int lxbsm_rec_finish_wait(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret,
 			  unsigned int wait_ms);
+int lxbsm_rec_finish_wait_as(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret,
+			     unsigned int wait_ms, const struct cred *cred, pid_t pid);
 /* A scratch buffer of LXBSM_PATH_MAX bytes owned by the open record. */
 char *lxbsm_rec_pathbuf(struct lxbsm_rec *r, int which);
 /*

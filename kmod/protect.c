@@ -361,13 +361,13 @@ struct jrec {
 	const char *text;
 };
 
-static int jrec_emit(const struct jrec *e, const struct lxbsm_proc_snap *snap)
+/* Build @e; NULL if there is no memory. */
+static struct lxbsm_rec *jrec_build(const struct jrec *e)
 {
 	struct lxbsm_rec *r = lxbsm_rec_new(e->ev);
-	int err;
 
 	if (!r)
-		return -ENOMEM;
+		return NULL;
 	if (e->ev == LXBSM_EV_JWRITE || e->ev == LXBSM_EV_JLOST) {
 		lxbsm_tok_arg64(r, 1, e->start, "start");
 		lxbsm_tok_arg64(r, 2, e->end, "end");
@@ -381,6 +381,100 @@ static int jrec_emit(const struct jrec *e, const struct lxbsm_proc_snap *snap)
 	if (e->ev == LXBSM_EV_JWRITE)
 		lxbsm_tok_opaque(r, e->data, e->len);
 	lxbsm_tok_text(r, e->text);
+	return r;
+}
+
+/*
+ * JLOST records that found no room either are kept, with who made the
+ * change, and go in before the next journal record that finds room: the
+ * trail names the file after all.  Beyond LOST_KEPT of them, or at unload,
+ * they are counted losses (AUE_LXBSM_LOST).  Process context only.
+ */
+struct lost_kept {
+	struct list_head node;
+	struct lxbsm_proc_snap snap;
+	const struct cred *cred;
+	pid_t pid;
+	u64 start, end, size;
+	const char *text;		/* a static string */
+	char path[];
+};
+
+#define LOST_KEPT	256
+static LIST_HEAD(lost_kept);
+static DEFINE_MUTEX(lost_lock);
+static unsigned int lost_nr;		/* under lost_lock; read racily */
+
+static void lost_keep(const struct jrec *e, const struct lxbsm_proc_snap *snap)
+{
+	struct lost_kept *k = NULL;
+
+	mutex_lock(&lost_lock);
+	if (lost_nr < LOST_KEPT)
+		k = kmalloc(sizeof(*k) + strlen(e->path) + 1, GFP_KERNEL);
+	if (k) {
+		k->snap = *snap;
+		k->cred = get_current_cred();
+		k->pid = task_tgid_nr(current);
+		k->start = e->start;
+		k->end = e->end;
+		k->size = e->size;
+		k->text = e->text;
+		strcpy(k->path, e->path);
+		list_add_tail(&k->node, &lost_kept);
+		lost_nr++;
+	}
+	mutex_unlock(&lost_lock);
+	if (!k)
+		lxbsm_lost(LXBSM_LOST_RING_FULL);
+}
+
+static void lost_kept_free(struct lost_kept *k)
+{
+	list_del(&k->node);
+	lost_nr--;
+	put_cred(k->cred);
+	kfree(k);
+}
+
+/* Put in what was kept, waiting up to @wait_ms for room; false if some is left. */
+static bool lost_kept_flush(unsigned int wait_ms)
+{
+	struct lost_kept *k, *t;
+	bool all = true;
+
+	if (!READ_ONCE(lost_nr))
+		return true;
+	mutex_lock(&lost_lock);
+	list_for_each_entry_safe(k, t, &lost_kept, node) {
+		struct jrec e = {
+			.ev = LXBSM_EV_JLOST, .path = k->path, .start = k->start, .end = k->end,
+			.size = k->size, .text = k->text,
+		};
+		struct lxbsm_rec *r = jrec_build(&e);
+
+		if (!r || lxbsm_rec_finish_wait_as(r, &k->snap, 0, wait_ms, k->cred, k->pid)) {
+			all = false;
+			break;
+		}
+		atomic64_inc(&n_records);
+		lost_kept_free(k);
+	}
+	mutex_unlock(&lost_lock);
+	return all;
+}
+
+static int jrec_emit(const struct jrec *e, const struct lxbsm_proc_snap *snap)
+{
+	struct lxbsm_rec *r;
+	int err;
+
+	/* What was lost before goes in first, or the order would lie. */
+	if (!lost_kept_flush(protect_wait_ms))
+		return -ENOSPC;
+	r = jrec_build(e);
+	if (!r)
+		return -ENOMEM;
 	err = lxbsm_rec_finish_wait(r, snap, 0, protect_wait_ms);
 	if (!err) {
 		atomic64_inc(&n_records);
@@ -419,7 +513,7 @@ static void lost_range(const char *path, u64 start, u64 end, u64 size, int err,
 	pr_warn_ratelimited("a change to a protected file was not captured (%d): see its JLOST record\n",
 			    err);
 	if (jrec_emit(&e, snap))
-		lxbsm_lost(LXBSM_LOST_RING_FULL);
+		lost_keep(&e, snap);
 }
 
 /* Emit @e; if it cannot go in, a JLOST for it.  0 if it went in. */
@@ -1329,8 +1423,13 @@ static void mwatch_drop_all(void)
 /* At unload, once no handler runs and no work is left. */
 void lxbsm_protect_exit(void)
 {
+	struct lost_kept *k, *t;
 	struct pset *ps;
 
+	list_for_each_entry_safe(k, t, &lost_kept, node) {
+		lxbsm_lost(LXBSM_LOST_RING_FULL);
+		lost_kept_free(k);
+	}
 	mwatch_drop_all();
 	ps = rcu_dereference_protected(pset, true);
 	RCU_INIT_POINTER(pset, NULL);

@@ -489,9 +489,10 @@ void lxbsm_tok_strings_argv(struct lxbsm_rec *r, u8 id, const void __user *argv,
 
 /* ---- finishing ---- */
 
-static void put_subject(struct lxbsm_rec *r, const struct lxbsm_proc_snap *p)
+/* The subject: @p's ids, and @cred and @pid (current's unless a record says otherwise). */
+static void put_subject(struct lxbsm_rec *r, const struct lxbsm_proc_snap *p,
+			const struct cred *cred, pid_t pid)
 {
-	const struct cred *cred = current_cred();
 	bool ex = p->tid.type == 16;
 
 	put_u8(r, ex ? AUT_SUBJECT32_EX : AUT_SUBJECT32);
@@ -500,7 +501,7 @@ static void put_subject(struct lxbsm_rec *r, const struct lxbsm_proc_snap *p)
 	put_u32(r, from_kgid(&init_user_ns, cred->egid));
 	put_u32(r, from_kuid(&init_user_ns, cred->uid));
 	put_u32(r, from_kgid(&init_user_ns, cred->gid));
-	put_u32(r, task_tgid_nr(current));
+	put_u32(r, pid);
 	put_u32(r, p->asid);
 	put_u32(r, p->tid.port);
 	if (ex) {
@@ -720,8 +721,8 @@ u64 lxbsm_record_waited(void)
 }
 
 /* Subject, return, [seq], trailer; false (counted, released) if it overflowed. */
-static bool rec_close(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret,
-		      u32 policy)
+static bool rec_close_as(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret,
+			 u32 policy, const struct cred *cred, pid_t pid)
 {
 	if (r->overflow) {
 		/* Budgets keep every record below the BSM maximum. */
@@ -730,7 +731,7 @@ static bool rec_close(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, l
 		rec_release(r);
 		return false;
 	}
-	put_subject(r, proc);
+	put_subject(r, proc, cred, pid);
 	put_return(r, ret);
 	if (policy & LXBSM_POLICY_SEQ) {
 		r->seq_off = r->len;
@@ -739,6 +740,12 @@ static bool rec_close(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, l
 	}
 	put_trailer(r);
 	return true;
+}
+
+static bool rec_close(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret,
+		      u32 policy)
+{
+	return rec_close_as(r, proc, ret, policy, current_cred(), task_tgid_nr(current));
 }
 
 /* Into the ring after any notice of losses before it; -ENOSPC if no room. */
@@ -762,10 +769,18 @@ static int rec_write(struct lxbsm_rec *r)
 int lxbsm_rec_finish_wait(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret,
 			  unsigned int wait_ms)
 {
+	return lxbsm_rec_finish_wait_as(r, proc, ret, wait_ms, current_cred(),
+					task_tgid_nr(current));
+}
+
+/* The same for a record of another moment: its subject's @cred and @pid. */
+int lxbsm_rec_finish_wait_as(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret,
+			     unsigned int wait_ms, const struct cred *cred, pid_t pid)
+{
 	unsigned long until = jiffies + msecs_to_jiffies(wait_ms);
 	int err;
 
-	if (!rec_close(r, proc, ret, lxbsm_policy()))
+	if (!rec_close_as(r, proc, ret, lxbsm_policy(), cred, pid))
 		return -E2BIG;
 	while ((err = rec_write(r)) == -ENOSPC) {
 		if (lxbsm_later_unloading() || time_after(jiffies, until))
