@@ -762,8 +762,8 @@ static int rec_write(struct lxbsm_rec *r)
 
 /*
  * Finish a record of lxbsm_rec_new(), waiting up to @wait_ms for room in
- * the ring whatever the policy (the caller decides what a loss is: nothing
- * is counted here).  0; -ENOSPC if there was no room in time or the module
+ * the ring whatever the policy, while the ring has a reader (the caller
+ * decides what a loss is: nothing is counted here).  0; -ENOSPC if there was no room in time or the module
  * is going; -E2BIG if it overflowed (counted as too big).  Frees @r.
  */
 int lxbsm_rec_finish_wait(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc, long ret,
@@ -783,7 +783,9 @@ int lxbsm_rec_finish_wait_as(struct lxbsm_rec *r, const struct lxbsm_proc_snap *
 	if (!rec_close_as(r, proc, ret, lxbsm_policy(), cred, pid))
 		return -E2BIG;
 	while ((err = rec_write(r)) == -ENOSPC) {
-		if (lxbsm_later_unloading() || time_after(jiffies, until))
+		/* Nobody to make room: no waiting (the daemon stopped, say). */
+		if (lxbsm_later_unloading() || time_after(jiffies, until) ||
+		    !lxbsm_consumer_present())
 			break;
 		schedule_timeout_uninterruptible(msecs_to_jiffies(5));
 	}

@@ -324,6 +324,12 @@ bool lxbsm_current_is_consumer(void)
 	return ret;
 }
 
+/* Is the ring being read (its consumer's file open)? */
+bool lxbsm_consumer_present(void)
+{
+	return rcu_access_pointer(consumer) != NULL;
+}
+
 static bool exempt(void)
 {
 	return lxbsm_kthread() || lxbsm_current_is_consumer();

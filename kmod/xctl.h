@@ -24,6 +24,7 @@ struct lxbsm_xc_verdict {
 void lxbsm_xc_set_consumer(struct pid *pid);
 /* Is current in that thread group?  (Any context; RCU.) */
 bool lxbsm_current_is_consumer(void);
+bool lxbsm_consumer_present(void);
 
 /* The misc device's sysfs attributes: exec_control/{digests,hashed,evicted,not_cached}. */
 extern const struct attribute_group *lxbsm_xc_groups[];

@@ -22,9 +22,10 @@ import pytest
 
 from lxbsm_tools import uapi
 from lxbsm_tools.bsm import Record
+from lxbsm_tools.ring import Ring
 
 from .audit import PROGS, Auditor, auditing, aue, paths
-from .conftest import AS_NOBODY
+from .conftest import AS_NOBODY, load_module, module_loaded, run
 
 JOURNAL = {
     aue(n)
@@ -436,3 +437,66 @@ for i in range(24):
     assert took < 120
     with pytest.raises(AssertionError, match="was lost"):
         replay(recs, str(f))
+
+
+UNLOAD_WRITER = """
+import mmap, os, sys
+top = sys.argv[1]
+p, q = top + "/w", top + "/w2"
+while not os.path.exists(top + "/stop"):
+    fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+    os.pwrite(fd, b"x" * 70000, 0)
+    os.ftruncate(fd, 1000)
+    m = mmap.mmap(fd, 1000)
+    m[0:4] = b"MMAP"
+    m.close()
+    os.close(fd)
+    os.rename(p, q)
+    os.link(q, p)
+    os.unlink(q)
+"""
+
+
+def test_unload_while_protected_files_change() -> None:
+    """Writers below a tree all along while the module is loaded, protects it, loses its reader
+    (the tree still protected) and is unloaded: every rmmod returns (a refusal or done), and no
+    writer is left waiting for room a reader would have made."""
+    from .test_lifecycle import rmmod_retrying
+
+    tree = Path(tempfile.mkdtemp(prefix="unload", dir="/tmp"))
+    tree.chmod(0o777)
+    tops = [tree / n for n in "abc"]
+    for d in tops:
+        d.mkdir()
+        d.chmod(0o777)
+    writers = [
+        subprocess.Popen([*AS_NOBODY, sys.executable, "-c", UNLOAD_WRITER, str(d)]) for d in tops
+    ]
+    times: list[float] = []
+    try:
+        for _ in range(3):
+            if not module_loaded():
+                run("insmod", os.environ["LXBSM_KO"])
+            ctl = uapi.open_control()
+            try:
+                with Ring() as ring:
+                    a = Auditor(ring, ctl)
+                    a.configure(flags="", naflags="", policy="cnt")
+                    set_protect(ctl, [tree])
+                    time.sleep(1)
+                    assert journal(a), "nothing captured while the writers ran"
+            finally:
+                os.close(ctl)
+            # the tree stays protected, the reader is gone: no writer waits for room
+            time.sleep(2)
+            rmmod_retrying(times)
+            assert not module_loaded()
+            assert all(w.poll() is None for w in writers), "a writer died"
+    finally:
+        for d in tops:
+            (d / "stop").touch()
+        for w in writers:
+            w.wait(60)
+        if not module_loaded():
+            load_module()
+    assert max(times) < 60, times
