@@ -46,6 +46,9 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("preselect.c", "mutex_lock(&cfg_mutex);"): PROCESS_CONTEXT,
     ("xctl.c", "mutex_lock(&xc_mutex);"): PROCESS_CONTEXT,
     ("xctl.c", "mutex_lock(&consumer_mutex);"): "open/release of the device: process context",
+    ("protect.c", "mutex_lock(&pset_lock);"): PROCESS_CONTEXT,
+    ("protect.c", "mutex_lock(&lost_lock);"): "a task's work (task_work, on its way back to user"
+    " space), where the capture reads files: process context; handlers never keep losses",
     ("hooks.c", "mutex_lock(&cost_lock);"): "the cost parameter's sysfs write, load, unload and"
     " LXBSM_IOC_HOOK_COST: process context; handlers only test the static key",
     ("hooks.c", "mutex_lock(&arm_lock);"): "arming at load, unload and after"
