@@ -29,7 +29,9 @@ configuration with the module's cost accounting on (lxbsm-audit status
 Write throughput (issue 17): lat_sys write_4k and write_1m (pwrite + fsync
 to a file on the bench's tmpfs) under "none", "protect" (lxbsm-auditd with
 protect: on the written directory: every write's bytes go to the journal)
-and "auditd_watch" (auditd with -w on the directory -p wa); those two
+"protect_nofile" (a diagnostic: the module's capture into the ring for the
+same directory, a reader that discards the records: the kernel's share of
+"protect") and "auditd_watch" (auditd with -w on the directory -p wa); those
 configurations measure nothing else, and the others no writes.
 
 Storm: stress-ng fork, exec and open stressors on every CPU, as nobody
@@ -67,6 +69,7 @@ sys.path.insert(0, str(REPO))
 
 from lxbsm_tools import audit, control, uapi  # noqa: E402
 from lxbsm_tools.benchreport import CONFIGS, TESTS, WRITE_CONFIGS, WRITE_TESTS  # noqa: E402
+from lxbsm_tools.ring import Ring  # noqa: E402
 
 PROGS = REPO / "build" / "progs"
 LAT_SYS = PROGS / "lat_sys"
@@ -528,6 +531,72 @@ class Ebpf:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class RingReader:
+    """protect_nofile: the module captures every write to the written
+    directory into the ring as under "protect", and this reader takes the
+    records off and discards them (no trail, no journal), resting 50 ms
+    between batches as lxbsm-auditd does (batch-wait): what is left of
+    "protect" without the daemon's filing is the kernel's capture."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--ring-reader", str(WRITE_DIR)],
+            stdout=subprocess.PIPE,
+        )
+        assert self.proc.stdout is not None
+        if self.proc.stdout.readline().strip() != b"ready":
+            self.stop()
+            raise RuntimeError("the ring reader did not start")
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def ring_reader(tree: str) -> int:
+    """RingReader's process: @tree protected, every record discarded."""
+    stop = False
+
+    def done(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, done)
+    ring = Ring()
+    fd = os.open(tree, os.O_PATH | os.O_DIRECTORY)
+    try:
+        uapi.set_protect(ring.fd, [fd])
+    finally:
+        os.close(fd)
+    print("ready", flush=True)
+    records = 0
+    while not stop:
+        if not ring.wait(1.0):
+            continue
+        start = ring.consumer_pos
+        views, end = ring.batch()
+        ring.commit(end)
+        records += len(views)
+        if 0 < end - start < ring.size // 8:
+            time.sleep(0.05)
+    print(f"ring reader: {records} records", file=sys.stderr, flush=True)
+    return 0
+
+
 class Bench:
     def __init__(self, ko: Path, configs: tuple[str, ...]) -> None:
         self.mod = Module(ko)
@@ -535,6 +604,7 @@ class Bench:
         self.lxbsmd: Lxbsmd | None = None
         self.auditd: LinuxAudit | None = None
         self.ebpf: Ebpf | None = None
+        self.reader: RingReader | None = None
 
     # Each configuration: enter, counter (records so far), leave.
     def enter(self, config: str) -> None:
@@ -564,6 +634,10 @@ class Bench:
         self.mod.load()
         if config == "idle":
             return
+        if config == "protect_nofile":
+            self.reader = RingReader()
+            self.reader.start()
+            return
         if config == "ring":
             fd = uapi.open_control()
             try:
@@ -592,7 +666,7 @@ class Bench:
             except RuntimeError as e:
                 raise RuntimeError(f"{e}: {self.lxbsmd.describe()}") from None
             return self.lxbsmd.counts()["records"]
-        if config in ("idle", "ring"):
+        if config in ("idle", "ring", "protect_nofile"):
             return Module.counters()["records"]
         return 0
 
@@ -606,6 +680,9 @@ class Bench:
         if self.ebpf is not None:
             self.ebpf.stop()
             self.ebpf = None
+        if self.reader is not None:
+            self.reader.stop()
+            self.reader = None
         if config != "none":
             self.mod.unload()
 
@@ -621,6 +698,7 @@ class Bench:
             "auditd_frfw",
             "ebpf",
             "protect",
+            "protect_nofile",
             "auditd_watch",
         )
         if config in recording and n <= 0:
@@ -640,8 +718,8 @@ class Bench:
             try:
                 settle()
                 before = self.records(config)
-                m0 = Module.counters() if config == "protect" else None
-                daemon = self.lxbsmd or self.auditd or self.ebpf
+                m0 = Module.counters() if config.startswith("protect") else None
+                daemon = self.lxbsmd or self.auditd or self.ebpf or self.reader
                 cpu0, w0 = (cpu_seconds(daemon.pid) if daemon else 0.0), time.monotonic()
                 t = lat_sys(tests_of(config))
                 w1 = time.monotonic()
@@ -652,7 +730,7 @@ class Bench:
                     # capture (JLOST): work the measurement left out, so kept.
                     m1 = Module.counters()
                     if m1["protect_trees"] != 1:
-                        raise RuntimeError(f"protect: {m1['protect_trees']} trees in force")
+                        raise RuntimeError(f"{config}: {m1['protect_trees']} trees in force")
                     lost = m1["lost"] - m0["lost"] + m1["protect_lost"] - m0["protect_lost"]
                     out.setdefault("lost", {}).setdefault(config, []).append(lost)
                 if self.lxbsmd is not None and config == "fifo":
@@ -781,9 +859,12 @@ def main() -> int:
     p.add_argument("--ko", type=Path)
     p.add_argument("--out", type=Path)
     p.add_argument("--fifo-reader")
+    p.add_argument("--ring-reader")
     args = p.parse_args()
     if args.fifo_reader:
         return fifo_reader(args.fifo_reader)
+    if args.ring_reader:
+        return ring_reader(args.ring_reader)
     if args.ko is None or args.out is None:
         p.error("--ko and --out are required")
     if os.environ.get("LXBSM_IN_GUEST") != "1" or Module.loaded():

@@ -23,7 +23,7 @@ LATENCY_TESTS = ("null", "open_close", "stat", "fork", "exec", "sh", "tcp_connec
 # which measure nothing else; bytes per write of each.
 WRITE_TESTS = {"write_4k": 4096, "write_1m": 1 << 20}
 TESTS = (*LATENCY_TESTS, *WRITE_TESTS)
-WRITE_CONFIGS = ("protect", "auditd_watch")
+WRITE_CONFIGS = ("protect", "protect_nofile", "auditd_watch")
 CONFIGS = (
     "none",
     "idle",
@@ -52,6 +52,7 @@ CONFIG_TITLES = {
     "auditd_frfw": "auditd, same + open/openat/openat2/creat",
     "ebpf": "bpftrace: exec+argv, openat+path+flags, fork, connect/accept+addresses, to a file",
     "protect": "lxbsm lo,ex,pc,nt, trail, protect: on the written directory (journal)",
+    "protect_nofile": "protect's capture into the ring, a reader that discards it (diagnostic)",
     "auditd_watch": "auditd, -w on the written directory -p wa",
 }
 

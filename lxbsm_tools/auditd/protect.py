@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from lxbsm_tools import uapi
 from lxbsm_tools.bsm import BSMDecodeError, Record, decode_records
-from lxbsm_tools.bsm.tokens import HEADER_IDS, Token
+from lxbsm_tools.bsm.tokens import HEADER_IDS, TRAILER_MAGIC, Token
 from lxbsm_tools.recover import journal
 from lxbsm_tools.recover.journal import AUDIT_UNSET, Entry, Kind
 from lxbsm_tools.recover.store import Store, StoreError, file_id
@@ -133,9 +133,213 @@ def entry_of(rec: Record, seq: int) -> Entry:
     )
     try:
         journal.encode(e)
-    except (journal.JournalError, struct.error) as err:
+    except (journal.JournalError, struct.error, UnicodeError) as err:
         raise RecordError(str(err)) from None
     return e
+
+
+# -- the fast path: journal records as the module writes them ---------------
+#
+# Every journal record the module writes (kmod/protect.c, jrec_emit) is a
+# header32, arg64 tokens, one or two paths, an attr32, for a JWRITE an opaque
+# token (the data), a text, then subject32 or subject32_ex, return32, [seq]
+# and the trailer.  parse_fast() reads that layout with struct alone and
+# gives the entry's fields; anything else, or anything entry_of() would
+# refuse, gives None, and the record takes the general decoder and
+# entry_of(), which file it or say why not.  So the fast path never files
+# what the general one would not, nor differently (tests/host/test_protect.py
+# compares them on generated and damaged records).
+
+_HEADER32 = struct.Struct(">BIBHHII")  # id, size, version, event, modifier, sec, msec
+_ARG64 = struct.Struct(">BQH")  # num, value, text length
+_ATTR32 = struct.Struct(">IIIIQI")  # mode, uid, gid, fsid, nodeid, dev
+_SUBJECT = struct.Struct(">IIIIIIII")  # auid, euid, egid, ruid, rgid, pid, sid, port
+_U32 = struct.Struct(">I")
+_TRAILER = struct.Struct(">HI")
+_TERMINALS: dict[tuple[bytes, int], bytes] = {}
+
+#: The fields of an entry, in journal.frame_parts()'s order but the first
+#: (the sequence number, given when it is filed): time_ns, kind, mode, uid,
+#: gid, auid, asid, fid, start, end, size, path, path2, terminal, event, data.
+Fields = tuple[
+    int, int, int, int, int, int, int, int, int, int, int,
+    bytes, bytes, bytes, bytes, "bytes | memoryview",
+]  # fmt: skip
+
+
+def _terminal_bytes(addr: bytes, port: int) -> bytes:
+    """_terminal() of a subject's address bytes (4 or 16) and port, encoded."""
+    key = (addr, port)
+    got = _TERMINALS.get(key)
+    if got is None:
+        if port == 0 and not any(addr):
+            got = b""
+        else:
+            text = (
+                socket.inet_ntoa(addr)
+                if len(addr) == 4
+                else socket.inet_ntop(socket.AF_INET6, addr)
+            )
+            got = (f"{text} port {port}" if port else text).encode()
+        if len(_TERMINALS) > 1024:
+            _TERMINALS.clear()
+        _TERMINALS[key] = got
+    return got
+
+
+def _path_ok(p: bytes) -> bool:
+    return 0 < len(p) <= journal.PATH_MAX and b"\0" not in p
+
+
+def parse_fast(buf: bytes, o: int, n: int, view: memoryview | None = None) -> Fields | None:
+    """The fields of the journal record @buf[@o:@o + @n] (a whole record:
+    its header says @n bytes), for the layout the module writes; None for
+    anything else (the general decoder decides then).  @view, a memoryview
+    of @buf, lets a write's data be filed without a copy."""
+    end = o + n
+    if n < 18 or buf[o] != 0x14:
+        return None
+    _tid, size, _version, event, _modifier, sec, msec = _HEADER32.unpack_from(buf, o)
+    kind = KIND_OF.get(event)
+    if kind is None or size != n:
+        return None
+    a1 = a2 = a3 = -1
+    paths: list[bytes] = []
+    attr: tuple[int, ...] | None = None
+    data: bytes | memoryview | None = None
+    text: bytes | None = None
+    subj: tuple[int, ...] | None = None
+    addr = b""
+    p = o + 18
+    while p < end:
+        tid = buf[p]
+        if tid == 0x71:  # arg64
+            if p + 12 > end:
+                return None
+            num, value, tl = _ARG64.unpack_from(buf, p + 1)
+            p += 12 + tl
+            if num == 1:
+                a1 = value
+            elif num == 2:
+                a2 = value
+            elif num == 3:
+                a3 = value
+        elif tid == 0x23 or tid == 0x28:  # path, text
+            if p + 3 > end:
+                return None
+            tl = buf[p + 1] << 8 | buf[p + 2]
+            q = p + 3
+            p = q + tl
+            if p > end:
+                return None
+            s = buf[q : p - 1 if tl and buf[p - 1] == 0 else p]
+            if tid == 0x23:
+                paths.append(s)
+            elif text is None:
+                text = s
+        elif tid == 0x3E:  # attr32
+            if p + 29 > end:
+                return None
+            if attr is None:
+                attr = _ATTR32.unpack_from(buf, p + 1)
+            p += 29
+        elif tid == 0x29:  # opaque
+            if p + 3 > end:
+                return None
+            dl = buf[p + 1] << 8 | buf[p + 2]
+            q = p + 3
+            p = q + dl
+            if p > end:
+                return None
+            if data is None:
+                data = view[q:p] if view is not None else buf[q:p]
+        elif tid == 0x24 or tid == 0x7A:  # subject32, subject32_ex
+            if p + 33 > end:
+                return None
+            ids = _SUBJECT.unpack_from(buf, p + 1)
+            p += 33
+            if tid == 0x7A:
+                if p + 4 > end:
+                    return None
+                (atype,) = _U32.unpack_from(buf, p)
+                p += 4
+                if atype != 4 and atype != 16:
+                    return None
+            else:
+                atype = 4
+            if p + atype > end:
+                return None
+            if subj is None:
+                subj, addr = ids, buf[p : p + atype]
+            p += atype
+        elif tid == 0x27:  # return32
+            p += 6
+        elif tid == 0x2F:  # seq
+            p += 5
+        elif tid == 0x13:  # trailer: the last token, and it agrees with the header
+            if p + 7 != end:
+                return None
+            magic, count = _TRAILER.unpack_from(buf, p + 1)
+            if magic != TRAILER_MAGIC or count != size:
+                return None
+            p = end
+        else:
+            return None
+    if p != end or a3 < 0 or attr is None:
+        return None
+    start = stop = 0
+    if kind == Kind.WRITE or kind == Kind.LOST:
+        if a1 < 0 or a2 < a1:
+            return None
+        start, stop = a1, a2
+    two = kind == Kind.RENAME or kind == Kind.LINK
+    if len(paths) != (2 if two else 1) or not all(_path_ok(x) for x in paths):
+        return None
+    if kind == Kind.WRITE:
+        if data is None or len(data) != stop - start or a3 < stop:
+            return None
+    else:
+        data = b""
+    if text is None:
+        text = b""
+    elif not text.isascii():
+        try:
+            text.decode()
+        except UnicodeDecodeError:
+            return None
+    if subj is None:
+        auid = asid = AUDIT_UNSET
+        term = b""
+    else:
+        auid, asid = subj[0], subj[6]
+        term = _terminal_bytes(addr, subj[7])
+    mode, uid, gid, fsid, nodeid, _dev = attr
+    return (
+        sec * 1_000_000_000 + msec * 1_000_000,
+        int(kind),
+        stat.S_IFREG | (mode & 0o7777),
+        uid,
+        gid,
+        auid,
+        asid,
+        file_id(fsid, nodeid),
+        start,
+        stop,
+        a3,
+        paths[0],
+        paths[1] if two else b"",
+        term,
+        text,
+        data,
+    )
+
+
+def fields_of(e: Entry) -> Fields:
+    """An entry's fields as parse_fast() gives them."""
+    return (
+        e.time_ns, int(e.kind), e.mode, e.uid, e.gid, e.auid, e.asid, e.fid, e.start, e.end,
+        e.size, e.path, e.path2, e.terminal.encode(), e.event.encode(), e.data,
+    )  # fmt: skip
 
 
 class Filer:
@@ -152,7 +356,12 @@ class Filer:
         self.log = log
         self.seq = store.last_seq()
         self.size = store.disk_bytes()
-        self.pending: list[Entry] = []
+        # The batch's entries, encoded: frames' pieces to join (journal.frame_parts).
+        self.pending: list[bytes | memoryview] = []
+        self.pending_first = 0  # the first pending entry's sequence number
+        self.pending_entries = 0
+        self.pending_data = 0  # file data bytes they file
+        self.pending_lost = 0  # LOST entries among them
         self.pending_bytes = 0
         self.full = False
         self.counters = {
@@ -170,14 +379,21 @@ class Filer:
         written to @trail at @offset)."""
         if not any(b in data for b in _EVENT_BYTES):
             return  # the common case: no journal record in the batch
+        view = memoryview(data)
+        kinds = KIND_OF
         o = 0
-        while o < len(data):
+        size = len(data)
+        while o < size:
             n = int.from_bytes(data[o + 1 : o + 5], "big")
-            if data[o] not in HEADER_IDS or n < 8 or o + n > len(data):
+            if data[o] not in HEADER_IDS or n < 8 or o + n > size:
                 self._bad(trail, offset + o, "not a BSM record here; the rest of the batch skipped")
                 return
-            if int.from_bytes(data[o + 6 : o + 8], "big") in KIND_OF:
-                self._one(data[o : o + n], trail, offset + o)
+            if (data[o + 6] << 8 | data[o + 7]) in kinds:
+                f = parse_fast(data, o, n, view)
+                if f is None:
+                    self._one(data[o : o + n], trail, offset + o)
+                else:
+                    self._file(f)
             o += n
 
     def _bad(self, trail: str, offset: int, why: str) -> None:
@@ -186,6 +402,7 @@ class Filer:
         self.log(self.last_error)
 
     def _one(self, raw: bytes, trail: str, offset: int) -> None:
+        """A record the fast path did not take: the general decoder's way."""
         try:
             rec = next(iter(decode_records(raw, source=trail)))
             e = entry_of(rec, self.seq + 1)
@@ -195,8 +412,13 @@ class Filer:
         except (RecordError, StopIteration) as err:
             self._bad(trail, offset, str(err) or "no record")
             return
-        if e.kind == Kind.WRITE and self.max_bytes:
-            if self.size + self.pending_bytes + len(e.data) > self.max_bytes:
+        self._file(fields_of(e))
+
+    def _file(self, f: Fields) -> None:
+        data = f[15]
+        kind = f[1]
+        if kind == Kind.WRITE and self.max_bytes:
+            if self.size + self.pending_bytes + len(data) > self.max_bytes:
                 if not self.full:
                     self.full = True
                     self.last_error = (
@@ -206,45 +428,43 @@ class Filer:
                     )
                     self.log(self.last_error)
                 self.counters["over_max"] += 1
-                e = Entry(
-                    seq=e.seq,
-                    time_ns=e.time_ns,
-                    kind=Kind.LOST,
-                    fid=e.fid,
-                    path=e.path,
-                    start=e.start,
-                    end=e.end,
-                    size=e.size,
-                    mode=e.mode,
-                    uid=e.uid,
-                    gid=e.gid,
-                    auid=e.auid,
-                    asid=e.asid,
-                    terminal=e.terminal,
-                    event=f"{OVER_MAX} ({e.event})",
-                )
+                event = f"{OVER_MAX} ({f[14].decode()})".encode()
+                f = (*f[:1], int(Kind.LOST), *f[2:14], event, b"")
+                data, kind = b"", Kind.LOST
         self.seq += 1
-        self.pending.append(e)
-        self.pending_bytes += len(e.data) + 128
+        if not self.pending_entries:
+            self.pending_first = self.seq
+        self.pending.extend(journal.frame_parts(self.seq, *f))
+        self.pending_entries += 1
+        self.pending_data += len(data)
+        if kind == Kind.LOST:
+            self.pending_lost += 1
+        self.pending_bytes += len(data) + 128
 
     def flush(self) -> None:
         """The batch's entries to the journal, on disk (one fsync)."""
-        if not self.pending:
+        if not self.pending_entries:
             return
-        entries, self.pending, self.pending_bytes = self.pending, [], 0
+        n, first, nbytes, lost = (
+            self.pending_entries,
+            self.pending_first,
+            self.pending_data,
+            self.pending_lost,
+        )
+        data = b"".join(self.pending)
+        self.pending = []
+        self.pending_entries = self.pending_data = self.pending_lost = self.pending_bytes = 0
         try:
-            self.size += self.store.append(entries)
+            self.size += self.store.append_frames(data, first)
         except (OSError, StoreError) as err:
-            self.counters["errors"] += len(entries)
+            self.counters["errors"] += n
             why = f"{err.filename}: {err.strerror}" if isinstance(err, OSError) else str(err)
-            self.last_error = f"journal {self.store.root}: {len(entries)} entries not filed: {why}"
+            self.last_error = f"journal {self.store.root}: {n} entries not filed: {why}"
             self.log(self.last_error + " (they are in the trail)")
             return
-        self.counters["filed"] += len(entries)
-        for e in entries:
-            self.counters["filed_data_bytes"] += len(e.data)
-            if e.kind == Kind.LOST:
-                self.counters["lost"] += 1
+        self.counters["filed"] += n
+        self.counters["filed_data_bytes"] += nbytes
+        self.counters["lost"] += lost
 
     def remeasure(self, max_bytes: int) -> None:
         """A reload: the limit may have changed and a compaction freed room."""

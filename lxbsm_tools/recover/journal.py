@@ -112,9 +112,8 @@ def _check(e: Entry) -> None:
 
 def encode(e: Entry) -> bytes:
     _check(e)
-    term, event = e.terminal.encode(), e.event.encode()
-    body = (
-        _BODY.pack(
+    return b"".join(
+        frame_parts(
             e.seq,
             e.time_ns,
             int(e.kind),
@@ -127,19 +126,64 @@ def encode(e: Entry) -> bytes:
             e.start,
             e.end,
             e.size,
-            len(e.path),
-            len(e.path2),
-            len(term),
-            len(event),
-            len(e.data),
+            e.path,
+            e.path2,
+            e.terminal.encode(),
+            e.event.encode(),
+            e.data,
         )
-        + e.path
-        + e.path2
-        + term
-        + event
-        + e.data
     )
-    return _FRAME.pack(MAGIC, len(body), zlib.crc32(body)) + body
+
+
+def frame_parts(
+    seq: int,
+    time_ns: int,
+    kind: int,
+    mode: int,
+    uid: int,
+    gid: int,
+    auid: int,
+    asid: int,
+    fid: int,
+    start: int,
+    end: int,
+    size: int,
+    path: bytes,
+    path2: bytes,
+    terminal: bytes,
+    event: bytes,
+    data: bytes | memoryview,
+) -> tuple[bytes, bytes | memoryview]:
+    """An entry's frame, unchecked, as two pieces to join: the frame's header
+    and the body's fields, then the data (not copied: a view of the record
+    it came in does), so that filing copies a write's bytes once."""
+    fields = (
+        _BODY.pack(
+            seq,
+            time_ns,
+            kind,
+            mode,
+            uid,
+            gid,
+            auid,
+            asid,
+            fid,
+            start,
+            end,
+            size,
+            len(path),
+            len(path2),
+            len(terminal),
+            len(event),
+            len(data),
+        )
+        + path
+        + path2
+        + terminal
+        + event
+    )
+    crc = zlib.crc32(data, zlib.crc32(fields))
+    return _FRAME.pack(MAGIC, len(fields) + len(data), crc) + fields, data
 
 
 def decode_body(body: bytes) -> Entry:

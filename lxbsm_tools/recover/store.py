@@ -379,10 +379,17 @@ class Store:
         last holds SEGMENT bytes (a reader holds one file in memory) or
         cannot be written by this user (one a compaction run as another user
         made); the bytes added."""
-        self._check()
         if not entries:
+            self._check()
             return 0
-        data = b"".join(journal.encode(e) for e in entries)
+        return self.append_frames(b"".join(journal.encode(e) for e in entries), entries[0].seq)
+
+    def append_frames(self, data: bytes, first_seq: int) -> int:
+        """append() of entries already encoded (journal.encode), the first
+        of them entry @first_seq; the bytes added."""
+        self._check()
+        if not data:
+            return 0
         files = sorted(self.journal_dir.glob("*.j"))
         if files and files[-1].stat().st_size < SEGMENT:
             try:
@@ -390,7 +397,7 @@ class Store:
                 return len(data)
             except PermissionError:
                 pass
-        journal.append_bytes(self.journal_dir / f"{entries[0].seq:020d}.j", data)
+        journal.append_bytes(self.journal_dir / f"{first_seq:020d}.j", data)
         _fsync_dir(self.journal_dir)
         return len(data)
 

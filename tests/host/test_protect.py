@@ -573,3 +573,163 @@ def test_the_daemon_files_and_reloads_under_its_seccomp_filter(tmp_path: Path, t
     )
     r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout == "filed 5 done\n", r.stderr
+
+
+# -- the fast path (protect.parse_fast) against the general decoder ------------
+
+
+def _general(raw: bytes, seq: int) -> bytes | str:
+    """The frame the general decoder and entry_of() file, or why not."""
+    from lxbsm_tools.bsm import BSMDecodeError, decode_records
+    from lxbsm_tools.recover import journal
+
+    try:
+        return journal.encode(protect.entry_of(next(iter(decode_records(raw))), seq))
+    except (BSMDecodeError, protect.RecordError, StopIteration) as e:
+        return f"{type(e).__name__}: {e}"
+
+
+def _fast(raw: bytes, seq: int) -> bytes | None:
+    from lxbsm_tools.recover import journal
+
+    f = protect.parse_fast(raw, 0, len(raw), memoryview(raw))
+    return None if f is None else b"".join(journal.frame_parts(seq, *f))
+
+
+def _random_jrec(rnd: Any, kernel_shaped: bool) -> bytes:
+    """A journal record as the module writes it (@kernel_shaped), or one
+    that breaks the interface somewhere: tokens missing, doubled, out of
+    place or foreign, lengths that disagree, names that cannot be filed."""
+    event = rnd.choice([JWRITE, JWRITE, JWRITE, JTRUNCATE, JCREATE, JUNLINK, JRENAME, JLINK,
+                        JMETA, JLOST])  # fmt: skip
+
+    def name() -> str:
+        raw = bytes(rnd.choice(b"abc/\xff\xc3\xa9.") for _ in range(rnd.randint(1, 40)))
+        return "/srv/" + raw.decode("utf-8", "surrogateescape")
+
+    start = rnd.choice([0, 1, 4096, 1 << 40])
+    n = rnd.choice([0, 1, 5, 100, 4096])
+    data = rnd.randbytes(n)
+    end = start + n
+    size = end + rnd.choice([0, 0, 7])
+    toks = []
+    if event in (JWRITE, JLOST):
+        toks.append(make_token("arg64", num=1, value=start, text="start"))
+        toks.append(make_token("arg64", num=2, value=end, text="end"))
+    toks.append(make_token("arg64", num=3, value=size, text="size"))
+    toks.append(make_token("path", text=name()))
+    if event in (JRENAME, JLINK):
+        toks.append(make_token("path", text=name()))
+    if event != JLOST or rnd.random() < 0.5:
+        toks.append(make_token("attr32", mode=rnd.choice([0o644, 0o4755, 0o7777]),
+                               uid=rnd.randrange(1 << 32), gid=rnd.randrange(1 << 32),
+                               fsid=rnd.randrange(1 << 32), nodeid=rnd.randrange(1 << 64),
+                               dev=0))  # fmt: skip
+    if event == JWRITE:
+        toks.append(make_token("opaque", data=data))
+    toks.append(make_token("text", text=rnd.choice(["write", "mmap", "pwritev2", "x" * 300])))
+    ids = dict(auid=rnd.choice([0, 1000, 0xFFFFFFFF]), euid=0, egid=0, ruid=0, rgid=0, pid=7,
+               sid=rnd.choice([3, 0xFFFFFFFF]), port=rnd.choice([0, 0, 22, 40000]))  # fmt: skip
+    kind = rnd.random()
+    if kind < 0.4:
+        addr = rnd.choice(["0.0.0.0", "192.0.2.10"])
+        toks.append(make_token("subject32", **ids, address=addr))
+    elif kind < 0.7:
+        addr = rnd.choice(["::", "2001:db8::1", "::ffff:192.0.2.1"])
+        toks.append(make_token("subject32_ex", **ids, addr_type=16, address=addr))
+    else:
+        addr = rnd.choice(["0.0.0.0", "198.51.100.66"])
+        toks.append(make_token("subject32_ex", **ids, addr_type=4, address=addr))
+    toks.append(make_token("return32", status=0, value=0))
+    if rnd.random() < 0.5:
+        toks.append(make_token("seq", seq=rnd.randrange(1 << 32)))
+    if not kernel_shaped:
+        r = rnd.random()
+        i = rnd.randrange(len(toks) + 1)
+        if r < 0.2 and len(toks) > 1:
+            del toks[rnd.randrange(len(toks))]
+        elif r < 0.4:
+            toks.insert(i, toks[rnd.randrange(len(toks))])
+        elif r < 0.5:
+            toks.insert(i, make_token("arg64", num=rnd.choice([1, 2, 3, 4]),
+                                      value=rnd.randrange(1 << 64), text=""))  # fmt: skip
+        elif r < 0.6:
+            toks.insert(i, make_token("path", text=rnd.choice(["", "/a\0b", "/" + "p" * 4100])))
+        elif r < 0.7:
+            toks.insert(i, make_token("text", text="\udcff"))
+        elif r < 0.8:
+            toks.insert(i, make_token("arg32", num=3, value=1, text="size"))
+        elif r < 0.9:
+            toks.insert(i, make_token("attr64", mode=0, uid=0, gid=0, fsid=0, nodeid=0, dev=0))
+        else:
+            toks.insert(i, make_token("subject64", **ids, address="192.0.2.9"))
+    when = rnd.choice([0.0, 1.5, 1_700_000_000.999, 4_294_967_295.25])
+    sec = int(when)
+    return encode_record(event, 0, toks, time=(sec, round((when - sec) * 1000)))
+
+
+def test_the_fast_path_files_what_the_general_decoder_files() -> None:
+    import random
+
+    rnd = random.Random(17)
+    fast_taken = 0
+    for i in range(3000):
+        shaped = i % 3 != 0
+        raw = _random_jrec(rnd, kernel_shaped=shaped)
+        general, fast = _general(raw, i + 1), _fast(raw, i + 1)
+        if fast is not None:
+            assert fast == general, raw.hex()
+            fast_taken += 1
+        if shaped and isinstance(general, bytes):
+            assert fast is not None, raw.hex()  # the module's layout takes the fast path
+    assert fast_taken > 1500
+
+
+def test_the_fast_path_leaves_damaged_records_to_the_general_decoder() -> None:
+    import random
+
+    rnd = random.Random(18)
+    for _ in range(150):
+        raw = _random_jrec(rnd, kernel_shaped=True)
+        cases = []
+        # Cut at every offset, the header's byte count said right (the ring's
+        # walk trusts it) or left as it was.
+        for cut in range(18, len(raw), max(1, len(raw) // 60)):
+            short = bytearray(raw[:cut])
+            cases.append(bytes(short))
+            short[1:5] = cut.to_bytes(4, "big")
+            cases.append(bytes(short))
+        for _ in range(40):  # a byte changed anywhere but in the header's count
+            b = bytearray(raw)
+            at = rnd.choice([0, *range(5, len(b))])
+            b[at] = rnd.randrange(256)
+            cases.append(bytes(b))
+        for c in cases:
+            fast = _fast(c, 9)
+            if fast is not None:
+                assert fast == _general(c, 9), c.hex()
+
+
+def test_a_record_the_fast_path_refuses_is_reported_as_before(rig: Rig, tree: Path) -> None:
+    rig.d.start([])
+    rig.baseline_done()
+    t = time.time() + 1
+    a = str(tree / "a.txt")
+    good = jrec(JWRITE, a, when=t, start=0, end=2, size=2, data=b"HE")
+    no_attr = bytearray(good)
+    at = no_attr.index(bytes([0x3E]) + (0o644).to_bytes(4, "big"))
+    del no_attr[at : at + 29]
+    no_attr[1:5] = len(no_attr).to_bytes(4, "big")
+    no_attr[-4:] = len(no_attr).to_bytes(4, "big")
+    unicode = jrec(JWRITE, a, when=t, start=0, end=2, size=2, data=b"HE", call="\udcff")
+    assert protect.parse_fast(good, 0, len(good)) is not None
+    assert protect.parse_fast(bytes(no_attr), 0, len(no_attr)) is None
+    assert protect.parse_fast(unicode, 0, len(unicode)) is None
+    rig.d.drain()
+    rig.feed(bytes(no_attr), unicode, good)
+    f = rig.d.protect.filer
+    assert f is not None
+    assert (f.counters["malformed"], f.counters["filed"]) == (2, 1)
+    msgs = [m.split(": ", 2)[2] for m in rig.logs if "journal record not filed" in m]
+    assert msgs[0] == "journal record not filed: no attr32 token"
+    assert msgs[1].startswith("journal record not filed: 'utf-8' codec can't encode")
