@@ -41,14 +41,34 @@ BY_EVENTS = {
 XC_HOOKS = ("__x64_sys_execve", "security_bprm_check", "security_file_open", "security_mmap_file")
 # hooks with other duties: the process table, sessions, exec control, peers
 ALWAYS = ("sched_process_fork", "sched_process_exec", "security_sock_graft", "__sys_setuid")
+# protected trees' capture (kmod/protect.c), armed while some tree is protected; two of its
+# functions are hooked for other duties too (security_path_chmod, security_mmap_file), and the
+# table lists those duties first
+PROTECT = (
+    "rw_verify_area",
+    "vfs_fallocate",
+    "security_path_truncate",
+    "security_path_unlink",
+    "security_path_rename",
+    "security_path_link",
+    "security_path_mknod",
+    "security_path_chown",
+    "security_file_free",
+)
 
 
-def states() -> dict[str, str]:
+def states(last: bool = False) -> dict[str, str]:
+    """Each hook's state by its function; of a function hooked twice, the first hook's (the
+    last's with @last)."""
     fd = uapi.open_control()
     try:
-        return {h.name: h.state for h in uapi.hooks(fd)}
+        hooks = list(uapi.hooks(fd))
     finally:
         os.close(fd)
+    out: dict[str, str] = {}
+    for h in reversed(hooks) if not last else hooks:
+        out[h.name] = h.state
+    return out
 
 
 def entry_calls() -> dict[str, int]:
@@ -85,6 +105,23 @@ def test_hooks_are_armed_only_while_their_events_are_selected(tmp_path: Path) ->
         os.close(ctl)
     assert {n: armed_by_rules[n] for n in XC_HOOKS} == dict.fromkeys(XC_HOOKS, "on")
     assert all(states()[n] == "idle" for n in BY_EVENTS)
+    # The capture of protected trees, while a tree is protected, and only then.
+    assert all(states(last=True)[n] == "idle" for n in (*PROTECT, "security_mmap_file"))
+    ctl = uapi.open_control()
+    tree = os.open(tmp_path, os.O_PATH | os.O_DIRECTORY)
+    try:
+        uapi.set_protect(ctl, [tree])
+        protecting = states(last=True)
+        uapi.set_protect(ctl, [])
+    finally:
+        os.close(tree)
+        os.close(ctl)
+    assert {n: protecting[n] for n in (*PROTECT, "security_mmap_file", "security_path_chmod")} == (
+        dict.fromkeys((*PROTECT, "security_mmap_file", "security_path_chmod"), "on")
+    )
+    # ... and nothing else: the events' hooks stay out of the calls' path
+    assert all(protecting[n] == "idle" for n in ("do_sys_openat2", "kernel_clone", "__sys_accept4"))
+    assert all(states(last=True)[n] == "idle" for n in PROTECT)
     # Disarmed, a hook is out of the calls' path: its handler does not run.
     target = tmp_path / "f"
     target.write_text("x")
