@@ -355,8 +355,12 @@ static struct lxbsm_hook hooks[] = {
 	       ARM(LXBSM_EV_ACCEPT, LXBSM_EV_ACCEPT)),
 	KRET("audit_set_loginuid", false, 0, lxbsm_loginuid_entry, lxbsm_loginuid_ret,
 	     lxbsm_setid_data_size, ACTIVE_QUICK),
+	LXBSM_TABLE_CALLS(TABLE_CALL)
+	LXBSM_TABLE_CAPTURES(TABLE_CAPTURE)
 	/*
 	 * Protected trees (protect.c): every change to a file below one.
+	 * Last: where a function is hooked for another duty too
+	 * (security_path_chmod, security_mmap_file), that hook comes first.
 	 * rw_verify_area is on the path of every write that names a range
 	 * (syscalls, io_uring, copy_file_range, splice, sendfile).
 	 */
@@ -372,8 +376,6 @@ static struct lxbsm_hook hooks[] = {
 	PROTECT("security_path_chown", true, lxbsm_protect_chown_pre),
 	PROTECT("security_mmap_file", true, lxbsm_protect_mmap_pre),
 	PROTECT("security_file_free", true, lxbsm_protect_free_pre),
-	LXBSM_TABLE_CALLS(TABLE_CALL)
-	LXBSM_TABLE_CAPTURES(TABLE_CAPTURE)
 };
 
 void lxbsm_cost_leave(struct lxbsm_hook *h, enum lxbsm_cost_part part,

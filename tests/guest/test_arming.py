@@ -43,7 +43,7 @@ XC_HOOKS = ("__x64_sys_execve", "security_bprm_check", "security_file_open", "se
 ALWAYS = ("sched_process_fork", "sched_process_exec", "security_sock_graft", "__sys_setuid")
 # protected trees' capture (kmod/protect.c), armed while some tree is protected; two of its
 # functions are hooked for other duties too (security_path_chmod, security_mmap_file), and the
-# table lists those duties first
+# table lists those duties first (kmod/hooks.c: the capture's hooks come last)
 PROTECT = (
     "rw_verify_area",
     "vfs_fallocate",
