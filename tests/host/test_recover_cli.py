@@ -430,17 +430,22 @@ def test_a_compaction_killed_at_random_points_leaves_a_usable_journal(tmp_path: 
         assert p.stdout is not None and p.stdout.readline() == "go\n"
         return p
 
-    p = launch()
-    t0 = time.monotonic()
-    assert p.wait() == 0
-    full = time.monotonic() - t0  # the compaction itself, after the interpreter's start
+    runs = []
+    for _ in range(3):  # the shortest of three: the kills below land inside it
+        shutil.rmtree(s.store.root)
+        shutil.copytree(pristine, s.store.root)
+        p = launch()
+        t0 = time.monotonic()
+        assert p.wait() == 0
+        runs.append(time.monotonic() - t0)  # the compaction itself, after the interpreter's start
+    full = min(runs)
     kills = 0
     seen = set()
     for round_ in range(20):
         shutil.rmtree(s.store.root)
         shutil.copytree(pristine, s.store.root)
         p = launch()
-        time.sleep(rng.uniform(0, full))
+        time.sleep(rng.uniform(0, 0.8 * full))
         p.kill()
         kills += p.wait() == -9
         seen.add((len(s.store.baselines()), len(list(s.store.journal_dir.iterdir()))))
