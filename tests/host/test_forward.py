@@ -566,6 +566,9 @@ def test_jsonl_rotation_never_tears_a_line_for_an_inode_follower(d: Path) -> Non
         for i in range(20):  # 20 batches of 25 lines (about 15 KB): a rotation before each
             t.write(25, pad=50)
             wait_for("the batch", lambda i=i: f.out()["sent"] == 25 * (i + 1))  # type: ignore[misc]
+            # the follower has the batch before the next rotation (it polls, as tail does,
+            # and a file rotated twice between two of its polls would be skipped whole)
+            wait_for("the follower", lambda i=i: len(lines) >= 25 * (i + 1))  # type: ignore[misc]
         wait_for("every line", lambda: f.out()["sent"] == 500)
     finally:
         time.sleep(0.3)
