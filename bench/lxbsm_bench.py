@@ -130,6 +130,22 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def stop_process(
+    proc: subprocess.Popen[bytes] | subprocess.Popen[str] | None,
+    sig: int = signal.SIGTERM,
+    timeout: float = 60,
+) -> None:
+    """Stop @proc, if it runs, with @sig; killed if it is not gone within @timeout."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def settle() -> None:
     """Let what the previous configuration left (log writeback, exiting daemons) pass."""
     os.sync()
@@ -329,13 +345,7 @@ class Lxbsmd:
 
     def stop(self) -> None:
         for p in (self.proc, self.reader):
-            if p is not None and p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-                try:
-                    p.wait(60)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
+            stop_process(p)
         self.proc = self.reader = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -460,13 +470,7 @@ class LinuxAudit:
 
     def stop(self) -> None:
         self.idle_state()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -520,13 +524,7 @@ class Ebpf:
         return self.proc.pid
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(120)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, signal.SIGINT, 120)
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -557,13 +555,7 @@ class RingReader:
         return self.proc.pid
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc)
         self.proc = None
 
 
