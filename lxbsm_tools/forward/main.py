@@ -82,6 +82,9 @@ class Forwarder:
                 errors.append(f"output {name} ({o.line}): {e}")
                 continue
             self.runners[name] = r
+            # Fixed here, not when the thread first reads: a rotation in between
+            # must not move a new output's start past the trail open now.
+            r.start_trail()
             r.start()
             where = f"trail {r.pos.trail} offset {r.pos.offset}" if r.pos.trail else "open trail"
             self.log(f"output {name}: started at {where}")

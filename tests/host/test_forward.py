@@ -32,6 +32,7 @@ from lxbsm_tools.auditd.trail import TrailWriter
 from lxbsm_tools.bsm import encode_record, load_event_table, make_token, read_trail
 from lxbsm_tools.bsm.text import record_json
 from lxbsm_tools.forward import main as fmain
+from lxbsm_tools.forward import outputs as foutputs
 from lxbsm_tools.forward.cursor import Cursor
 from lxbsm_tools.forward.state import STATUS, Position, position_file, read_status
 
@@ -614,6 +615,35 @@ def test_jsonl_cuts_a_torn_last_line_and_resends_it(d: Path) -> None:
     objs = [json.loads(x) for x in out.read_bytes().splitlines()]
     assert [o["offset"] for o in objs] == [json.loads(x)["offset"] for x in text]
     assert any("cut a torn last line" in x for x in f.logs)
+
+
+def test_a_new_output_starts_at_the_trail_open_when_it_was_added(
+    d: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The start is fixed when the output is added, not when its thread first
+    reads: a rotation before the thread runs loses nothing (seen in CI)."""
+    t = Trails(d)
+    t.write(5)
+    out = d / "o.jsonl"
+    cf = control(d, t, f"jsonl {out}")
+    held: list[threading.Thread] = []
+    monkeypatch.setattr(foutputs.Runner, "start", lambda self: held.append(self))
+    f = InProcess(cf)
+    monkeypatch.undo()
+    try:
+        t.write(5)
+        t.rotate()
+        t.write(5)
+        for r in held:
+            r.start()
+        wait_for("15 lines", lambda: f.out()["sent"] == 15)
+    finally:
+        f.stop()
+        t.close()
+    # From the start of the trail open when the output was added, past the rotation.
+    objs = [json.loads(x) for x in out.read_bytes().splitlines()]
+    seqs = [next(tok["seq"] for tok in o["tokens"] if tok["token"] == "seq") for o in objs]
+    assert seqs == list(range(1, 16))
 
 
 def test_damaged_position_file_is_an_error_not_a_fresh_start(d: Path) -> None:
