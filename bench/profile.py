@@ -29,6 +29,11 @@ def main() -> int:
     p.add_argument("--configs", default="none,ring,file")
     p.add_argument("--scale", default="0.5", help="lat_sys -s (samples and batches)")
     p.add_argument("--freq", default="4000", help="perf record -F (samples per guest second)")
+    p.add_argument(
+        "--children",
+        action="store_true",
+        help="report each symbol with what it calls (inclusive), by symbol",
+    )
     p.add_argument("tests", nargs="+")
     args = p.parse_args()
     rundir = Path(os.environ.get("LXBSM_RUNDIR", "/tmp"))
@@ -62,9 +67,11 @@ def main() -> int:
             # Reported while the module is loaded: its symbols are in kallsyms.
             rep = subprocess.run(
                 [
-                    *("perf", "report", "-i", str(data), "--stdio", "--no-children"),
+                    *("perf", "report", "-i", str(data), "--stdio"),
+                    "--children" if args.children else "--no-children",
                     *("-g", "none", "--kallsyms", "/proc/kallsyms"),
-                    *("--sort", "comm,sym", "--percent-limit", "0.3"),
+                    *("--sort", "sym" if args.children else "comm,sym"),
+                    *("--percent-limit", "0.2" if args.children else "0.3"),
                 ],
                 capture_output=True,
                 text=True,
