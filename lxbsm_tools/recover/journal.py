@@ -244,10 +244,15 @@ def _frame_at(buf: bytes, o: int) -> tuple[Entry, int] | str:
         return f"bad entry: {err}"
 
 
-def read(path: Path, damages: list[Damage]) -> Iterator[Entry]:
-    """The entries of one journal file, in file order; damage is appended to
-    @damages and reading resumes at the next frame that checks."""
-    buf = path.read_bytes()
+def read(
+    path: Path, damages: list[Damage], start: int = 0, end: int | None = None
+) -> Iterator[Entry]:
+    """The entries of one journal file, in file order, or of its bytes from
+    @start (a frame's start) to @end; damage is appended to @damages (file
+    offsets) and reading resumes at the next frame that checks."""
+    with path.open("rb") as f:
+        f.seek(start)
+        buf = f.read() if end is None else f.read(max(0, end - start))
     o = 0
     while o < len(buf):
         got = _frame_at(buf, o)
@@ -260,7 +265,7 @@ def read(path: Path, damages: list[Damage]) -> Iterator[Entry]:
         while nxt != -1 and isinstance(_frame_at(buf, nxt), str):
             nxt = buf.find(MAGIC, nxt + 1)
         stop = len(buf) if nxt == -1 else nxt
-        damages.append(Damage(path, o, stop - o, got))
+        damages.append(Damage(path, start + o, stop - o, got))
         o = stop
 
 

@@ -5,6 +5,7 @@
     DIR/objects/ab/cdef...          file contents, named by their SHA-256
     DIR/baselines/TIME_NS.base      one baseline: a BASE entry per regular file
     DIR/journal/FIRSTSEQ.j          journal files: the entries, in order
+    DIR/lock                        compaction against the daemon's appends
 
 A baseline copies every regular file under the protected trees into
 objects/ (a content already there costs nothing: later baselines store only
@@ -18,9 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import os
 import stat
+import struct
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from .history import FileState, Tree, replay
 from .journal import Damage, Entry, Kind
 
 SEGMENT = 64 << 20  # bytes of a journal file before the next one is begun
+AGAIN = "another compaction ran at the same time; nothing was changed, run it again"
 STREAM_OVER = 1 << 20  # a file this large is copied in chunks, not read whole
 
 
@@ -90,6 +94,30 @@ class Store:
     def create(self) -> None:
         for d in (self.root, self.objects, self.baselines_dir, self.journal_dir):
             d.mkdir(mode=0o700, exist_ok=True)
+        os.close(os.open(self.root / "lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+
+    @contextlib.contextmanager
+    def locked(self, exclusive: bool) -> Iterator[None]:
+        """The journal files held still: appends (the daemon's) take the lock
+        shared, a compaction's look at the files and its rewrite of them
+        exclusive, so that no entry appended meanwhile is dropped with a
+        file it rewrites.  A record lock on DIR/lock: shared needs only read
+        access, so a daemon running as another user than the compaction's
+        can take it (a missing lock file is made, 0644)."""
+        p = self.root / "lock"
+        flags = (os.O_RDWR if exclusive else os.O_RDONLY) | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = os.open(p, flags, 0o644)
+        except OSError as e:
+            raise StoreError(f"{p}: cannot open the lock file: {e.strerror}") from None
+        try:
+            # An open file description's lock (not a process's): a thread of
+            # the daemon's process is kept out as well as another process.
+            kind = fcntl.F_WRLCK if exclusive else fcntl.F_RDLCK
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, struct.pack("@hhqqi4x", kind, os.SEEK_SET, 0, 0, 0))
+            yield
+        finally:
+            os.close(fd)  # and the lock with it
 
     def _check(self) -> None:
         for d in (self.objects, self.baselines_dir, self.journal_dir):
@@ -313,46 +341,104 @@ class Store:
         it are given up.  Refused (StoreError) if any of those entries is
         @untrusted.  Each step leaves a usable directory if cut short: the
         new baseline is whole before the older ones go, they are gone before
-        any entry goes, the remaining entries
-        are whole in their new file before the old files go, and an entry
-        left in two files is read once."""
+        any entry goes, the remaining entries of a file are whole in their
+        new file before the old one goes, and an entry left in two files is
+        read once.
+
+        The daemon may file entries meanwhile.  The files are read as they
+        stood at one moment (their sizes, under the lock), the tree replayed
+        without the lock; then, holding it, what was appended since is read
+        and replayed too, and the files rewritten: the daemon waits for that
+        part only, and nothing it filed is lost."""
+        self._check()
+        with self.locked(exclusive=True):
+            sizes = {p: p.stat().st_size for p in sorted(self.journal_dir.glob("*.j"))}
         damages: list[Damage] = []
-        entries = self.entries(damages)
+        try:
+            by_file = {p: list(journal.read(p, damages, 0, n)) for p, n in sizes.items()}
+        except FileNotFoundError as e:
+            raise StoreError(f"{e.filename}: removed while compacting: {AGAIN}") from None
+        self._refuse(by_file, damages, before_ns, untrusted)
+        old = self.baseline_for(before_ns)
+        base = self.load_baseline(old, damages)
+        if damages:
+            raise StoreError(f"{damages[0]}: the baseline is damaged; not compacting")
+        start = old.time_ns if old else 0
+
+        def folded(es: Iterable[Entry]) -> list[Entry]:
+            return sorted((e for e in es if start <= e.time_ns <= before_ns), key=lambda e: e.seq)
+
+        t = replay(base, folded(self._unique(by_file)))
+        with self.locked(exclusive=True):
+            for p, n in sizes.items():
+                if not p.exists() or p.stat().st_size < n:
+                    raise StoreError(f"{p}: rewritten while compacting: {AGAIN}")
+            late: dict[Path, list[Entry]] = {}
+            for p in sorted(self.journal_dir.glob("*.j")):
+                got = list(journal.read(p, damages, sizes.get(p, 0)))
+                if got:
+                    late[p] = got
+            self._refuse(late, damages, before_ns, untrusted)
+            seen = {e.seq for es in by_file.values() for e in es}
+            # Entries of the moment filed late (a backlog in the ring): on top,
+            # as journal order puts them.
+            t = replay(t, folded(e for e in self._unique(late) if e.seq not in seen))
+            for p, es in late.items():
+                by_file.setdefault(p, []).extend(es)
+            baseline = self._write_baseline(t, before_ns)
+            # The older baselines go before any entry does: one left beside a
+            # journal that lost the entries after it would restore its moments
+            # wrong, where without it they are refused.
+            for b in self.baselines():
+                if b.time_ns < before_ns:
+                    b.path.unlink()
+            _fsync_dir(self.baselines_dir)
+            for p in sorted(by_file):
+                es = by_file[p]
+                rest = [e for e in es if e.time_ns > before_ns]
+                if len(rest) == len(es):
+                    continue  # nothing of it folded: left as it is
+                if rest:
+                    keep = self.journal_dir / f"{rest[0].seq:020d}.j"
+                    if keep != p and keep in by_file:
+                        # The name is taken (by a compaction cut short, or by
+                        # this loop): one file of both, each entry once.
+                        both = self._unique({keep: by_file[keep], p: rest})
+                        rest = [e for e in both if e.time_ns > before_ns]
+                    by_file[keep] = rest
+                    write_atomic(keep, b"".join(journal.encode(e) for e in rest))
+                    if keep == p:
+                        continue
+                p.unlink()
+            _fsync_dir(self.journal_dir)
+        return baseline
+
+    @staticmethod
+    def _unique(by_file: dict[Path, list[Entry]]) -> list[Entry]:
+        """Entries in sequence order, each once (a compaction cut short
+        leaves an entry in two files)."""
+        seen: dict[int, Entry] = {}
+        for _p, es in sorted(by_file.items()):
+            for e in es:
+                seen.setdefault(e.seq, e)
+        return [seen[s] for s in sorted(seen)]
+
+    @staticmethod
+    def _refuse(
+        by_file: dict[Path, list[Entry]],
+        damages: list[Damage],
+        before_ns: int,
+        untrusted: Callable[[Entry], bool],
+    ) -> None:
         if damages:
             raise StoreError(f"{damages[0]}: repair or move the damaged file before compacting")
-        bad = [e for e in entries if e.time_ns <= before_ns and untrusted(e)]
+        bad = [e for es in by_file.values() for e in es if e.time_ns <= before_ns and untrusted(e)]
         if bad:
             raise StoreError(
                 f"entry {bad[0].seq} (session {bad[0].asid}, audit id {bad[0].auid}, "
                 f"terminal {bad[0].terminal or '-'}) is before that time and marked untrusted: "
                 "compaction would make its changes permanent"
             )
-        old = self.baseline_for(before_ns)
-        base = self.load_baseline(old, damages)
-        if damages:
-            raise StoreError(f"{damages[0]}: the baseline is damaged; not compacting")
-        start = old.time_ns if old else 0
-        t = replay(base, [e for e in entries if start <= e.time_ns <= before_ns])
-        baseline = self._write_baseline(t, before_ns)
-        # The older baselines go before any entry does: one left beside a
-        # journal that lost the entries after it would restore its moments
-        # wrong, where without it they are refused.
-        for b in self.baselines():
-            if b.time_ns < before_ns:
-                b.path.unlink()
-        _fsync_dir(self.baselines_dir)
-        rest = [e for e in entries if e.time_ns > before_ns]
-        old_files = sorted(self.journal_dir.glob("*.j"))
-        if rest:
-            write_atomic(
-                self.journal_dir / f"{rest[0].seq:020d}.j",
-                b"".join(journal.encode(e) for e in rest),
-            )
-        for p in old_files:
-            if not rest or p.name != f"{rest[0].seq:020d}.j":
-                p.unlink()
-        _fsync_dir(self.journal_dir)
-        return baseline
 
     def _write_baseline(self, t: Tree, time_ns: int) -> Baseline:
         entries = [
@@ -390,15 +476,16 @@ class Store:
         self._check()
         if not data:
             return 0
-        files = sorted(self.journal_dir.glob("*.j"))
-        if files and files[-1].stat().st_size < SEGMENT:
-            try:
-                journal.append_bytes(files[-1], data)
-                return len(data)
-            except PermissionError:
-                pass
-        journal.append_bytes(self.journal_dir / f"{first_seq:020d}.j", data)
-        _fsync_dir(self.journal_dir)
+        with self.locked(exclusive=False):
+            files = sorted(self.journal_dir.glob("*.j"))
+            if files and files[-1].stat().st_size < SEGMENT:
+                try:
+                    journal.append_bytes(files[-1], data)
+                    return len(data)
+                except PermissionError:
+                    pass
+            journal.append_bytes(self.journal_dir / f"{first_seq:020d}.j", data)
+            _fsync_dir(self.journal_dir)
         return len(data)
 
 
