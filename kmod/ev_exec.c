@@ -370,7 +370,7 @@ int lxbsm_exec_open_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	lxbsm_proc_snapshot(current, &snap);
 	r = lxbsm_rec_begin(in_uselib() ? LXBSM_EV_MMAP : LXBSM_EV_EXECVE);
 	if (r) {
-		lxbsm_tok_path(r, lxbsm_file_path(r, 0, oc->file));
+		lxbsm_tok_file_path(r, oc->file);
 		lxbsm_tok_attr32(r, &oc->attr);
 		lxbsm_tok_text(r, oc->v.text);
 		lxbsm_rec_finish(r, &snap, ret);
@@ -392,7 +392,7 @@ static void interpreter_path(struct lxbsm_rec *r)
 	rcu_read_lock();
 	exe = rcu_dereference(mm->exe_file);
 	if (exe)
-		lxbsm_tok_path(r, lxbsm_file_path(r, 0, exe));
+		lxbsm_tok_file_path(r, exe);
 	rcu_read_unlock();
 }
 

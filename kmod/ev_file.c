@@ -102,7 +102,7 @@ static void put_file(struct lxbsm_rec *r, struct file *f)
 {
 	struct lxbsm_attr attr;
 
-	lxbsm_tok_path(r, lxbsm_file_path(r, 0, f));
+	lxbsm_tok_file_path(r, f);
 	lxbsm_attr_of(file_inode(f), &attr);
 	lxbsm_tok_attr32(r, &attr);
 }

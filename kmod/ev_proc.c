@@ -228,7 +228,7 @@ int lxbsm_setgroups_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 		int i;
 
 		for (i = 0; i < gi->ngroups && i < 16; i++)
-			lxbsm_tok_arg32(r, 1, from_kgid(&init_user_ns, gi->gid[i]), "setgroups");
+			lxbsm_tok_arg32(r, 1, lxbsm_gid(gi->gid[i]), "setgroups");
 	}
 	lxbsm_rec_finish(r, &ctx->sel.proc, ret);
 	return 0;
@@ -252,7 +252,7 @@ int lxbsm_loginuid_entry(struct kretprobe_instance *ri, struct pt_regs *regs)
 	struct loginuid_ctx *ctx = (struct loginuid_ctx *)ri->data;
 	kuid_t uid = KUIDT_INIT((uid_t)regs_get_kernel_argument(regs, 0));
 
-	ctx->auid = from_kuid(&init_user_ns, uid);
+	ctx->auid = lxbsm_uid(uid);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_loginuid_entry);

@@ -158,7 +158,7 @@ void lxbsm_session_record(const struct lxbsm_session_ev *sev)
 	r = lxbsm_rec_begin(sev->ev);
 	if (!r)
 		return;
-	uid = from_kuid(&init_user_ns, current_uid());
+	uid = lxbsm_uid(current_uid());
 	switch (sev->ev) {
 	case LXBSM_EV_LOGOUT:
 		snprintf(text, sizeof(text), "logout: audit id %u", sev->proc.auid);
@@ -171,7 +171,7 @@ void lxbsm_session_record(const struct lxbsm_session_ev *sev)
 		else
 			snprintf(text, sizeof(text), "%s: uid %u to uid %u (euid %u)",
 				 sev->ev == LXBSM_EV_SU ? "su" : "sudo", sev->from_uid, uid,
-				 from_kuid(&init_user_ns, current_euid()));
+				 lxbsm_uid(current_euid()));
 		break;
 	default:
 		if (sev->failed)

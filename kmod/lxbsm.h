@@ -16,7 +16,9 @@
 #include <linux/jump_label.h>
 #include <linux/rcupdate.h>
 #include <linux/sched.h>
+#include <linux/string.h>
 #include <linux/types.h>
+#include <linux/uidgid.h>
 
 #include "events.h"
 #include "include/uapi/lxbsm.h"
@@ -200,10 +202,42 @@ char *lxbsm_rec_pathbuf(struct lxbsm_rec *r, int which);
 char *lxbsm_hook_pathbuf_get(void);
 void lxbsm_hook_pathbuf_put(char *buf);
 
-void lxbsm_tok_arg32(struct lxbsm_rec *r, u8 n, u32 value, const char *text);
+/*
+ * A kernel uid or gid as the initial user namespace names it, which is what
+ * records carry: from_kuid(&init_user_ns, @k) without its map search.  A
+ * kuid_t holds the initial namespace's id (its map is the identity on every
+ * id, (uid_t)-1 included); lxbsm_record_init() checks that at load.
+ */
+static inline u32 lxbsm_uid(kuid_t k)
+{
+	return __kuid_val(k);
+}
+
+static inline u32 lxbsm_gid(kgid_t k)
+{
+	return __kgid_val(k);
+}
+
+void __lxbsm_tok_arg32(struct lxbsm_rec *r, u8 n, u32 value, const char *text, size_t len);
+void __lxbsm_tok_arg64(struct lxbsm_rec *r, u8 n, u64 value, const char *text, size_t len);
+
+/* arg32 and arg64: @text's length is a constant where @text is a literal. */
+static __always_inline void lxbsm_tok_arg32(struct lxbsm_rec *r, u8 n, u32 value,
+					    const char *text)
+{
+	__lxbsm_tok_arg32(r, n, value, text, strlen(text) + 1);
+}
+
+static __always_inline void lxbsm_tok_arg64(struct lxbsm_rec *r, u8 n, u64 value,
+					    const char *text)
+{
+	__lxbsm_tok_arg64(r, n, value, text, strlen(text) + 1);
+}
+
 void lxbsm_tok_path(struct lxbsm_rec *r, const char *path);
+/* A path token of @len bytes at @path (a NUL follows them). */
+void lxbsm_tok_path_len(struct lxbsm_rec *r, const char *path, size_t len);
 void lxbsm_tok_text(struct lxbsm_rec *r, const char *text);
-void lxbsm_tok_arg64(struct lxbsm_rec *r, u8 n, u64 value, const char *text);
 void lxbsm_tok_opaque(struct lxbsm_rec *r, const void *data, u16 len);
 /* A file's attributes as the attr32 token carries them. */
 struct lxbsm_attr {
@@ -247,6 +281,8 @@ const char *lxbsm_user_path(struct lxbsm_rec *r, int dfd, const char __user *nam
 /* The same for a name already in kernel memory. */
 const char *lxbsm_abs_path(struct lxbsm_rec *r, int dfd, const char *name);
 const char *lxbsm_file_path(struct lxbsm_rec *r, int which, const struct file *file);
+/* The path token of lxbsm_file_path(r, 0, @file). */
+void lxbsm_tok_file_path(struct lxbsm_rec *r, const struct file *file);
 struct fs_struct;
 /* fs->root or fs->pwd without fs->lock or waiting; under rcu_read_lock(). */
 bool lxbsm_fs_path(struct fs_struct *fs, bool root, struct path *out);

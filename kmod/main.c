@@ -166,8 +166,8 @@ static u32 submitter_text(char *text, size_t size)
 
 	lxbsm_proc_snapshot(current, &snap);
 	n = snprintf(text, size, "%s pid %d auid %u ruid %u euid %u", LXBSM_SUBMITTED_TEXT,
-		     task_tgid_nr(current), snap.auid, from_kuid(&init_user_ns, cred->uid),
-		     from_kuid(&init_user_ns, cred->euid));
+		     task_tgid_nr(current), snap.auid, lxbsm_uid(cred->uid),
+		     lxbsm_uid(cred->euid));
 	return min_t(u32, n, size - 1) + 1;	/* with its NUL */
 }
 

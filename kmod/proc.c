@@ -203,7 +203,7 @@ static struct lxbsm_proc *lookup_rcu(pid_t tgid)
 static void seed_from_task(struct task_struct *task, struct lxbsm_proc *p)
 {
 	p->tgid = task_tgid_nr(task);
-	p->auid = from_kuid(&init_user_ns, audit_get_loginuid(task));
+	p->auid = lxbsm_uid(audit_get_loginuid(task));
 	p->asid = audit_get_sessionid(task);
 	memset(&p->tid, 0, sizeof(p->tid));
 	p->tid.type = 4;
@@ -512,7 +512,7 @@ void lxbsm_proc_setuid(struct task_struct *task, bool chrooted, bool root,
 	c = candidate_of(task, PF_CAND);
 	if (!c)
 		goto out;
-	uid = from_kuid(&init_user_ns, task_uid(task));
+	uid = lxbsm_uid(task_uid(task));
 	start_session(c, p, uid, ASID_INFERRED + (atomic_inc_return(&inferred_asid) &
 						  (ASID_INFERRED - 1)), out);
 out:
@@ -660,7 +660,7 @@ void lxbsm_proc_exec(struct task_struct *task, enum lxbsm_prog prog,
 			atomic_inc(&idcands);
 		p->flags &= ~(PF_IDDONE | PF_SUDO | PF_GIDSET | PF_IDSET);
 		p->flags |= PF_IDCAND | (prog == LXBSM_PROG_SUDO ? PF_SUDO : 0);
-		p->from_uid = from_kuid(&init_user_ns, task_uid(task));
+		p->from_uid = lxbsm_uid(task_uid(task));
 		break;
 	default:
 		break;

@@ -96,10 +96,31 @@ static DEFINE_PER_CPU(struct lxbsm_scratch *, scratch);
 static atomic64_t waited = ATOMIC64_INIT(0);
 static atomic64_t pending_lost = ATOMIC64_INIT(0);
 
+/* lxbsm_uid() and lxbsm_gid() give what from_kuid() and from_kgid() give. */
+static bool ids_are_the_initial_namespaces(void)
+{
+	static const u32 ids[] = { 0, 1, 1000, 65534, 0x7fffffff, (u32)-2, (u32)-1 };
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(ids); i++) {
+		kuid_t u = KUIDT_INIT(ids[i]);
+		kgid_t g = KGIDT_INIT(ids[i]);
+
+		if (lxbsm_uid(u) != from_kuid(&init_user_ns, u) ||
+		    lxbsm_gid(g) != from_kgid(&init_user_ns, g))
+			return false;
+	}
+	return true;
+}
+
 int lxbsm_record_init(void)
 {
 	int cpu;
 
+	if (!ids_are_the_initial_namespaces()) {
+		pr_err("kernel ids are not the initial user namespace's on this kernel: not loading\n");
+		return -EINVAL;
+	}
 	for_each_possible_cpu(cpu) {
 		struct lxbsm_scratch *s;
 
@@ -164,6 +185,50 @@ static __always_inline void put_mem(struct lxbsm_rec *r, const void *p, size_t n
 }
 
 /*
+ * The same through a cursor held in a register: a token written by
+ * put_u*() reloads r->buf and r->len after every byte stored (a byte store
+ * may alias them), one written by w*() between at() and done() does not.
+ */
+static __always_inline u8 *at(struct lxbsm_rec *r)
+{
+	return r->buf + r->len;
+}
+
+static __always_inline void done(struct lxbsm_rec *r, u8 *c)
+{
+	r->len = c - r->buf;
+}
+
+static __always_inline void w8(u8 **c, u8 v)
+{
+	*(*c)++ = v;
+}
+
+static __always_inline void w16(u8 **c, u16 v)
+{
+	put_unaligned_be16(v, *c);
+	*c += 2;
+}
+
+static __always_inline void w32(u8 **c, u32 v)
+{
+	put_unaligned_be32(v, *c);
+	*c += 4;
+}
+
+static __always_inline void w64(u8 **c, u64 v)
+{
+	put_unaligned_be64(v, *c);
+	*c += 8;
+}
+
+static __always_inline void wmem(u8 **c, const void *p, size_t n)
+{
+	memcpy(*c, p, n);
+	*c += n;
+}
+
+/*
  * header32 with the byte count left to lxbsm_rec_finish() and the time to
  * the moment the record enters the ring (stamp_apply()).
  */
@@ -172,13 +237,16 @@ static __always_inline void put_mem(struct lxbsm_rec *r, const void *p, size_t n
 
 static void put_header32(struct lxbsm_rec *r, u16 event)
 {
-	put_u8(r, AUT_HEADER32);
-	put_u32(r, 0);
-	put_u8(r, HEADER_VERSION);
-	put_u16(r, event);
-	put_u16(r, 0);
-	put_u32(r, 0);
-	put_u32(r, 0);
+	u8 *c = at(r);
+
+	w8(&c, AUT_HEADER32);
+	w32(&c, 0);
+	w8(&c, HEADER_VERSION);
+	w16(&c, event);
+	w16(&c, 0);
+	w32(&c, 0);
+	w32(&c, 0);
+	done(r, c);
 }
 
 struct lxbsm_rec *lxbsm_rec_begin(enum lxbsm_event ev)
@@ -278,16 +346,25 @@ void lxbsm_hook_pathbuf_put(char *buf)
 
 /* ---- tokens ---- */
 
-static void put_string_token(struct lxbsm_rec *r, u8 id, const char *s)
+/* A string token of the @len bytes at @s (at most U16_MAX - 1) and a NUL. */
+static void put_string_token_len(struct lxbsm_rec *r, u8 id, const char *s, size_t len)
 {
-	size_t n = strnlen(s, U16_MAX - 1) + 1;
+	size_t n = len + 1;
+	u8 *c;
 
 	if (!room(r, 3 + n, BODY_MAX))
 		return;
-	put_u8(r, id);
-	put_u16(r, n);
-	put_mem(r, s, n - 1);
-	put_u8(r, 0);
+	c = at(r);
+	w8(&c, id);
+	w16(&c, n);
+	wmem(&c, s, len);
+	w8(&c, 0);
+	done(r, c);
+}
+
+static void put_string_token(struct lxbsm_rec *r, u8 id, const char *s)
+{
+	put_string_token_len(r, id, s, strnlen(s, U16_MAX - 1));
 }
 
 void lxbsm_tok_path(struct lxbsm_rec *r, const char *path)
@@ -295,35 +372,44 @@ void lxbsm_tok_path(struct lxbsm_rec *r, const char *path)
 	put_string_token(r, AUT_PATH, path);
 }
 
+void lxbsm_tok_path_len(struct lxbsm_rec *r, const char *path, size_t len)
+{
+	put_string_token_len(r, AUT_PATH, path, min_t(size_t, len, U16_MAX - 1));
+}
+
 void lxbsm_tok_text(struct lxbsm_rec *r, const char *text)
 {
 	put_string_token(r, AUT_TEXT, text);
 }
 
-void lxbsm_tok_arg32(struct lxbsm_rec *r, u8 n, u32 value, const char *text)
+void __lxbsm_tok_arg32(struct lxbsm_rec *r, u8 n, u32 value, const char *text, size_t len)
 {
-	size_t len = strlen(text) + 1;
+	u8 *c;
 
 	if (!room(r, 8 + len, BODY_MAX))
 		return;
-	put_u8(r, AUT_ARG32);
-	put_u8(r, n);
-	put_u32(r, value);
-	put_u16(r, len);
-	put_mem(r, text, len);
+	c = at(r);
+	w8(&c, AUT_ARG32);
+	w8(&c, n);
+	w32(&c, value);
+	w16(&c, len);
+	wmem(&c, text, len);
+	done(r, c);
 }
 
-void lxbsm_tok_arg64(struct lxbsm_rec *r, u8 n, u64 value, const char *text)
+void __lxbsm_tok_arg64(struct lxbsm_rec *r, u8 n, u64 value, const char *text, size_t len)
 {
-	size_t len = strlen(text) + 1;
+	u8 *c;
 
 	if (!room(r, 12 + len, BODY_MAX))
 		return;
-	put_u8(r, AUT_ARG64);
-	put_u8(r, n);
-	put_u64(r, value);
-	put_u16(r, len);
-	put_mem(r, text, len);
+	c = at(r);
+	w8(&c, AUT_ARG64);
+	w8(&c, n);
+	w64(&c, value);
+	w16(&c, len);
+	wmem(&c, text, len);
+	done(r, c);
 }
 
 void lxbsm_tok_opaque(struct lxbsm_rec *r, const void *data, u16 len)
@@ -339,8 +425,8 @@ void lxbsm_tok_opaque(struct lxbsm_rec *r, const void *data, u16 len)
 void lxbsm_attr_of(const struct inode *inode, struct lxbsm_attr *a)
 {
 	a->mode = inode->i_mode & 07777;
-	a->uid = from_kuid(&init_user_ns, inode->i_uid);
-	a->gid = from_kgid(&init_user_ns, inode->i_gid);
+	a->uid = lxbsm_uid(inode->i_uid);
+	a->gid = lxbsm_gid(inode->i_gid);
 	a->fsid = new_encode_dev(inode->i_sb->s_dev);
 	a->nodeid = inode->i_ino;
 	a->dev = new_encode_dev(inode->i_rdev);
@@ -348,15 +434,19 @@ void lxbsm_attr_of(const struct inode *inode, struct lxbsm_attr *a)
 
 void lxbsm_tok_attr32(struct lxbsm_rec *r, const struct lxbsm_attr *a)
 {
+	u8 *c;
+
 	if (!room(r, 29, BODY_MAX))
 		return;
-	put_u8(r, AUT_ATTR32);
-	put_u32(r, a->mode);
-	put_u32(r, a->uid);
-	put_u32(r, a->gid);
-	put_u32(r, a->fsid);
-	put_u64(r, a->nodeid);
-	put_u32(r, a->dev);
+	c = at(r);
+	w8(&c, AUT_ATTR32);
+	w32(&c, a->mode);
+	w32(&c, a->uid);
+	w32(&c, a->gid);
+	w32(&c, a->fsid);
+	w64(&c, a->nodeid);
+	w32(&c, a->dev);
+	done(r, c);
 }
 
 void lxbsm_tok_exit(struct lxbsm_rec *r, u32 status, u32 retval)
@@ -494,42 +584,51 @@ static void put_subject(struct lxbsm_rec *r, const struct lxbsm_proc_snap *p,
 			const struct cred *cred, pid_t pid)
 {
 	bool ex = p->tid.type == 16;
+	u8 *c = at(r);
 
-	put_u8(r, ex ? AUT_SUBJECT32_EX : AUT_SUBJECT32);
-	put_u32(r, p->auid);
-	put_u32(r, from_kuid(&init_user_ns, cred->euid));
-	put_u32(r, from_kgid(&init_user_ns, cred->egid));
-	put_u32(r, from_kuid(&init_user_ns, cred->uid));
-	put_u32(r, from_kgid(&init_user_ns, cred->gid));
-	put_u32(r, pid);
-	put_u32(r, p->asid);
-	put_u32(r, p->tid.port);
+	w8(&c, ex ? AUT_SUBJECT32_EX : AUT_SUBJECT32);
+	w32(&c, p->auid);
+	w32(&c, lxbsm_uid(cred->euid));
+	w32(&c, lxbsm_gid(cred->egid));
+	w32(&c, lxbsm_uid(cred->uid));
+	w32(&c, lxbsm_gid(cred->gid));
+	w32(&c, pid);
+	w32(&c, p->asid);
+	w32(&c, p->tid.port);
 	if (ex) {
-		put_u32(r, 16);
-		put_mem(r, p->tid.addr, 16);
+		w32(&c, 16);
+		wmem(&c, p->tid.addr, 16);
 	} else {
-		put_mem(r, p->tid.addr, 4);
+		wmem(&c, p->tid.addr, 4);
 	}
+	done(r, c);
 }
 
 static void put_return(struct lxbsm_rec *r, long ret)
 {
-	put_u8(r, AUT_RETURN32);
+	u8 *c = at(r);
+
+	w8(&c, AUT_RETURN32);
 	if (ret < 0) {
-		put_u8(r, lxbsm_errno_to_bsm(-ret));
-		put_u32(r, (u32)-1);
+		w8(&c, lxbsm_errno_to_bsm(-ret));
+		w32(&c, (u32)-1);
 	} else {
-		put_u8(r, 0);
-		put_u32(r, (u32)ret);
+		w8(&c, 0);
+		w32(&c, (u32)ret);
 	}
+	done(r, c);
 }
 
 static void put_trailer(struct lxbsm_rec *r)
 {
-	put_u8(r, AUT_TRAILER);
-	put_u16(r, TRAILER_MAGIC);
-	put_u32(r, r->len + 4);
-	put_unaligned_be32(r->len, r->buf + 1);
+	u32 len = r->len + 7;
+	u8 *c = at(r);
+
+	w8(&c, AUT_TRAILER);
+	w16(&c, TRAILER_MAGIC);
+	w32(&c, len);
+	done(r, c);
+	put_unaligned_be32(len, r->buf + 1);
 }
 
 /*

@@ -37,6 +37,24 @@ const char *lxbsm_file_path(struct lxbsm_rec *r, int which, const struct file *f
 	return IS_ERR(p) ? "" : p;
 }
 
+void lxbsm_tok_file_path(struct lxbsm_rec *r, const struct file *file)
+{
+	char *buf = lxbsm_rec_pathbuf(r, 0);
+	char *end = buf + LXBSM_PATH_MAX - 1;
+	char *p = lxbsm_d_path(&file->f_path, buf, LXBSM_PATH_MAX);
+
+	if (IS_ERR(p))
+		lxbsm_tok_path_len(r, "", 0);
+	/*
+	 * d_path() and d_dname() write the name at the end of the buffer, its
+	 * NUL last: its length needs no counting.  Counted if not so.
+	 */
+	else if (p >= buf && p <= end && !*end)
+		lxbsm_tok_path_len(r, p, end - p);
+	else
+		lxbsm_tok_path(r, p);
+}
+
 /* Tries of fs->seq before a reader gives up. */
 #define FS_SEQ_TRIES	4
 

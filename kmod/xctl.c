@@ -362,8 +362,8 @@ static bool who_matches(const struct lxbsm_xc_rule *rule, struct lazy_auid *auid
 	case LXBSM_XC_ANYONE:
 		return true;
 	case LXBSM_XC_UID:
-		return rule->id == from_kuid(&init_user_ns, c->uid) ||
-		       rule->id == from_kuid(&init_user_ns, c->euid) ||
+		return rule->id == lxbsm_uid(c->uid) ||
+		       rule->id == lxbsm_uid(c->euid) ||
 		       rule->id == auid_of_current(auid);
 	case LXBSM_XC_GID:
 		gid = make_kgid(&init_user_ns, rule->id);
@@ -936,7 +936,7 @@ int lxbsm_mmap_ret(struct kretprobe_instance *ri, struct pt_regs *regs)
 	lxbsm_proc_snapshot(current, &snap);
 	r = lxbsm_rec_begin(LXBSM_EV_MMAP);
 	if (r) {
-		lxbsm_tok_path(r, lxbsm_file_path(r, 0, ctx->file));
+		lxbsm_tok_file_path(r, ctx->file);
 		lxbsm_tok_attr32(r, &ctx->attr);
 		lxbsm_tok_text(r, ctx->v.text);
 		lxbsm_rec_finish(r, &snap, ret);
