@@ -94,7 +94,8 @@ class Store:
     def create(self) -> None:
         for d in (self.root, self.objects, self.baselines_dir, self.journal_dir):
             d.mkdir(mode=0o700, exist_ok=True)
-        os.close(os.open(self.root / "lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644))
+        flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+        os.close(os.open(self.root / "lock", flags, 0o644))
 
     @contextlib.contextmanager
     def locked(self, exclusive: bool) -> Iterator[None]:
@@ -105,7 +106,9 @@ class Store:
         access, so a daemon running as another user than the compaction's
         can take it (a missing lock file is made, 0644)."""
         p = self.root / "lock"
-        flags = (os.O_RDWR if exclusive else os.O_RDONLY) | os.O_CREAT | os.O_CLOEXEC
+        # Never through a symbolic link: root would make or lock its target.
+        flags = os.O_RDWR if exclusive else os.O_RDONLY
+        flags |= os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(p, flags, 0o644)
         except OSError as e:

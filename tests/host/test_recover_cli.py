@@ -615,3 +615,18 @@ def test_a_compaction_after_one_cut_short_keeps_every_entry_of_both_files(tmp_pa
     out = tmp_path / "out"
     assert s.run("restore", "--at", iso(T0 + 13 * S), "--to", str(out)) == 0
     assert (out / str(s.tree).lstrip("/") / "app.conf").read_bytes() == b"ABCDEFGHIJKL"
+
+
+def test_a_symbolic_link_in_place_of_the_lock_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The journal directory is the daemon user's: a link planted there must
+    not make root (a compaction) create or lock a file elsewhere."""
+    s = Site(tmp_path)
+    s.history()
+    (s.store.root / "lock").unlink()
+    target = tmp_path / "elsewhere"
+    (s.store.root / "lock").symlink_to(target)
+    assert s.run("compact", "--before", iso(T0 + 25 * S)) == 2
+    assert f"{s.store.root}/lock: cannot open the lock file" in capsys.readouterr().err
+    assert not target.exists()
