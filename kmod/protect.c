@@ -997,17 +997,20 @@ static struct pj *path_op(struct kprobe *p, enum pj_op op, enum pj_call call,
 	return j;
 }
 
-/* security_path_truncate(const struct path *) */
-int lxbsm_protect_trunc_pre(struct kprobe *p, struct pt_regs *regs)
+/*
+ * An operation on the protected file at @path (truncate, chmod, chown),
+ * named by its whole path; @call is refined by the syscall in progress.
+ */
+static int whole_path_pre(struct kprobe *p, const struct path *path, enum pj_op op,
+			  enum pj_call call)
 {
-	const struct path *path = (const struct path *)regs_get_kernel_argument(regs, 0);
 	struct inode *inode = d_inode(path->dentry);
 	struct pj *j;
 	char *s;
 
 	if (skip_current() || !inode || !S_ISREG(inode->i_mode) || !in_tree(path->dentry))
 		return 0;
-	j = path_op(p, PJ_TRUNC, call_now(C_TRUNCATE), inode);
+	j = path_op(p, op, call_now(call), inode);
 	s = j ? lxbsm_d_path(path, j->path, PATH_MAX) : ERR_PTR(-ENOMEM);
 	if (IS_ERR(s)) {
 		if (j)
@@ -1018,6 +1021,13 @@ int lxbsm_protect_trunc_pre(struct kprobe *p, struct pt_regs *regs)
 	j->path = s;		/* at the end of its buffer */
 	pj_queue(j, NULL, inode, path);
 	return 0;
+}
+
+/* security_path_truncate(const struct path *) */
+int lxbsm_protect_trunc_pre(struct kprobe *p, struct pt_regs *regs)
+{
+	return whole_path_pre(p, (const struct path *)regs_get_kernel_argument(regs, 0),
+			      PJ_TRUNC, C_TRUNCATE);
 }
 NOKPROBE_SYMBOL(lxbsm_protect_trunc_pre);
 
@@ -1036,6 +1046,23 @@ static void path_op_lost(struct pj *j, const struct path *dir, const struct dent
 		lxbsm_hook_pathbuf_put(buf);
 }
 
+/*
+ * path_op() for an operation on the name @d in @dir, that name written to
+ * @j->path (@second: to @j->path2); NULL, its JLOST made, if it cannot be.
+ */
+static struct pj *named_op(struct kprobe *p, enum pj_op op, enum pj_call call,
+			   const struct inode *inode, bool second, const struct path *dir,
+			   const struct dentry *d)
+{
+	struct pj *j = path_op(p, op, call, inode);
+
+	if (!j || !dir_name(second ? j->path2 : j->path, dir, d)) {
+		path_op_lost(j, dir, d);
+		return NULL;
+	}
+	return j;
+}
+
 /* security_path_unlink(const struct path *dir, struct dentry *) */
 int lxbsm_protect_unlink_pre(struct kprobe *p, struct pt_regs *regs)
 {
@@ -1046,12 +1073,9 @@ int lxbsm_protect_unlink_pre(struct kprobe *p, struct pt_regs *regs)
 
 	if (skip_current() || !inode || !S_ISREG(inode->i_mode) || !in_tree(dir->dentry))
 		return 0;
-	j = path_op(p, PJ_UNLINK, C_UNLINK, inode);
-	if (!j || !dir_name(j->path, dir, d)) {
-		path_op_lost(j, dir, d);
-		return 0;
-	}
-	pj_queue(j, NULL, inode, NULL);
+	j = named_op(p, PJ_UNLINK, C_UNLINK, inode, false, dir, d);
+	if (j)
+		pj_queue(j, NULL, inode, NULL);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_protect_unlink_pre);
@@ -1083,8 +1107,10 @@ int lxbsm_protect_rename_pre(struct kprobe *p, struct pt_regs *regs)
 			lost_why(odir, "", 0, 0, "not captured: directory renamed");
 		return 0;
 	}
-	j = path_op(p, PJ_RENAME, C_RENAME, inode);
-	if (!j || !dir_name(j->path, odir, od) || !dir_name(j->path2, ndir, nd)) {
+	j = named_op(p, PJ_RENAME, C_RENAME, inode, false, odir, od);
+	if (!j)
+		return 0;
+	if (!dir_name(j->path2, ndir, nd)) {
 		path_op_lost(j, odir, od);
 		return 0;
 	}
@@ -1137,11 +1163,9 @@ int lxbsm_protect_link_pre(struct kprobe *p, struct pt_regs *regs)
 			linked_out(p, &op, ndir, nd);
 		return 0;
 	}
-	j = path_op(p, PJ_LINK, C_LINK, inode);
-	if (!j || !dir_name(j->path2, ndir, nd)) {
-		path_op_lost(j, ndir, nd);
+	j = named_op(p, PJ_LINK, C_LINK, inode, true, ndir, nd);
+	if (!j)
 		return 0;
-	}
 	/* An O_TMPFILE file or one from outside: new in the tree, read whole. */
 	j->in_old = !d_unlinked(od) && in_tree(od);
 	if (j->in_old) {
@@ -1169,48 +1193,26 @@ int lxbsm_protect_mknod_pre(struct kprobe *p, struct pt_regs *regs)
 
 	if (skip_current() || (mode & S_IFMT && !S_ISREG(mode)) || !in_tree(dir->dentry))
 		return 0;
-	j = path_op(p, PJ_CREATE, C_CREATE, NULL);
-	if (!j || !dir_name(j->path, dir, d)) {
-		path_op_lost(j, dir, d);
-		return 0;
-	}
-	pj_queue(j, NULL, NULL, NULL);
+	j = named_op(p, PJ_CREATE, C_CREATE, NULL, false, dir, d);
+	if (j)
+		pj_queue(j, NULL, NULL, NULL);
 	return 0;
 }
 NOKPROBE_SYMBOL(lxbsm_protect_mknod_pre);
 
-static int meta_pre(struct kprobe *p, const struct path *path, enum pj_call call)
-{
-	struct inode *inode = d_inode(path->dentry);
-	struct pj *j;
-	char *s;
-
-	if (skip_current() || !inode || !S_ISREG(inode->i_mode) || !in_tree(path->dentry))
-		return 0;
-	j = path_op(p, PJ_META, call, inode);
-	s = j ? lxbsm_d_path(path, j->path, PATH_MAX) : ERR_PTR(-ENOMEM);
-	if (IS_ERR(s)) {
-		if (j)
-			pj_put(j);
-		lost_now(path, "", 0, 0);
-		return 0;
-	}
-	j->path = s;
-	pj_queue(j, NULL, inode, path);
-	return 0;
-}
-
 /* security_path_chmod(const struct path *, umode_t) */
 int lxbsm_protect_chmod_pre(struct kprobe *p, struct pt_regs *regs)
 {
-	return meta_pre(p, (const struct path *)regs_get_kernel_argument(regs, 0), C_CHMOD);
+	return whole_path_pre(p, (const struct path *)regs_get_kernel_argument(regs, 0),
+			      PJ_META, C_CHMOD);
 }
 NOKPROBE_SYMBOL(lxbsm_protect_chmod_pre);
 
 /* security_path_chown(const struct path *, kuid_t, kgid_t) */
 int lxbsm_protect_chown_pre(struct kprobe *p, struct pt_regs *regs)
 {
-	return meta_pre(p, (const struct path *)regs_get_kernel_argument(regs, 0), C_CHOWN);
+	return whole_path_pre(p, (const struct path *)regs_get_kernel_argument(regs, 0),
+			      PJ_META, C_CHOWN);
 }
 NOKPROBE_SYMBOL(lxbsm_protect_chown_pre);
 

@@ -382,34 +382,34 @@ void lxbsm_tok_text(struct lxbsm_rec *r, const char *text)
 	put_string_token(r, AUT_TEXT, text);
 }
 
-void __lxbsm_tok_arg32(struct lxbsm_rec *r, u8 n, u32 value, const char *text, size_t len)
+/* arg32 (@wide false) or arg64: argument @n, its @value and @len bytes of @text. */
+static void put_arg(struct lxbsm_rec *r, bool wide, u8 n, u64 value, const char *text,
+		    size_t len)
 {
 	u8 *c;
 
-	if (!room(r, 8 + len, BODY_MAX))
+	if (!room(r, (wide ? 12 : 8) + len, BODY_MAX))
 		return;
 	c = at(r);
-	w8(&c, AUT_ARG32);
+	w8(&c, wide ? AUT_ARG64 : AUT_ARG32);
 	w8(&c, n);
-	w32(&c, value);
+	if (wide)
+		w64(&c, value);
+	else
+		w32(&c, value);
 	w16(&c, len);
 	wmem(&c, text, len);
 	done(r, c);
 }
 
+void __lxbsm_tok_arg32(struct lxbsm_rec *r, u8 n, u32 value, const char *text, size_t len)
+{
+	put_arg(r, false, n, value, text, len);
+}
+
 void __lxbsm_tok_arg64(struct lxbsm_rec *r, u8 n, u64 value, const char *text, size_t len)
 {
-	u8 *c;
-
-	if (!room(r, 12 + len, BODY_MAX))
-		return;
-	c = at(r);
-	w8(&c, AUT_ARG64);
-	w8(&c, n);
-	w64(&c, value);
-	w16(&c, len);
-	wmem(&c, text, len);
-	done(r, c);
+	put_arg(r, true, n, value, text, len);
 }
 
 void lxbsm_tok_opaque(struct lxbsm_rec *r, const void *data, u16 len)
