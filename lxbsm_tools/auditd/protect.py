@@ -23,6 +23,7 @@ import errno
 import json
 import os
 import queue
+import re
 import signal
 import socket
 import stat
@@ -53,7 +54,10 @@ KIND_OF = {
     33009: Kind.META,
     33010: Kind.LOST,
 }
-_EVENT_BYTES = tuple(n.to_bytes(2, "big") for n in KIND_OF)
+# Any journal event's number, as a header carries it: one pass over a batch
+# (eight "in" tests took 17 times as long on a batch of lxbsm's own records,
+# whose event numbers share the first byte).
+_EVENT_BYTES = re.compile(b"|".join(re.escape(n.to_bytes(2, "big")) for n in sorted(KIND_OF)))
 OVER_MAX = "not filed: protect-max reached"
 MAX_MESSAGE = 1 << 20
 SKIPPED_SHOWN = 20  # files a baseline could not read, named in its report
@@ -377,7 +381,7 @@ class Filer:
     def scan(self, data: bytes, trail: str, offset: int) -> None:
         """Pick out the journal records of a batch (whole records, as
         written to @trail at @offset)."""
-        if not any(b in data for b in _EVENT_BYTES):
+        if not _EVENT_BYTES.search(data):
             return  # the common case: no journal record in the batch
         view = memoryview(data)
         kinds = KIND_OF
@@ -857,7 +861,7 @@ class Protection:
     def scan(self, data: bytes, trail: str, offset: int) -> None:
         if self.filer is not None and self.trees:
             self.filer.scan(data, trail, offset)
-        elif any(b in data for b in _EVENT_BYTES):
+        elif _EVENT_BYTES.search(data):
             # Records of trees no longer protected, still in the ring: the trail has them.
             self.unfiled += sum(
                 1 for r in decode_records(data, source=trail, skip_bad=True) if r.event in KIND_OF
