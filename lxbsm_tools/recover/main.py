@@ -246,16 +246,15 @@ def cmd_mark(store: Store, a: argparse.Namespace) -> int:
 def cmd_compact(store: Store, a: argparse.Namespace) -> int:
     before = parse_when(a.before)
     marks = [matcher(w, v) for w, v in store.marks()]
-    lost = history.lost_after(store.entries([]), before)
-    b = store.compact(before, lambda e: any(m(e) for m in marks))
-    for e in lost:
+    done = store.compact(before, lambda e: any(m(e) for m in marks))
+    for e in done.lost:
         err(
             PROG,
             f"{show_path(e.path)}: a change at {_when(e.time_ns)} was not captured "
             f"({e.event or 'no reason given'}): the new baseline holds what the journal knew "
             "of this file, which may not be what it held",
         )
-    print(f"entries up to {_when(before)} folded into {b.path}")
+    print(f"entries up to {_when(before)} folded into {done.baseline.path}")
     return 0
 
 

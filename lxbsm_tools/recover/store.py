@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import journal
+from . import history, journal
 from .history import FileState, Tree, replay
 from .journal import Damage, Entry, Kind
 
@@ -74,6 +74,15 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
 class Baseline:
     path: Path
     time_ns: int
+
+
+@dataclass(frozen=True)
+class Compacted:
+    """What a compaction made: its baseline, and the LOST entries it folded
+    (changes not captured: the baseline may not hold what those files held)."""
+
+    baseline: Baseline
+    lost: list[Entry]
 
 
 @dataclass(frozen=True)
@@ -338,7 +347,7 @@ class Store:
             marks.append((what, value))
         write_atomic(self.root / "untrusted", "".join(f"{w} {v}\n" for w, v in marks).encode())
 
-    def compact(self, before_ns: int, untrusted: Callable[[Entry], bool]) -> Baseline:
+    def compact(self, before_ns: int, untrusted: Callable[[Entry], bool]) -> Compacted:
         """Fold every entry made at or before @before_ns into a new baseline
         and drop them and the older baselines: restores to a moment before
         it are given up.  Refused (StoreError) if any of those entries is
@@ -414,7 +423,7 @@ class Store:
                         continue
                 p.unlink()
             _fsync_dir(self.journal_dir)
-        return baseline
+        return Compacted(baseline, history.lost_after(self._unique(by_file), before_ns))
 
     @staticmethod
     def _unique(by_file: dict[Path, list[Entry]]) -> list[Entry]:

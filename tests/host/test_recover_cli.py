@@ -630,3 +630,19 @@ def test_a_symbolic_link_in_place_of_the_lock_is_refused(
     assert s.run("compact", "--before", iso(T0 + 25 * S)) == 2
     assert f"{s.store.root}/lock: cannot open the lock file" in capsys.readouterr().err
     assert not target.exists()
+
+
+def test_compaction_names_each_change_it_folded_that_was_not_captured(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    s = Site(tmp_path)
+    conf = s.fid("app.conf")
+    s.write(T0 + S, TRUSTED, "app.conf", 0, CONF_1, len(CONF_1), fid=conf)
+    s.add(T0 + 2 * S, TRUSTED, Kind.LOST, "app.conf", fid=conf, start=4, end=9, event="ring full")
+    s.add(T0 + 9 * S, TRUSTED, Kind.LOST, "app.bin", start=0, end=1, event="after T")
+    s.store.append(s.entries)
+    assert s.run("compact", "--before", iso(T0 + 5 * S)) == 0
+    err = capsys.readouterr().err
+    assert f"{s.tree}/app.conf: a change at" in err and "(ring full)" in err
+    assert "the new baseline holds what the journal knew of this file" in err
+    assert "after T" not in err
