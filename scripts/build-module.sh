@@ -9,7 +9,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 kver=${1:?usage: build-module.sh KVER}
 src=${LXBSM_SRC:-$here}
-out=${LXBSM_OUT:-$here/build/$kver}
+# Absolute, here and in a build root: kbuild runs in the kernel's tree (and a
+# build root elsewhere), where a relative path would name another place.
+out=$(realpath -m -- "${LXBSM_OUT:-$here/build/$kver}")
+export LXBSM_OUT=$out
 extra=${LXBSM_EXTRA_CFLAGS:-}
 kdir=/lib/modules/$kver/build
 
