@@ -104,6 +104,18 @@ void lxbsm_cost_enter(struct lxbsm_hook *h, struct lxbsm_cost_mark *m)
 }
 NOKPROBE_SYMBOL(lxbsm_cost_enter);
 
+/*
+ * A diagnostic build only (docs/bench.md, "What the probes cost"): with
+ * -DLXBSM_DIAG_EMPTY_HANDLERS=0 or =1 every handler returns at once, an entry
+ * handler with that value (0: its return is probed too; 1: it is not), so
+ * that a benchmark measures what entering the hooks costs with no work in
+ * them.  Such a module records nothing from its probes.  -1, the default,
+ * is the module itself.
+ */
+#ifndef LXBSM_DIAG_EMPTY_HANDLERS
+#define LXBSM_DIAG_EMPTY_HANDLERS	(-1)
+#endif
+
 /* fn as registered: timed while accounting is on, else fn itself. */
 #define COSTED(fn, part)						\
 static __maybe_unused int fn##_run(struct kretprobe_instance *ri, struct pt_regs *regs)	\
@@ -111,6 +123,8 @@ static __maybe_unused int fn##_run(struct kretprobe_instance *ri, struct pt_regs
 	struct lxbsm_cost_mark m;					\
 	int ret;							\
 									\
+	if (LXBSM_DIAG_EMPTY_HANDLERS >= 0)				\
+		return LXBSM_DIAG_EMPTY_HANDLERS;			\
 	if (!static_branch_unlikely(&lxbsm_cost_on))			\
 		return fn(ri, regs);					\
 	lxbsm_cost_enter(lxbsm_kret_hook(ri), &m);			\
@@ -126,6 +140,8 @@ static int fn##_run(struct kprobe *p, struct pt_regs *regs)		\
 	struct lxbsm_cost_mark m;					\
 	int ret;							\
 									\
+	if (LXBSM_DIAG_EMPTY_HANDLERS >= 0)				\
+		return 0;						\
 	if (!static_branch_unlikely(&lxbsm_cost_on))			\
 		return fn(p, regs);					\
 	lxbsm_cost_enter(lxbsm_kprobe_hook(p), &m);			\
@@ -770,6 +786,8 @@ int lxbsm_hooks_init(void)
 {
 	int i, ret, on = 0, missing = 0;
 
+	if (LXBSM_DIAG_EMPTY_HANDLERS >= 0)
+		pr_notice("diagnostic build: every handler is empty, nothing is recorded from the hooks\n");
 	missed_last = 0;
 	missed_lost = 0;
 	ret = cost_init();
