@@ -630,10 +630,11 @@ class Bench:
             self.reader = RingReader()
             self.reader.start()
             return
-        if config == "ring":
+        if config in ("ring", "ring_frfw"):
+            flags = FRFW_FLAGS if config == "ring_frfw" else DEFAULT_FLAGS
             fd = uapi.open_control()
             try:
-                control.push(fd, control.kernel_config(DEFAULT_FLAGS, DEFAULT_FLAGS, "cnt,argv"))
+                control.push(fd, control.kernel_config(flags, flags, "cnt,argv"))
             finally:
                 os.close(fd)
             return
@@ -658,7 +659,7 @@ class Bench:
             except RuntimeError as e:
                 raise RuntimeError(f"{e}: {self.lxbsmd.describe()}") from None
             return self.lxbsmd.counts()["records"]
-        if config in ("idle", "ring", "protect_nofile"):
+        if config in ("idle", "ring", "ring_frfw", "protect_nofile"):
             return Module.counters()["records"]
         return 0
 
@@ -685,6 +686,7 @@ class Bench:
             "fifo",
             "file_frfw",
             "ring",
+            "ring_frfw",
             "file_nowait",
             "auditd",
             "auditd_frfw",
@@ -717,6 +719,12 @@ class Bench:
                 w1 = time.monotonic()
                 cpu = (cpu_seconds(daemon.pid) - cpu0) if daemon else 0.0
                 n = self.records(config) - before
+                if config in ("ring", "ring_frfw") and (lost := Module.counters()["lost"]):
+                    # No reader: a full ring would time the loss path instead.
+                    raise RuntimeError(
+                        f"{config}: the ring lost {lost} records (no reader empties it): "
+                        "lower LXBSM_BENCH_SCALE"
+                    )
                 if m0 is not None:
                     # Records the ring lost and changes the module could not
                     # capture (JLOST): work the measurement left out, so kept.
