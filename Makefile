@@ -9,7 +9,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYSRC := lxbsm_tools tests bench scripts/eventtable.py scripts/console-scripts.py
 
-.PHONY: all deps module modules progs test-packages lint checkpatch test-host test-guest check demo bench bench-tools bench-execctl install deb clean
+.PHONY: all deps module modules progs test-packages lint checkpatch test-host test-guest check demo bench bench-probes bench-tools bench-execctl install deb clean
 
 all: module
 
@@ -126,6 +126,16 @@ bench: modules progs
 			--ko build/$$k/lxbsm.ko --out build/bench/vm-$$k/raw.json || exit 1; done; \
 	$(PY) bench/report.py build/bench build/bench/vm-*/raw.json && \
 	echo "make bench: $$(( $$(date +%s) - start )) s wall" | tee build/bench/wall.txt
+
+# What entering lxbsm's hooks costs with empty handlers, as kprobes/kretprobes
+# and as fprobes (bench/probe_cost.py; docs/bench.md, "What the probes cost"):
+# one guest boot per kernel.
+bench-probes: deps progs
+	@for k in $(BENCH_VERSIONS); do bench/probecost/build.sh "$$k" || exit 1; \
+		.venv/bin/lxbsm-vm --kernel "$$k" --no-build $(BENCH_VM_OPTS) --timeout 1800 \
+			--rundir build/bench/probes-$$k -- env LXBSM_BENCH_CLOCK=$(BENCH_CLOCK) \
+			python3 bench/probe_cost.py --out build/bench/probes-$$k/probe_cost.json \
+			|| exit 1; done
 
 # Throughput and peak memory of lxbsm-praudit and lxbsm-auditreduce on a generated
 # 10^6-record trail (docs/praudit.md); e.g. LXBSM_BENCH_TOOLS_ARGS="--tree ../main"

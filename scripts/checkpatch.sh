@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run the kernel's checkpatch.pl over the module's sources.  checkpatch.pl
+# Run the kernel's checkpatch.pl over the module's sources (and bench/probecost's).  checkpatch.pl
 # comes from Debian's linux-source package (installed by make deps) and is
 # unpacked once into build/checkpatch/.
 set -euo pipefail
@@ -36,7 +36,7 @@ declare -A extra=(
 	[kmod/hooks.h]=TRAILING_SEMICOLON
 	[kmod/arch/x86_64.h]=COMPLEX_MACRO
 )
-files=$(ls kmod/*.c kmod/*.h kmod/arch/*.h kmod/include/uapi/*.h kmod/probes/*.c)
+files=$(ls kmod/*.c kmod/*.h kmod/arch/*.h kmod/include/uapi/*.h kmod/probes/*.c bench/probecost/*.c)
 echo "  CHECKPATCH $(echo $files | wc -w) files"
 status=0
 for f in $files; do
