@@ -128,7 +128,7 @@ bench: modules progs
 	echo "make bench: $$(( $$(date +%s) - start )) s wall" | tee build/bench/wall.txt
 
 # What entering lxbsm's hooks costs with empty handlers, as kprobes/kretprobes
-# and as fprobes (bench/probe_cost.py; docs/bench.md, "What the probes cost"):
+# and as fprobes (bench/probe_cost.py; docs/bench.md, "Fifth instruction-counted run"):
 # one guest boot per kernel.
 bench-probes: deps progs
 	@for k in $(BENCH_VERSIONS); do bench/probecost/build.sh "$$k" || exit 1; \

@@ -105,12 +105,12 @@ void lxbsm_cost_enter(struct lxbsm_hook *h, struct lxbsm_cost_mark *m)
 NOKPROBE_SYMBOL(lxbsm_cost_enter);
 
 /*
- * A diagnostic build only (docs/bench.md, "What the probes cost"): with
- * -DLXBSM_DIAG_EMPTY_HANDLERS=0 or =1 every handler returns at once, an entry
- * handler with that value (0: its return is probed too; 1: it is not), so
- * that a benchmark measures what entering the hooks costs with no work in
- * them.  Such a module records nothing from its probes.  -1, the default,
- * is the module itself.
+ * A diagnostic build only (docs/bench.md, "Fifth instruction-counted run"):
+ * with -DLXBSM_DIAG_EMPTY_HANDLERS=0 or =1 every kprobe and kretprobe handler
+ * returns at once, an entry handler with that value (0: its return is probed
+ * too; 1: it is not), so that a benchmark measures what entering the hooks
+ * costs with no work in them.  Such a module records nothing from those
+ * probes.  -1, the default, is the module itself.
  */
 #ifndef LXBSM_DIAG_EMPTY_HANDLERS
 #define LXBSM_DIAG_EMPTY_HANDLERS	(-1)
@@ -787,7 +787,7 @@ int lxbsm_hooks_init(void)
 	int i, ret, on = 0, missing = 0;
 
 	if (LXBSM_DIAG_EMPTY_HANDLERS >= 0)
-		pr_notice("diagnostic build: every handler is empty, nothing is recorded from the hooks\n");
+		pr_notice("diagnostic build: kprobe and kretprobe handlers are empty and record nothing\n");
 	missed_last = 0;
 	missed_lost = 0;
 	ret = cost_init();

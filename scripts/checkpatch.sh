@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Run the kernel's checkpatch.pl over the module's sources (and bench/probecost's).  checkpatch.pl
-# comes from Debian's linux-source package (installed by make deps) and is
-# unpacked once into build/checkpatch/.
+# Run the kernel's checkpatch.pl over the module's sources and
+# bench/probecost's.  checkpatch.pl comes from Debian's linux-source package
+# (installed by make deps) and is unpacked once into build/checkpatch/.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
