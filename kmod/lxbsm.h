@@ -280,8 +280,7 @@ long lxbsm_strncpy_user_nofault(char *dst, const char __user *src, long count);
 const char *lxbsm_user_path(struct lxbsm_rec *r, int dfd, const char __user *name);
 /* The same for a name already in kernel memory. */
 const char *lxbsm_abs_path(struct lxbsm_rec *r, int dfd, const char *name);
-const char *lxbsm_file_path(struct lxbsm_rec *r, int which, const struct file *file);
-/* The path token of lxbsm_file_path(r, 0, @file). */
+/* The path token of @file, made with d_path() in record scratch 0 ("" if it cannot be). */
 void lxbsm_tok_file_path(struct lxbsm_rec *r, const struct file *file);
 struct fs_struct;
 /* fs->root or fs->pwd without fs->lock or waiting; under rcu_read_lock(). */

@@ -155,39 +155,10 @@ static __always_inline bool room(struct lxbsm_rec *r, size_t n, size_t limit)
 	return true;
 }
 
-static __always_inline void put_u8(struct lxbsm_rec *r, u8 v)
-{
-	r->buf[r->len++] = v;
-}
-
-static __always_inline void put_u16(struct lxbsm_rec *r, u16 v)
-{
-	put_unaligned_be16(v, r->buf + r->len);
-	r->len += 2;
-}
-
-static __always_inline void put_u32(struct lxbsm_rec *r, u32 v)
-{
-	put_unaligned_be32(v, r->buf + r->len);
-	r->len += 4;
-}
-
-static __always_inline void put_u64(struct lxbsm_rec *r, u64 v)
-{
-	put_unaligned_be64(v, r->buf + r->len);
-	r->len += 8;
-}
-
-static __always_inline void put_mem(struct lxbsm_rec *r, const void *p, size_t n)
-{
-	memcpy(r->buf + r->len, p, n);
-	r->len += n;
-}
-
 /*
- * The same through a cursor held in a register: a token written by
- * put_u*() reloads r->buf and r->len after every byte stored (a byte store
- * may alias them), one written by w*() between at() and done() does not.
+ * A token is written through a cursor held in a register, between at() and
+ * done(): stores through r->buf + r->len would reload both after every byte
+ * stored (a byte store may alias them).
  */
 static __always_inline u8 *at(struct lxbsm_rec *r)
 {
@@ -414,11 +385,15 @@ void __lxbsm_tok_arg64(struct lxbsm_rec *r, u8 n, u64 value, const char *text, s
 
 void lxbsm_tok_opaque(struct lxbsm_rec *r, const void *data, u16 len)
 {
+	u8 *c;
+
 	if (!room(r, 3 + len, BODY_MAX))
 		return;
-	put_u8(r, AUT_OPAQUE);
-	put_u16(r, len);
-	put_mem(r, data, len);
+	c = at(r);
+	w8(&c, AUT_OPAQUE);
+	w16(&c, len);
+	wmem(&c, data, len);
+	done(r, c);
 }
 
 /* attr32 as the FreeBSD kernel writes it: permission bits, no file type. */
@@ -451,11 +426,15 @@ void lxbsm_tok_attr32(struct lxbsm_rec *r, const struct lxbsm_attr *a)
 
 void lxbsm_tok_exit(struct lxbsm_rec *r, u32 status, u32 retval)
 {
+	u8 *c;
+
 	if (!room(r, 9, BODY_MAX))
 		return;
-	put_u8(r, AUT_EXIT);
-	put_u32(r, status);
-	put_u32(r, retval);
+	c = at(r);
+	w8(&c, AUT_EXIT);
+	w32(&c, status);
+	w32(&c, retval);
+	done(r, c);
 }
 
 /*
@@ -467,6 +446,7 @@ void lxbsm_tok_exit(struct lxbsm_rec *r, u32 status, u32 retval)
 void lxbsm_tok_sockaddr(struct lxbsm_rec *r, const void *sa, size_t len)
 {
 	sa_family_t family;
+	u8 *c;
 
 	if (len < sizeof(family))
 		return;
@@ -476,20 +456,24 @@ void lxbsm_tok_sockaddr(struct lxbsm_rec *r, const void *sa, size_t len)
 
 		if (!room(r, 9, BODY_MAX))
 			return;
-		put_u8(r, AUT_SOCKINET32);
-		put_u16(r, AF_INET);
-		put_mem(r, &in->sin_port, 2);
-		put_mem(r, &in->sin_addr, 4);
+		c = at(r);
+		w8(&c, AUT_SOCKINET32);
+		w16(&c, AF_INET);
+		wmem(&c, &in->sin_port, 2);
+		wmem(&c, &in->sin_addr, 4);
+		done(r, c);
 	} else if (family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
 		const struct sockaddr_in6 *in6 = sa;
 
 		if (!room(r, 21, BODY_MAX))
 			return;
-		put_u8(r, AUT_SOCKINET128);
-		put_u8(r, 0);
-		put_u8(r, AF_INET6);
-		put_mem(r, &in6->sin6_port, 2);
-		put_mem(r, &in6->sin6_addr, 16);
+		c = at(r);
+		w8(&c, AUT_SOCKINET128);
+		w8(&c, 0);
+		w8(&c, AF_INET6);
+		wmem(&c, &in6->sin6_port, 2);
+		wmem(&c, &in6->sin6_addr, 16);
+		done(r, c);
 	} else if (family == AF_UNIX) {
 		const struct sockaddr_un *un = sa;
 		size_t plen = min(len - sizeof(family), sizeof(un->sun_path));
@@ -500,14 +484,27 @@ void lxbsm_tok_sockaddr(struct lxbsm_rec *r, const void *sa, size_t len)
 		n = strnlen(p, plen - abstract);
 		if (!room(r, 3 + abstract + n + 1, BODY_MAX))
 			return;
-		put_u8(r, AUT_SOCKUNIX);
-		put_u8(r, 0);
-		put_u8(r, AF_UNIX);
+		c = at(r);
+		w8(&c, AUT_SOCKUNIX);
+		w8(&c, 0);
+		w8(&c, AF_UNIX);
 		if (abstract)
-			put_u8(r, '@');
-		put_mem(r, p, n);
-		put_u8(r, 0);
+			w8(&c, '@');
+		wmem(&c, p, n);
+		w8(&c, 0);
+		done(r, c);
 	}
+}
+
+/* The head of an exec_args/exec_env token, its count (0 for now) at @head + 1. */
+static void put_strings_head(struct lxbsm_rec *r, u8 id, u32 *head)
+{
+	u8 *c = at(r);
+
+	*head = r->len;
+	w8(&c, id);
+	w32(&c, 0);
+	done(r, c);
 }
 
 /* Keep whole strings only: cut back to the last NUL within @n bytes. */
@@ -529,9 +526,7 @@ void lxbsm_tok_strings_user(struct lxbsm_rec *r, u8 id, const char __user *start
 
 	if (!room(r, 5, BODY_MAX))
 		return;
-	head = r->len;
-	put_u8(r, id);
-	put_u32(r, 0);
+	put_strings_head(r, id, &head);
 	n = min_t(unsigned long, len, min_t(u32, budget, BODY_MAX - r->len));
 	if (copy_from_user_nofault(r->buf + r->len, start, n))
 		n = 0;
@@ -547,9 +542,7 @@ void lxbsm_tok_strings_argv(struct lxbsm_rec *r, u8 id, const void __user *argv,
 
 	if (!argv || !room(r, 5, BODY_MAX))
 		return;
-	head = r->len;
-	put_u8(r, id);
-	put_u32(r, 0);
+	put_strings_head(r, id, &head);
 	start = r->len;
 	for (i = 0; i < MAX_ARG_STRINGS; i++) {
 		const char __user *s;
@@ -833,9 +826,12 @@ static bool rec_close_as(struct lxbsm_rec *r, const struct lxbsm_proc_snap *proc
 	put_subject(r, proc, cred, pid);
 	put_return(r, ret);
 	if (policy & LXBSM_POLICY_SEQ) {
+		u8 *c = at(r);
+
 		r->seq_off = r->len;
-		put_u8(r, AUT_SEQ);
-		put_u32(r, 0);		/* stamped in ring order */
+		w8(&c, AUT_SEQ);
+		w32(&c, 0);		/* stamped in ring order */
+		done(r, c);
 	}
 	put_trailer(r);
 	return true;

@@ -28,15 +28,7 @@ long lxbsm_strncpy_user_nofault(char *dst, const char __user *src, long count)
 	return ret;
 }
 
-/* d_path() into record scratch @which; "" if the path cannot be made. */
-const char *lxbsm_file_path(struct lxbsm_rec *r, int which, const struct file *file)
-{
-	char *buf = lxbsm_rec_pathbuf(r, which);
-	char *p = lxbsm_d_path(&file->f_path, buf, LXBSM_PATH_MAX);
-
-	return IS_ERR(p) ? "" : p;
-}
-
+/* d_path() into record scratch 0; "" if the path cannot be made. */
 void lxbsm_tok_file_path(struct lxbsm_rec *r, const struct file *file)
 {
 	char *buf = lxbsm_rec_pathbuf(r, 0);
