@@ -60,7 +60,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -144,6 +144,30 @@ def stop_process(
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def prepare_work() -> None:
+    """WORK on a tmpfs of its own, with copies of lat_sys and hello (LAT_SYS
+    and HELLO then name them) and WRITE_DIR: timings on 9p or the guest's
+    overlays swing with the host (sh's /bin/sh stays on the root)."""
+    global LAT_SYS, HELLO
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir(parents=True)
+    sh("mount", "-t", "tmpfs", "-o", "size=1g,mode=0755", "lxbsm-bench", str(WORK))
+    WORK.chmod(0o755)
+    for prog in (LAT_SYS, HELLO):
+        shutil.copy2(prog, WORK / prog.name)
+    LAT_SYS, HELLO = WORK / LAT_SYS.name, WORK / HELLO.name
+    WRITE_DIR.mkdir(mode=0o755)
+
+
+def round_order(configs: Sequence[str], r: int) -> list[str]:
+    """The configurations of round @r: rotated to start at the r-th, and
+    backwards in odd rounds (rotation alone keeps every configuration after
+    the same one)."""
+    k = r % len(configs)
+    order = [*configs[k:], *configs[:k]]
+    return order[::-1] if r % 2 else order
 
 
 def settle() -> None:
@@ -701,13 +725,7 @@ class Bench:
             raise RuntimeError(f"idle: the module wrote {n} records with nothing pre-selected")
 
     def latency_round(self, r: int, out: dict[str, Any]) -> None:
-        k = r % len(self.configs)
-        order = self.configs[k:] + self.configs[:k]
-        if r % 2:
-            # Rotation alone keeps every configuration after the same one
-            # (none always after auditd_frfw): odd rounds go backwards.
-            order = order[::-1]
-        for config in order:
+        for config in round_order(self.configs, r):
             self.enter(config)
             try:
                 settle()
@@ -874,18 +892,8 @@ def main() -> int:
         c for c in os.environ.get("LXBSM_BENCH_CONFIGS", ",".join(CONFIGS)).split(",") if c
     )
     start = time.monotonic()
-    shutil.rmtree(WORK, ignore_errors=True)
-    WORK.mkdir(parents=True)
-    # Files and trails on a tmpfs of their own: timings on 9p or the guest's
-    # overlays swing with the host.
-    sh("mount", "-t", "tmpfs", "-o", "size=1g,mode=0755", "lxbsm-bench", str(WORK))
-    WORK.chmod(0o755)
-    # ... and the programs measured too (sh's /bin/sh stays on the root).
-    global LAT_SYS, HELLO
-    for prog in (LAT_SYS, HELLO):
-        shutil.copy2(prog, WORK / prog.name)
-    LAT_SYS, HELLO = WORK / LAT_SYS.name, WORK / HELLO.name
-    WRITE_DIR.mkdir(mode=0o755)
+    # Files and trails on a tmpfs of their own, and the programs measured.
+    prepare_work()
     subprocess.run(
         ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "audit"],
         capture_output=True,

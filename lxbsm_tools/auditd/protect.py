@@ -660,8 +660,7 @@ def prepare_journal(path: str, uid: int, gid: int) -> None:
         finally:
             os.close(fd)
     # The compaction lock (Store.locked()), made here so that it is the daemon user's too.
-    flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-    os.close(os.open(store.root / "lock", flags, 0o644))
+    store.make_lock_file()
     if uid < 0:
         return
     for top, dirs, names in os.walk(store.root):

@@ -103,6 +103,11 @@ class Store:
     def create(self) -> None:
         for d in (self.root, self.objects, self.baselines_dir, self.journal_dir):
             d.mkdir(mode=0o700, exist_ok=True)
+        self.make_lock_file()
+
+    def make_lock_file(self) -> None:
+        """DIR/lock, for locked(), if it is not there (0644; never through a
+        symbolic link)."""
         flags = os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
         os.close(os.open(self.root / "lock", flags, 0o644))
 

@@ -29,8 +29,8 @@ def test_summary_pairs_each_round_with_its_none() -> None:
         "rounds_n": 3,
         "rounds": {
             "none": {"open_close": [10.0, 20.0, 10.0], "tcp_connect": [100.0, 200.0, 100.0]},
-            "open_kprobe": [11.0, 22.0, 11.5],
-            "tcp_kprobe": [102.0, 204.0, 101.0],
+            "open_kprobe": {"open_close": [11.0, 22.0, 11.5]},
+            "tcp_kprobe": {"tcp_connect": [102.0, 204.0, 101.0]},
         },
     }
     lines = pc.summary(out)
